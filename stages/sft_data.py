@@ -1,0 +1,36 @@
+"""Turn prompt/completion examples into Trainer-ready rows with loss on answer tokens only."""
+
+from __future__ import annotations
+
+IGNORE_INDEX = -100  # label value the loss skips (transformers' convention)
+
+
+def encode_example(prompt: str, completion: str, tokenizer, max_length: int) -> dict:
+    """Encode one example: prompt tokens are masked out of the loss, completion + eos are learned."""
+    # Prompt and completion are encoded separately, exactly as lm-eval encodes context and
+    # continuation, so training and evaluation see the same token boundaries.
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False):
+        prompt_ids = [tokenizer.bos_token_id] + prompt_ids
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def tokenize_for_sft(dataset, tokenizer, max_length: int):
+    """Map a `datasets.Dataset` with `prompt`/`completion` columns to input_ids/attention_mask/labels."""
+    return dataset.map(
+        lambda row: encode_example(row["prompt"], row["completion"], tokenizer, max_length),
+        remove_columns=dataset.column_names,
+        desc="tokenize",
+    )
+
+
+def count_fully_truncated(dataset, tokenizer, max_length: int) -> int:
+    """Count examples whose answer would be cut away entirely by max_length."""
+    count = 0
+    for row in dataset:
+        n_prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+        count += n_prompt >= max_length
+    return count
