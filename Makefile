@@ -1,0 +1,34 @@
+# Every target sets itself up: a virtual environment with torch pinned to the CPU-friendly 2.13.0.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+RUN     := $(VENV)/bin/pipeline
+export DS_BUILD_OPS ?= 0
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup promot test validate ls clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project
+
+promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
+	$(RUN) run recipes/promot.yaml
+
+test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
+	$(PY) -m pytest -q
+
+validate: $(STAMP)
+	$(RUN) validate recipes/promot.yaml
+
+ls: $(STAMP)
+	$(RUN) ls
+
+clean:
+	rm -rf runs

@@ -1,0 +1,130 @@
+"""`pipeline` command line: run, validate, ls, report. Heavy libraries are imported only when a command needs them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.errors import UserError
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """Accept a path to a recipe file, or the name of a shipped recipe (see `pipeline ls`)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = RECIPES_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    raise UserError(f"{name_or_path}: no such recipe file (and no shipped recipe of that name; see `pipeline ls`)")
+
+
+def load(args):
+    """Load and validate the recipe named on the command line."""
+    from pipeline.config import load_recipe
+
+    path = recipe_path(args.recipe)
+    return path, load_recipe(path, args.set or [])
+
+
+def cmd_run(args) -> int:
+    """Train and evaluate every recipe in the file; write results.csv and report.md."""
+    from pipeline.orchestrator import run_dir_for, run_recipe
+    from pipeline.validate import check_recipe
+
+    path, recipe = load(args)
+    problems = check_recipe(recipe)
+    if problems:
+        raise UserError("\n".join(problems))
+    run_dir = run_dir_for(recipe, args.run_dir)
+    _setup_logging()
+    run_recipe(recipe, run_dir, path, only=args.only or [])
+    print(f"done: {run_dir}/report.md")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    """Check the recipe, its data, model and suites; train nothing."""
+    from pipeline.validate import check_recipe
+
+    path, recipe = load(args)
+    problems = check_recipe(recipe)
+    if problems:
+        raise UserError("\n".join(problems))
+    n_stages = sum(len(s) for s in recipe.stages.values())
+    print(f"ok: {path}: {len(recipe.stages)} recipes, {n_stages} training stages, seeds {recipe.seeds}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    """List shipped recipes, stage kinds and evaluation suites."""
+    from evaluation.suites import SUITES
+    from stages import STAGES
+
+    print("recipes:")
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        print(f"  {path.stem:<20} {path}")
+    print("stages:")
+    for kind, module in STAGES.items():
+        print(f"  {kind:<20} {(module.__doc__ or '').strip().splitlines()[0]}")
+    print("suites:")
+    for name, suite in SUITES.items():
+        print(f"  {name:<20} {suite.suite_kind:<8} {', '.join(suite.tasks)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Rebuild report.md and the plot from a run folder's results.csv."""
+    from pipeline.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "results.csv").exists():
+        raise UserError(f"{run_dir}/results.csv: not found (is this a finished run folder?)")
+    print(write_report(run_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree; kept import-light so `--help` is instant."""
+    parser = argparse.ArgumentParser(prog="pipeline", description="Fine-tune without forgetting: staged ProMoT / DMT recipes, measured after every stage.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_ in [("run", cmd_run, cmd_run.__doc__), ("validate", cmd_validate, cmd_validate.__doc__)]:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("recipe", help="recipe YAML file, or a shipped recipe name (pipeline ls)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set seeds=[0] (repeatable)")
+        p.set_defaults(func=func)
+        if name == "run":
+            p.add_argument("--run-dir", help="run folder (default: runs_root/name)")
+            p.add_argument("--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)")
+    p = sub.add_parser("ls", help=cmd_ls.__doc__, description=cmd_ls.__doc__)
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
+    p.add_argument("run_dir", help="a run folder")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line each on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:  # raised anywhere: config, data loaders, run lock
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+def _setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("lm-eval", "lm_eval", "datasets", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

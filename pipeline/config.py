@@ -1,0 +1,191 @@
+"""The recipe file: typed configuration for a comparison of training recipes on one base model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline.typed_yaml import Builder, ConfigError, load_yaml
+
+EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
+
+
+@dataclass
+class ModelConfig:
+    """Which base model every recipe starts from."""
+
+    path: str = field(default=EMBEDDED, metadata={"help": "'embedded' (tiny offline model), a local folder or a hub id"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run model code from the hub; off unless set"})
+
+    def __post_init__(self):
+        if not self.path:
+            raise ValueError("model.path: must not be empty")
+
+
+@dataclass
+class TargetConfig:
+    """The task we fine-tune on (ProMoT's target task)."""
+
+    name: str = field(default="letter_rule", metadata={"help": "short name used in results"})
+    train: str = field(default="embedded:letter_rule", metadata={"help": "embedded:<task>, a .jsonl/.parquet/.csv file or a hub id"})
+    test: str | None = field(default=None, metadata={"help": "held-out test data; default: the test split of `train`"})
+    format: str = field(default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"})
+    train_rows: int | None = field(default=None, metadata={"help": "cap on training rows (None: all)"})
+    test_rows: int = field(default=200, metadata={"help": "rows of the test split to generate or keep"})
+    labels: list[str] = field(default_factory=list, metadata={"help": "answer labels, for the format-leak measure"})
+
+    def __post_init__(self):
+        if self.train_rows is not None and self.train_rows < 1:
+            raise ValueError(f"target.train_rows: must be >= 1, got {self.train_rows}")
+        if self.test_rows < 1:
+            raise ValueError(f"target.test_rows: must be >= 1, got {self.test_rows}")
+
+
+@dataclass
+class EvaluationConfig:
+    """The held-out evaluation run on the base model and after every stage."""
+
+    general_suite: str = field(default="embedded_general", metadata={"help": "a registered suite (pipeline ls)"})
+    general_tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval task names; replace the suite"})
+    limit: int | None = field(default=100, metadata={"help": "examples per task (None: all)"})
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"evaluation.limit: must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ValueError(f"evaluation.batch_size: must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class RecipeFile:
+    """A recipe file: one base model, one target, one evaluation, and named recipes of stages."""
+
+    name: str
+    recipes: dict[str, list[dict]]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
+    runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
+    stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"name: must be a plain folder name, got {self.name!r}")
+        if not self.seeds:
+            raise ValueError("seeds: must list at least one seed")
+        if not self.recipes:
+            raise ValueError("recipes: must define at least one recipe")
+        if self.max_length < 8:
+            raise ValueError(f"max_length: must be >= 8, got {self.max_length}")
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
+    """Load, override and validate a recipe file; raises ConfigError listing every problem."""
+    path = Path(path)
+    data = load_yaml(path)
+    for key in [k for k in data if str(k).startswith("x-")]:
+        del data[key]  # `x-` keys only hold YAML anchors shared by stages (as in docker-compose)
+    builder = Builder(str(path))
+    for item in overrides:
+        apply_override(data, item, builder)
+    recipe = builder.build(RecipeFile, data)
+    raw_recipes = data.get("recipes") if isinstance(data, dict) else None
+    if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
+        stages = build_stages(raw_recipes, raw_recipes, builder)  # checked even when other fields failed
+        if recipe is not None:
+            recipe.stages = stages
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return recipe
+
+
+def build_stages(recipes: dict, raw: dict, builder: Builder) -> dict:
+    """Turn each recipe's list of stage mappings into typed stage configs, checking the hand-offs."""
+    from stages import STAGES
+
+    lines = getattr(raw, "lines", {})
+    built = {}
+    for recipe_name, items in recipes.items():
+        where = lines.get(recipe_name)
+        if not items:
+            builder.error(f"recipes.{recipe_name}", where, "empty stage list")
+            continue
+        configs = []
+        for i, item in enumerate(items):
+            path = f"recipes.{recipe_name}[{i}]"
+            line = getattr(item, "lines", {}).get("kind", where)
+            kind = item.get("kind") if isinstance(item, dict) else None
+            if kind not in STAGES or kind == "evaluate":
+                trainable = sorted(k for k in STAGES if k != "evaluate")
+                builder.error(f"{path}.kind", line, f"unknown stage kind {kind!r}; one of {trainable}")
+                continue
+            body = {k: v for k, v in item.items() if k != "kind"}
+            body = type(item)(body)
+            body.lines = getattr(item, "lines", {})
+            config = builder.build(STAGES[kind].Config, body, path, line)
+            if config is not None:
+                configs.append(config)
+        check_handoffs(recipe_name, configs, builder, where)
+        built[recipe_name] = configs
+    return built
+
+
+def check_handoffs(recipe_name: str, configs: list, builder: Builder, line) -> None:
+    """Stage names are unique, and a stage that needs a soft prompt names an earlier prompt stage."""
+    seen = {}
+    for config in configs:
+        if config.name in seen:
+            builder.error(f"recipes.{recipe_name}", line, f"stage name {config.name!r} used twice")
+        prompt_from = getattr(config, "prompt_from", None)
+        if prompt_from is not None and seen.get(prompt_from) != "prompt_tune":
+            builder.error(
+                f"recipes.{recipe_name}.{config.name}.prompt_from", line,
+                f"needs an earlier prompt_tune stage named {prompt_from!r}",
+            )
+        seen[config.name] = config.kind
+
+
+def apply_override(data: dict, item: str, builder: Builder) -> None:
+    """Apply one `--set a.b.c=value` (value parsed as YAML) to the raw recipe data."""
+    key, sep, raw_value = item.partition("=")
+    if not sep or not key:
+        builder.error(f"--set {item}", None, "expected key=value")
+        return
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            builder.error(f"--set {key}", None, f"cannot descend into {part!r}")
+            return
+    last = parts[-1]
+    value = yaml.safe_load(raw_value)
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        builder.error(f"--set {key}", None, f"cannot set {last!r}")
+
+
+def resolved_dict(recipe: RecipeFile) -> dict:
+    """The fully resolved config as plain data, with every default filled in."""
+    data = dataclasses.asdict(recipe)
+    data["recipes"] = {name: [stage_dict(c) for c in configs] for name, configs in recipe.stages.items()}
+    data.pop("stages")
+    return data
+
+
+def stage_dict(config) -> dict:
+    """A typed stage config as plain data with its kind first."""
+    body = {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(config).items()}
+    return {"kind": config.kind, **{k: v for k, v in body.items() if k != "kind"}}

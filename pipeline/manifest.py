@@ -1,0 +1,95 @@
+"""manifest.json: code version, data hashes, row counts, stage status and the hand-offs between stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline.atomic import write_json
+
+
+def code_version() -> str:
+    """The git commit of this checkout (with '+dirty' when modified), else the package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"forgetless {version('forgetless')}"
+
+
+class Manifest:
+    """The run's self-description, rewritten atomically after every change."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data = path, data
+
+    @classmethod
+    def open(cls, run_dir: Path, recipe_path: Path) -> "Manifest":
+        """Load the run's manifest, or start one."""
+        path = run_dir / "manifest.json"
+        data = json.loads(path.read_text()) if path.exists() else {"created": _now(), "stages": {}}
+        data["code_version"] = code_version()
+        data["recipe_file"] = {"path": str(recipe_path), "sha256": _sha256(recipe_path)}
+        data["status"] = "running"
+        manifest = cls(path, data)
+        manifest.save()
+        return manifest
+
+    def save(self) -> None:
+        """Atomically write the manifest."""
+        write_json(self.path, self.data)
+
+    def record_base(self, base_dir: Path) -> None:
+        """Record the base model and how it was built."""
+        build = Path(base_dir) / "build.json"
+        self.data["base_model"] = {"path": str(base_dir),
+                                   "build": json.loads(build.read_text()) if build.exists() else None}
+        self.save()
+
+    def record_data(self, counts: dict, fingerprints: dict) -> None:
+        """Record row counts and content hashes of every data source."""
+        self.data["data"] = {"rows": counts, "sha256": fingerprints}
+        self.save()
+
+    def stage_started(self, stage_id: str, kind: str, ctx) -> None:
+        """Mark a stage running and record its inputs (the hand-off from the previous stage)."""
+        self.data["stages"][stage_id] = {
+            "kind": kind, "status": "running", "started": _now(), "seed": ctx.seed,
+            "input_model": str(ctx.model_dir),
+            "input_adapter": str(ctx.adapter_dir) if ctx.adapter_dir else None,
+            "input_prompts": {k: str(v) for k, v in ctx.adapters.items()},
+        }
+        self.save()
+
+    def stage_finished(self, stage_id: str, result, seconds: float) -> None:
+        """Mark a stage done and record its outputs."""
+        entry = self.data["stages"][stage_id]
+        entry.update(status="done", finished=_now(), seconds=seconds, output_model=str(result.model_dir),
+                     output_adapter=str(result.adapter_dir) if result.adapter_dir else None)
+        self.save()
+
+    def finish(self) -> None:
+        """Mark the whole run complete."""
+        self.data["status"] = "done"
+        self.data["finished"] = _now()
+        self.save()
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,140 @@
+"""The orchestrator: orders stages, hands each stage's checkpoint to the next, skips finished stages.
+
+It knows no training details: a stage is `STAGES[kind].run(config, ctx) -> StageResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pipeline import results
+from pipeline.atomic import write_json, write_text
+from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
+from pipeline.manifest import Manifest
+from pipeline.run_lock import RunLock
+from stages.context import StageContext, StageResult
+
+log = logging.getLogger(__name__)
+DONE = "DONE.json"  # completion marker, written last and atomically
+
+
+def run_dir_for(recipe: RecipeFile, run_dir: str | None) -> Path:
+    """The run folder: --run-dir if given, else runs_root/name."""
+    return Path(run_dir) if run_dir else Path(recipe.runs_root) / recipe.name
+
+
+def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = ()) -> Path:
+    """Run every recipe x seed of a recipe file into `run_dir`, then write results and report."""
+    import yaml
+
+    with RunLock(run_dir):
+        write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
+        manifest = Manifest.open(run_dir, recipe_path)
+        base_dir = resolve_base_model(recipe, manifest)
+        tokenizer = _load_tokenizer(base_dir, recipe.model.trust_remote_code)
+        from data_recipes.target import load_target
+
+        target = load_target(recipe.target, tokenizer, run_dir / "data")
+        manifest.record_data(target.counts, target.fingerprints)
+        shared = _shared_context(recipe, target)
+        base_eval = run_stage(manifest, run_dir / "base" / "evaluate", "base/evaluate", "evaluate",
+                              _eval_config(recipe), StageContext(stage_dir=run_dir / "base" / "evaluate",
+                                                                 model_dir=base_dir, seed=0, **shared))
+        rows = []
+        for seed in recipe.seeds:
+            for name, configs in recipe.stages.items():
+                if only and name not in only:
+                    continue
+                rows += results.stage_rows(name, seed, "base", base_eval.rows)
+                rows += run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, target, shared)
+        results.write_csv(run_dir / "results.csv", rows)
+        from pipeline.report import write_report
+
+        write_report(run_dir)
+        manifest.finish()
+    return run_dir
+
+
+def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, target, shared) -> list[dict]:
+    """Train one recipe's stages in order, evaluating after each; returns its results rows."""
+    rows, model_dir, adapter, adapters = [], base_dir, None, {}
+    for config in configs:
+        stage_id = f"seed{seed}/{name}/{config.name}"
+        stage_dir = run_dir / stage_id
+        ctx = StageContext(stage_dir=stage_dir, model_dir=model_dir, seed=seed, adapters=dict(adapters),
+                           train_data=target.train, **shared)
+        result = run_stage(manifest, stage_dir, stage_id, config.kind, config, ctx)
+        model_dir, adapter = result.model_dir, result.adapter_dir or adapter
+        if config.kind == "prompt_tune":
+            adapters[config.name] = result.adapter_dir
+        eval_dir = run_dir / f"{stage_id}-eval"
+        eval_ctx = StageContext(stage_dir=eval_dir, model_dir=model_dir, seed=seed, adapter_dir=adapter, **shared)
+        evaluated = run_stage(manifest, eval_dir, f"{stage_id}-eval", "evaluate", _eval_config(recipe), eval_ctx)
+        rows += results.stage_rows(name, seed, config.name, evaluated.rows)
+    return rows
+
+
+def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, config, ctx: StageContext) -> StageResult:
+    """Run one stage unless its completion marker exists; record the hand-off in the manifest."""
+    from stages import STAGES
+
+    marker = stage_dir / DONE
+    if marker.exists():
+        log.info("skip %s (done)", stage_id)
+        return _load_result(marker)
+    log.info("run %s (%s)", stage_id, kind)
+    manifest.stage_started(stage_id, kind, ctx)
+    started = time.perf_counter()
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    result = STAGES[kind].run(config, ctx)
+    seconds = round(time.perf_counter() - started, 2)
+    write_json(marker, _result_json(result, seconds))
+    manifest.stage_finished(stage_id, result, seconds)
+    return result
+
+
+def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
+    """The base checkpoint folder; the embedded default is built once and cached."""
+    if recipe.model.path != EMBEDDED:
+        return Path(recipe.model.path) if Path(recipe.model.path).exists() else recipe.model.path
+    from embedded.model import ensure_base_model
+
+    base = ensure_base_model()
+    manifest.record_base(base)
+    return base
+
+
+def _shared_context(recipe: RecipeFile, target) -> dict:
+    from evaluation.suites import SUITES, hub_suite
+
+    ev = recipe.evaluation
+    general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
+    extra = {"general_suite": general, "target_suite": target.suite, "labels": target.labels}
+    return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra}
+
+
+def _eval_config(recipe: RecipeFile):
+    from stages.evaluate import Config
+
+    return Config(limit=recipe.evaluation.limit, batch_size=recipe.evaluation.batch_size)
+
+
+def _load_tokenizer(model_dir, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+
+
+def _result_json(result: StageResult, seconds: float) -> dict:
+    return {"model_dir": str(result.model_dir), "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
+            "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
+
+
+def _load_result(marker: Path) -> StageResult:
+    import json
+
+    data = json.loads(marker.read_text())
+    return StageResult(model_dir=Path(data["model_dir"]), metrics=data["metrics"], rows=data["rows"],
+                       adapter_dir=Path(data["adapter_dir"]) if data["adapter_dir"] else None)

@@ -1,0 +1,132 @@
+"""report.md and report.png from results.csv: forgetting next to target gains, per recipe and stage."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from pipeline.atomic import write_bytes, write_text
+from pipeline.results import read_csv
+
+LEAK = "format_leak"
+
+
+def summarise(frame):
+    """Per (recipe, seed, stage): general mean, target score and format-leak share."""
+    import pandas as pd
+
+    scores = frame[frame.metric != LEAK]
+    keys = ["recipe", "seed", "stage"]
+    general = scores[scores.suite == "general"].groupby(keys, sort=False).score.mean().rename("general")
+    target = scores[scores.suite == "target"].groupby(keys, sort=False).score.mean().rename("target")
+    leak = frame[frame.metric == LEAK].groupby(keys, sort=False).score.mean().rename("format_leak")
+    table = pd.concat([general, target, leak], axis=1).reset_index()
+    base = table[table.stage == "base"].set_index(["recipe", "seed"]).general
+    table["forgetting"] = table.general - table.set_index(["recipe", "seed"]).index.map(base).to_numpy()
+    return table
+
+
+def over_seeds(table):
+    """Mean and sd over seeds for every (recipe, stage), keeping stage order."""
+    columns = ["general", "forgetting", "target", "format_leak"]
+    grouped = table.groupby(["recipe", "stage"], sort=False)[columns]
+    mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    return mean, sd, grouped.size().rename("seeds")
+
+
+def _cell(mean, sd, seeds) -> str:
+    if mean != mean:  # NaN: not measured at this stage
+        return "–"
+    return f"{mean:.3f} ± {sd:.3f}" if seeds > 1 else f"{mean:.3f}"
+
+
+def stage_table(mean, sd, seeds) -> str:
+    """Markdown: one row per recipe and stage, base first."""
+    import pandas as pd
+
+    rows = []
+    for (recipe, stage), m in mean.iterrows():
+        s, n = sd.loc[(recipe, stage)], int(seeds.loc[(recipe, stage)])
+        rows.append({"recipe": recipe, "stage": stage, **{c: _cell(m[c], s[c], n) for c in mean.columns}})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def task_table(frame) -> str:
+    """Markdown: every task's score per recipe and stage (mean over seeds)."""
+    scores = frame[frame.metric != LEAK]
+    pivot = scores.pivot_table(index=["suite", "task"], columns=["recipe", "stage"], values="score",
+                               aggfunc="mean", sort=False)
+    pivot.columns = [f"{r}/{s}" for r, s in pivot.columns]
+    return pivot.round(3).to_markdown()
+
+
+def promot_checks(mean, seeds) -> list[str]:
+    """The issue's bar for the ProMoT comparison, measured; lines of markdown (empty if not applicable)."""
+    final = {r: mean.loc[r].iloc[-1] for r in mean.index.get_level_values(0).unique()}
+    if not {"sft", "promot"} <= final.keys():
+        return []
+    base = mean.loc["sft"].loc["base"].general
+    sft, promot = final["sft"], final["promot"]
+    checks = [
+        ("SFT forgets: general drop >= 0.20", -sft.forgetting >= 0.20, f"drop {-sft.forgetting:.3f}"),
+        ("ProMoT keeps >= 80% of base general", promot.general >= 0.8 * base,
+         f"{promot.general:.3f} / {base:.3f} = {promot.general / base:.1%}"),
+        ("ProMoT target within 0.05 of SFT", abs(promot.target - sft.target) <= 0.05,
+         f"{promot.target:.3f} vs {sft.target:.3f}"),
+        ("ProMoT format leak < 10%", promot.format_leak < 0.10, f"{promot.format_leak:.1%}"),
+        ("SFT format leak > 30%", sft.format_leak > 0.30, f"{sft.format_leak:.1%}"),
+    ]
+    lines = ["| check | measured | pass |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, ok, value in checks]
+    return lines
+
+
+def plot(table) -> bytes:
+    """PNG: general and target score across stages, one line per recipe (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for recipe, part in table.groupby("recipe", sort=False):
+        means = part.groupby("stage", sort=False)[["general", "target"]].mean()
+        for ax, column in zip(axes, ["general", "target"]):
+            ax.plot(range(len(means)), means[column], marker="o", label=recipe)
+            ax.set_xticks(range(len(means)), means.index, rotation=15)
+    for ax, title in zip(axes, ["general suite (no prompt)", "target task (prompt where one exists)"]):
+        ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score")
+    axes[1].legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write report.md and report.png into the run folder from its results.csv."""
+    run_dir = Path(run_dir)
+    frame = read_csv(run_dir / "results.csv")
+    table = summarise(frame)
+    mean, sd, seeds = over_seeds(table)
+    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
+    write_bytes(run_dir / "report.png", plot(table))
+    parts = [
+        f"# Report: {run_dir.name}",
+        f"code version `{manifest.get('code_version', '?')}`, seeds {sorted(frame.seed.unique().tolist())}. "
+        "General = mean score of the held-out general suite (run without any soft prompt); "
+        "forgetting = general − base general (negative means forgotten); target = target-task score "
+        "(with the soft prompt where the recipe has one); format_leak = share of general-suite answers "
+        "that are in the target task's label format. Values are mean ± sd over seeds.",
+        "## Base → each stage", stage_table(mean, sd, seeds),
+    ]
+    checks = promot_checks(mean, seeds)
+    if checks:
+        parts += ["## ProMoT vs SFT: the bar", "\n".join(checks)]
+    parts += ["## Per task (mean over seeds)", task_table(frame), "![scores across stages](report.png)"]
+    return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")

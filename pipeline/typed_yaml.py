@@ -1,0 +1,163 @@
+"""Load YAML into typed dataclasses, collecting every problem as one line naming field, file and line."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import UserError
+
+
+class ConfigError(UserError):
+    """One or more user errors in a recipe; str() is one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class LineDict(dict):
+    """A dict that remembers the YAML line of each key, so errors can point at it."""
+
+    lines: dict
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings are LineDicts."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    mapping = LineDict(loader.construct_mapping(node, deep=deep))
+    mapping.lines = {loader.construct_object(k): k.start_mark.line + 1 for k, _ in node.value}
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: Path):
+    """Parse a YAML file into LineDicts; a syntax error becomes a one-line ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    try:
+        data = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: invalid YAML ({getattr(err, 'problem', err)})"]) from None
+    return data if data is not None else LineDict()
+
+
+class Builder:
+    """Builds typed dataclasses from plain data and collects problems instead of stopping at the first."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.problems: list[str] = []
+
+    def error(self, field: str, line: int | None, message: str) -> None:
+        """Record one problem, located as `file:line: field: message`."""
+        where = f"{self.source}:{line}" if line else self.source
+        self.problems.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+    def build(self, cls, data, field: str = "", line: int | None = None):
+        """Return an instance of `cls` from `data`, or None after recording problems."""
+        if not isinstance(data, dict):
+            self.error(field or "<root>", line, f"expected a mapping, got {type(data).__name__}")
+            return None
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        lines = getattr(data, "lines", {})
+        kwargs, ok = {}, True
+        for key, value in data.items():
+            path = f"{field}.{key}" if field else str(key)
+            if key not in fields:
+                hint = difflib.get_close_matches(str(key), fields, n=1)
+                suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; valid keys: {', '.join(fields)}"
+                self.error(path, lines.get(key, line), f"unknown key{suggestion}")
+                ok = False
+                continue
+            hints = typing.get_type_hints(cls)
+            converted = self.convert(hints[key], value, path, lines.get(key, line))
+            if converted is _INVALID:
+                ok = False
+            else:
+                kwargs[key] = converted
+        for name, f in fields.items():
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and name not in data:
+                self.error(f"{field}.{name}" if field else name, line, "missing required field")
+                ok = False
+        if not ok:
+            return None
+        try:
+            return cls(**kwargs)
+        except ValueError as err:  # __post_init__ names the field in its message
+            self.error("", line, str(err))
+            return None
+
+    def convert(self, hint, value, path: str, line: int | None):
+        """Check and convert one value against a type hint; returns _INVALID after recording a problem."""
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            inner = [a for a in args if a is not type(None)]
+            return self.convert(inner[0], value, path, line)
+        if dataclasses.is_dataclass(hint):
+            built = self.build(hint, value, path, line)
+            return _INVALID if built is None else built
+        if origin is list:
+            if not isinstance(value, list):
+                return self._wrong(path, line, "a list", value)
+            items = [self.convert(args[0], v, f"{path}[{i}]", line) for i, v in enumerate(value)]
+            return _INVALID if any(i is _INVALID for i in items) else items
+        if origin is dict:
+            if not isinstance(value, dict):
+                return self._wrong(path, line, "a mapping", value)
+            lines = getattr(value, "lines", {})
+            out = {k: self.convert(args[1], v, f"{path}.{k}", lines.get(k, line)) for k, v in value.items()}
+            return _INVALID if any(v is _INVALID for v in out.values()) else out
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            choices = [m.value for m in hint]
+            if value not in choices:
+                hint_ = difflib.get_close_matches(str(value), choices, n=1)
+                extra = f"; did you mean '{hint_[0]}'?" if hint_ else ""
+                self.error(path, line, f"must be one of {choices}, got {value!r}{extra}")
+                return _INVALID
+            return hint(value)
+        if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if hint is float and isinstance(value, str):
+            try:  # YAML reads 1e-3 as a string; accept it as the number it plainly is
+                return float(value)
+            except ValueError:
+                pass
+        if hint is typing.Any or (isinstance(hint, type) and isinstance(value, hint) and not _bool_as_number(hint, value)):
+            return value
+        return self._wrong(path, line, _type_name(hint), value)
+
+    def _wrong(self, path, line, expected, value):
+        self.error(path, line, f"expected {expected}, got {type(value).__name__} {value!r}")
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def _bool_as_number(hint, value) -> bool:
+    return hint in (int, float) and isinstance(value, bool)
+
+
+def _type_name(hint) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))

@@ -1,0 +1,70 @@
+"""Checks that need more than the recipe's types: suites, model path, data sources. Nothing is trained."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.config import EMBEDDED, RecipeFile
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+def check_recipe(recipe: RecipeFile) -> list[str]:
+    """Return one line per problem found (empty when the recipe can run)."""
+    return [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_stages(recipe)]
+
+
+def check_model(recipe: RecipeFile) -> list[str]:
+    """The base model is the embedded one, a folder with a config, or something shaped like a hub id."""
+    path = recipe.model.path
+    if path == EMBEDDED:
+        return []
+    folder = Path(path)
+    if folder.exists():
+        return [] if (folder / "config.json").exists() else [f"model.path: {path}: folder has no config.json"]
+    if folder.is_absolute() or path.startswith(".") or not HUB_ID.match(path):
+        return [f"model.path: {path}: no such folder"]
+    return []  # a hub id: checked when it is loaded
+
+
+def check_suites(recipe: RecipeFile) -> list[str]:
+    """The general suite is registered (or explicit lm-eval task names are given)."""
+    from evaluation.suites import SUITES
+
+    ev = recipe.evaluation
+    if ev.general_tasks or ev.general_suite in SUITES:
+        return []
+    return [f"evaluation.general_suite: unknown suite {ev.general_suite!r}; one of {sorted(SUITES)}"]
+
+
+def check_target(recipe: RecipeFile) -> list[str]:
+    """The target data exists: an embedded task, a local file, or a hub id."""
+    from data_recipes.target import EMBEDDED_PREFIX
+
+    problems = []
+    for field in ("train", "test"):
+        source = getattr(recipe.target, field)
+        if source is None:
+            continue
+        if source.startswith(EMBEDDED_PREFIX):
+            from embedded.tasks import TARGET_TASKS
+
+            task = source[len(EMBEDDED_PREFIX):]
+            if task not in TARGET_TASKS:
+                problems.append(f"target.{field}: unknown embedded task {task!r}; one of {sorted(TARGET_TASKS)}")
+        elif source.endswith(DATA_SUFFIXES) and not Path(source).exists():
+            problems.append(f"target.{field}: {source}: file not found")
+    return problems
+
+
+def check_stages(recipe: RecipeFile) -> list[str]:
+    """Stage settings that depend on other sections."""
+    problems = []
+    for name, configs in recipe.stages.items():
+        for config in configs:
+            init = getattr(getattr(config, "init", None), "value", None)
+            if init == "class_labels" and not recipe.target.labels and not recipe.target.train.startswith("embedded:"):
+                problems.append(f"recipes.{name}.{config.name}.init: class_labels needs target.labels")
+    return problems

@@ -1,0 +1,49 @@
+"""Stage: held-out evaluation. General suite WITHOUT the soft prompt, target task WITH it where one exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.context import StageContext, StageResult
+
+
+@dataclass
+class Config:
+    """Evaluation settings; built by the orchestrator from the recipe's `evaluation` section."""
+
+    name: str = "evaluate"
+    limit: int | None = 100
+    batch_size: int = 64
+
+    kind = "evaluate"
+
+
+def run(config: Config, ctx: StageContext) -> StageResult:
+    """Score the checkpoint on the general suite and the target suite; returns results rows."""
+    from evaluation.format_leak import format_leak_share
+    from evaluation.harness import evaluate_suite
+    from stages.model_io import attach_prompt, load_model
+
+    general, target = ctx.extra["general_suite"], ctx.extra["target_suite"]
+    labels = ctx.extra.get("labels") or []
+    model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
+    model.eval()
+    settings = {"limit": config.limit, "batch_size": config.batch_size, "max_length": ctx.max_length}
+    # The prompt is only for the task it was tuned on: every other task sees the raw model.
+    general_results = evaluate_suite(model, tokenizer, general, **settings)
+    scored = model if ctx.adapter_dir is None else attach_prompt(model, ctx.adapter_dir)
+    target_results = evaluate_suite(scored, tokenizer, target, **settings)
+
+    rows = [_row(r) for r in general_results + target_results]
+    if labels:
+        for r in general_results:
+            leak = format_leak_share(r.responses, labels)
+            rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n})
+    samples = {r.task: r.responses[:20] for r in general_results + target_results}
+    return StageResult(model_dir=ctx.model_dir, adapter_dir=ctx.adapter_dir, rows=rows,
+                       metrics={"samples": samples})
+
+
+def _row(result) -> dict:
+    return {"task": result.task, "suite": result.suite_kind, "metric": result.metric,
+            "score": float(result.score), "n": int(result.n)}

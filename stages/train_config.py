@@ -1,0 +1,46 @@
+"""Typed settings shared by every training stage (a PEFT-style dataclass with help text)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Scheduler(str, enum.Enum):
+    """Learning-rate schedules offered by transformers."""
+
+    LINEAR = "linear"
+    COSINE = "cosine"
+    CONSTANT = "constant"
+    CONSTANT_WITH_WARMUP = "constant_with_warmup"
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings for one training stage, run by the transformers Trainer."""
+
+    name: str = field(default="", metadata={"help": "stage name, unique in its recipe; default: the kind"})
+    steps: int = field(default=300, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step (per device x accumulation)"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    scheduler: Scheduler = field(default=Scheduler.LINEAR, metadata={"help": "learning-rate schedule"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming up"})
+    weight_decay: float = 0.0
+    logging_steps: int = 25
+
+    def __post_init__(self):
+        self.name = self.name or self.kind
+        if self.steps < self.min_steps:
+            raise ValueError(f"{self.name}.steps: must be >= {self.min_steps}, got {self.steps}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError(f"{self.name}.batch_size/grad_accum: must be >= 1")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"{self.name}.batch_size: {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        if not self.lr > 0:
+            raise ValueError(f"{self.name}.lr: must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"{self.name}.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+
+    kind = "train"
+    min_steps = 1
