@@ -101,8 +101,9 @@ class Builder:
             return None
         try:
             return cls(**kwargs)
-        except ValueError as err:  # __post_init__ names the field in its message
-            self.error("", line, str(err))
+        except ValueError as err:  # __post_init__ names the field in its message: point at its line
+            named = str(err).split(":", 1)[0].split(".")[-1].split("/")[0]
+            self.error("", lines.get(named, line), str(err))
             return None
 
     def convert(self, hint, value, path: str, line: int | None):

@@ -1,0 +1,98 @@
+"""Recipe config: typed loading, one-line errors naming field/file/line, overrides, resolved output."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_recipe, resolved_dict
+from pipeline.typed_yaml import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMOT = ROOT / "recipes" / "promot.yaml"
+
+MINIMAL = """\
+name: demo
+recipes:
+  sft:
+    - kind: finetune
+      steps: 5
+"""
+
+
+def write(tmp_path, text, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems(path, overrides=()):
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path, list(overrides))
+    return err.value.problems
+
+
+def test_shipped_promot_recipe_loads_typed():
+    recipe = load_recipe(PROMOT)
+    assert set(recipe.stages) == {"sft", "prompt_tuning", "promot", "frozen_prompt"}
+    prompt, finetune = recipe.stages["promot"]
+    assert (prompt.kind, finetune.kind, finetune.prompt_from) == ("prompt_tune", "finetune", "prompt_tune")
+    assert prompt.lr == 0.3 and finetune.lr == 1e-3
+    assert recipe.stages["frozen_prompt"][0].steps == 0
+
+
+def test_minimal_recipe_gets_defaults_and_resolves(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    data = resolved_dict(recipe)
+    assert data["model"]["path"] == "embedded"
+    assert data["recipes"]["sft"][0] == {**data["recipes"]["sft"][0], "kind": "finetune", "steps": 5, "name": "finetune"}
+    assert data["recipes"]["sft"][0]["scheduler"] == "linear"
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path):
+    found = problems(write(tmp_path, MINIMAL + "      lrr: 0.1\n"))
+    assert found == ["%s:6: recipes.sft[0].lrr: unknown key; did you mean 'lr'?" % (tmp_path / "recipe.yaml")]
+
+
+def test_every_problem_is_reported(tmp_path):
+    text = MINIMAL.replace("steps: 5", "steps: many") + "seedz: [1]\nevaluation:\n  limit: 0\n"
+    found = problems(write(tmp_path, text))
+    assert len(found) == 3
+    assert any("recipes.sft[0].steps: expected an integer, got str 'many'" in p for p in found)
+    assert any(":6: seedz: unknown key; did you mean 'seeds'?" in p for p in found)
+    assert any(":8: evaluation.limit: must be >= 1, got 0" in p for p in found)
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("name: demo\n", "recipes: missing required field"),
+    ("name: demo\nrecipes:\n  sft: []\n", "recipes.sft: empty stage list"),
+    ("name: demo\nrecipes:\n  sft:\n    - kind: train_hard\n", "unknown stage kind 'train_hard'"),
+    ("name: demo\nrecipes:\n  p:\n    - kind: finetune\n      prompt_from: prompt_tune\n",
+     "recipes.p.finetune.prompt_from: needs an earlier prompt_tune stage named 'prompt_tune'"),
+    ("name: demo\nrecipes:\n  p:\n    - kind: prompt_tune\n      init: sampled\n",
+     "must be one of ['text', 'sampled_vocab', 'class_labels', 'random'], got 'sampled'; did you mean 'sampled_vocab'?"),
+    ("name: demo\nrecipes:\n  p:\n    - kind: prompt_tune\n      init: text\n", "prompt_tune.init_text: required"),
+    ("name: demo\nrecipes:\n  p:\n    - kind: finetune\n      steps: 0\n", "finetune.steps: must be >= 1, got 0"),
+    ("name: demo\nrecipes:\n  p:\n    - kind: finetune\n    - kind: finetune\n", "stage name 'finetune' used twice"),
+    ("name: ../escape\nrecipes:\n  p:\n    - kind: finetune\n", "name: must be a plain folder name"),
+    ("name: demo\nseeds: []\nrecipes:\n  p:\n    - kind: finetune\n", "seeds: must list at least one seed"),
+    ("name: demo\nrecipes: [1, 2\n", "invalid YAML"),
+])
+def test_bad_recipes_are_one_line_errors(tmp_path, snippet, expected):
+    found = problems(write(tmp_path, snippet))
+    assert any(expected in p for p in found), found
+    assert all("\n" not in p for p in found)
+
+
+def test_set_overrides_apply_and_are_validated(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    recipe = load_recipe(path, ["seeds=[3, 4]", "recipes.sft.0.lr=3e-4", "evaluation.limit=7"])
+    assert recipe.seeds == [3, 4] and recipe.stages["sft"][0].lr == 3e-4 and recipe.evaluation.limit == 7
+    assert any("expected key=value" in p for p in problems(path, ["seeds"]))
+    assert any("evaluation.batch_size: must be >= 1" in p for p in problems(path, ["evaluation.batch_size=0"]))
+
+
+def test_missing_and_non_utf8_files(tmp_path):
+    assert problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: file not found"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"name: \xff\xfe\n")
+    assert "not UTF-8" in problems(bad)[0]
