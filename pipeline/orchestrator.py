@@ -81,16 +81,17 @@ def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, con
     from stages import STAGES
 
     marker = stage_dir / DONE
+    run_dir = stage_dir.parents[len(Path(stage_id).parts) - 1]
     if marker.exists():
         log.info("skip %s (done)", stage_id)
-        return _load_result(marker)
+        return _load_result(marker, run_dir)
     log.info("run %s (%s)", stage_id, kind)
     manifest.stage_started(stage_id, kind, ctx)
     started = time.perf_counter()
     stage_dir.mkdir(parents=True, exist_ok=True)
     result = STAGES[kind].run(config, ctx)
     seconds = round(time.perf_counter() - started, 2)
-    write_json(marker, _result_json(result, seconds))
+    write_json(marker, _result_json(result, seconds, run_dir))
     manifest.stage_finished(stage_id, result, seconds)
     return result
 
@@ -127,14 +128,22 @@ def _load_tokenizer(model_dir, trust_remote_code: bool):
     return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
 
-def _result_json(result: StageResult, seconds: float) -> dict:
-    return {"model_dir": str(result.model_dir), "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
+def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
+    # Paths inside the run folder are stored relative to it, so a run folder can be moved or copied.
+    def rel(path):
+        if path is None:
+            return None
+        path = Path(path)
+        return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+
+    return {"model_dir": rel(result.model_dir), "adapter_dir": rel(result.adapter_dir),
             "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
 
 
-def _load_result(marker: Path) -> StageResult:
+def _load_result(marker: Path, run_dir: Path) -> StageResult:
     import json
 
     data = json.loads(marker.read_text())
-    return StageResult(model_dir=Path(data["model_dir"]), metrics=data["metrics"], rows=data["rows"],
-                       adapter_dir=Path(data["adapter_dir"]) if data["adapter_dir"] else None)
+    adapter = data["adapter_dir"]
+    return StageResult(model_dir=run_dir / data["model_dir"], metrics=data["metrics"], rows=data["rows"],
+                       adapter_dir=run_dir / adapter if adapter else None)

@@ -71,7 +71,7 @@ def promot_checks(mean, seeds) -> list[str]:
     checks = [
         ("SFT forgets: general drop >= 0.20", -sft.forgetting >= 0.20, f"drop {-sft.forgetting:.3f}"),
         ("ProMoT keeps >= 80% of base general", promot.general >= 0.8 * base,
-         f"{promot.general:.3f} / {base:.3f} = {promot.general / base:.1%}"),
+         f"{promot.general:.3f} / {base:.3f}" + (f" = {promot.general / base:.1%}" if base else "")),
         ("ProMoT target within 0.05 of SFT", abs(promot.target - sft.target) <= 0.05,
          f"{promot.target:.3f} vs {sft.target:.3f}"),
         ("ProMoT format leak < 10%", promot.format_leak < 0.10, f"{promot.format_leak:.1%}"),

@@ -1,0 +1,101 @@
+"""End to end: the full ProMoT recipe file on a tiny model, in seconds; then a rerun that skips every stage."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from embedded.model import TEST_SPEC, ensure_base_model
+
+    return ensure_base_model(TEST_SPEC, cache_root=tmp_path_factory.mktemp("cache"))
+
+
+def tiny_overrides(base):
+    steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4}
+    return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64",
+            *[f"recipes.{k}.steps={v}" for k, v in steps.items()],
+            *[f"recipes.{k}.batch_size=8" for k in steps]]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_base, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "promot"
+    args = ["run", str(ROOT / "recipes" / "promot.yaml"), "--run-dir", str(run_dir)]
+    for item in tiny_overrides(tiny_base):
+        args += ["--set", item]
+    assert main(args) == 0
+    return run_dir, args
+
+
+def test_run_folder_is_self_describing(finished_run):
+    run_dir, _ = finished_run
+    for name in ["config.yaml", "manifest.json", "results.csv", "report.md", "report.png"]:
+        assert (run_dir / name).is_file(), name
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["code_version"]
+    assert manifest["data"]["rows"] == {"embedded:letter_rule": 64}
+    stages = manifest["stages"]
+    # The hand-off: ProMoT stage 2 starts from stage 1's checkpoint and prompt, recorded, not guessed.
+    pt, ft = stages["seed0/promot/prompt_tune"], stages["seed0/promot/finetune"]
+    assert ft["input_model"] == pt["output_model"]
+    assert ft["input_prompts"] == {"prompt_tune": pt["output_adapter"]}
+    assert stages["seed0/promot/finetune-eval"]["input_adapter"] == ft["output_adapter"]
+    assert stages["seed0/sft/finetune-eval"]["input_adapter"] is None
+    assert all(s["status"] == "done" for s in stages.values())
+
+
+def test_results_schema(finished_run):
+    run_dir, _ = finished_run
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert list(frame.columns) == ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
+    assert frame.score.between(0, 1).all() and set(frame.suite) == {"general", "target"}
+    assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "frozen_prompt"}
+    promot = frame[frame.recipe == "promot"]
+    assert list(dict.fromkeys(promot.stage)) == ["base", "prompt_tune", "finetune"]
+    general = promot[(promot.suite == "general") & (promot.metric != "format_leak")]
+    assert len(general) == 3 * 7 and (general.n == 4).all()
+    assert len(promot[promot.metric == "format_leak"]) == 3 * 7
+    assert "ProMoT vs SFT: the bar" in (run_dir / "report.md").read_text()
+
+
+def test_final_model_and_prompt_load_with_plain_libraries(finished_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_dir, _ = finished_run
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "seed0" / "promot" / "finetune" / "model")
+    with_prompt = PeftModel.from_pretrained(model, run_dir / "seed0" / "promot" / "finetune" / "adapter")
+    assert with_prompt.active_peft_config.num_virtual_tokens == 16
+
+
+def test_rerun_skips_completed_stages(finished_run, monkeypatch):
+    import stages
+
+    run_dir, args = finished_run
+    before = (run_dir / "results.csv").read_text()
+    def must_not_run(config, ctx):
+        raise AssertionError(f"stage ran again: {ctx.stage_dir}")
+
+    for module in stages.STAGES.values():
+        monkeypatch.setattr(module, "run", must_not_run)
+    assert main(args) == 0
+    assert (run_dir / "results.csv").read_text() == before
+
+
+def test_interrupted_stage_is_rerun(finished_run, tmp_path):
+    run_dir, args = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "seed0" / "sft" / "finetune" / "DONE.json").unlink()  # as if killed before the marker
+    args = [a if a != str(run_dir) else str(copy) for a in args]
+    assert main(args) == 0
+    assert (copy / "seed0" / "sft" / "finetune" / "DONE.json").exists()
