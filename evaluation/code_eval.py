@@ -1,0 +1,42 @@
+"""Functional correctness of generated code: run each problem's tests on a completion in the sandbox."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from evaluation.sandbox import SandboxResult, run_python
+
+
+def build_program(problem: dict, completion: str) -> str:
+    """Join completion and tests into one program, for HumanEval problems or our assert-style examples."""
+    for field in ("test", "entry_point"):
+        if not problem.get(field):
+            raise ValueError(f"problem {problem.get('task_id', '?')}: field '{field}' is missing or empty")
+    if "def check(" in problem["test"]:
+        # HumanEval: the prompt holds the signature and docstring, the completion only the body.
+        return problem["prompt"] + completion + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})\n"
+    # Our examples: the prompt is an instruction, the completion the whole function, the test asserts.
+    return completion + "\n" + problem["test"] + "\n"
+
+
+def check_completion(problem: dict, completion: str, timeout_s: float = 5.0) -> SandboxResult:
+    """Run one completion against its problem's tests in the sandbox."""
+    return run_python(build_program(problem, completion), timeout_s=timeout_s)
+
+
+def check_completions(problems: list[dict], completions: list[str], timeout_s: float = 5.0,
+                      workers: int = 2) -> list[SandboxResult]:
+    """Check many completions, `workers` sandboxed processes at a time; results keep the input order."""
+    if len(problems) != len(completions):
+        raise ValueError(f"got {len(problems)} problems but {len(completions)} completions")
+    # Threads are enough to drive the pool: each check already runs in its own child process,
+    # so the threads only wait, and nothing has to be pickled.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda pair: check_completion(*pair, timeout_s=timeout_s), zip(problems, completions)))
+
+
+def pass_at_1(results: list[SandboxResult]) -> float:
+    """Fraction of problems whose single (greedy) completion passed."""
+    if not results:
+        raise ValueError("pass@1 of no results is undefined")
+    return sum(result.passed for result in results) / len(results)
