@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.gate import GateConfig
 from pipeline.typed_yaml import Builder, ConfigError, load_yaml
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
@@ -72,6 +73,7 @@ class RecipeFile:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
+    gate: GateConfig | None = field(default=None, metadata={"help": "promotion thresholds for `pipeline retrain`"})
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
 
     def __post_init__(self):
