@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import yaml
 
+from data_recipes.catalog import SourceConfig
 from pipeline.gate import GateConfig
 from pipeline.typed_yaml import Builder, ConfigError, load_yaml
 
@@ -50,6 +52,7 @@ class EvaluationConfig:
     """The held-out evaluation run on the base model and after every stage."""
 
     general_suite: str = field(default="embedded_general", metadata={"help": "a registered suite (pipeline ls)"})
+    domain_suites: list[str] = field(default_factory=list, metadata={"help": "registered domain suites, e.g. embedded_math"})
     general_tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval task names; replace the suite"})
     limit: int | None = field(default=100, metadata={"help": "examples per task (None: all)"})
     batch_size: int = 64
@@ -69,7 +72,8 @@ class RecipeFile:
     recipes: dict[str, list[dict]]
     seeds: list[int] = field(default_factory=lambda: [0])
     model: ModelConfig = field(default_factory=ModelConfig)
-    target: TargetConfig = field(default_factory=TargetConfig)
+    target: TargetConfig | None = field(default=None, metadata={"help": "the task to fine-tune on (ProMoT)"})
+    data: dict[str, SourceConfig] = field(default_factory=dict, metadata={"help": "named training sources (DMT)"})
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
@@ -83,6 +87,8 @@ class RecipeFile:
             raise ValueError("seeds: must list at least one seed")
         if not self.recipes:
             raise ValueError("recipes: must define at least one recipe")
+        if "target" in self.data:
+            raise ValueError("data.target: the name 'target' is reserved for the target section")
         if self.max_length < 8:
             raise ValueError(f"max_length: must be >= 8, got {self.max_length}")
 
@@ -99,7 +105,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     recipe = builder.build(RecipeFile, data)
     raw_recipes = data.get("recipes") if isinstance(data, dict) else None
     if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
-        stages = build_stages(raw_recipes, raw_recipes, builder)  # checked even when other fields failed
+        stages = build_stages(raw_recipes, raw_recipes, builder, data)  # checked even when other fields failed
         if recipe is not None:
             recipe.stages = stages
     if builder.problems:
@@ -107,7 +113,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     return recipe
 
 
-def build_stages(recipes: dict, raw: dict, builder: Builder) -> dict:
+def build_stages(recipes: dict, raw: dict, builder: Builder, raw_root: dict) -> dict:
     """Turn each recipe's list of stage mappings into typed stage configs, checking the hand-offs."""
     from stages import STAGES
 
@@ -134,6 +140,7 @@ def build_stages(recipes: dict, raw: dict, builder: Builder) -> dict:
             if config is not None:
                 configs.append(config)
         check_handoffs(recipe_name, configs, builder, where)
+        check_data_names(recipe_name, configs, raw_data_names(raw_root), builder, where)
         built[recipe_name] = configs
     return built
 
@@ -151,6 +158,23 @@ def check_handoffs(recipe_name: str, configs: list, builder: Builder, line) -> N
                 f"needs an earlier prompt_tune stage named {prompt_from!r}",
             )
         seen[config.name] = config.kind
+
+
+def raw_data_names(raw_root: dict) -> set[str]:
+    """Source names a stage may draw from: those of the data section, plus 'target' when it is set."""
+    names = set(raw_root.get("data") or {}) if isinstance(raw_root.get("data"), dict) else set()
+    return names | ({"target"} if raw_root.get("target") is not None else set())
+
+
+def check_data_names(recipe_name: str, configs: list, known: set[str], builder: Builder, line) -> None:
+    """Every source a stage trains on is declared."""
+    for config in configs:
+        for field_name in ("data", "replay"):
+            for source in getattr(config, field_name, []):
+                if source not in known:
+                    hint = f"; declared: {sorted(known)}" if known else "; declare it under data: (or add a target: section)"
+                    builder.error(f"recipes.{recipe_name}.{config.name}.{field_name}", line,
+                                  f"unknown source {source!r}{hint}")
 
 
 def apply_override(data: dict, item: str, builder: Builder) -> None:
@@ -189,5 +213,14 @@ def resolved_dict(recipe: RecipeFile) -> dict:
 
 def stage_dict(config) -> dict:
     """A typed stage config as plain data with its kind first."""
-    body = {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(config).items()}
+    body = {k: _plain(v) for k, v in dataclasses.asdict(config).items()}
     return {"kind": config.kind, **{k: v for k, v in body.items() if k != "kind"}}
+
+
+def _plain(value):
+    """Enums and fractions as the plain YAML values a user would write."""
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, Fraction):
+        return str(value)
+    return value

@@ -67,6 +67,7 @@ class Manifest:
             "input_model": str(ctx.model_dir),
             "input_adapter": str(ctx.adapter_dir) if ctx.adapter_dir else None,
             "input_prompts": {k: str(v) for k, v in ctx.adapters.items()},
+            "data_rows": ctx.data_rows,
         }
         self.save()
 

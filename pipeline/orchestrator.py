@@ -34,10 +34,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         manifest = Manifest.open(run_dir, recipe_path)
         base_dir = resolve_base_model(recipe, manifest)
         tokenizer = _load_tokenizer(base_dir, recipe.model.trust_remote_code)
-        from data_recipes.target import load_target
-
-        target = load_target(recipe.target, tokenizer, run_dir / "data")
-        manifest.record_data(target.counts, target.fingerprints)
+        sources, target = load_data(recipe, tokenizer, run_dir / "data", manifest)
         shared = _shared_context(recipe, target)
         base_eval = run_stage(manifest, run_dir / "base" / "evaluate", "base/evaluate", "evaluate",
                               _eval_config(recipe), StageContext(stage_dir=run_dir / "base" / "evaluate",
@@ -48,7 +45,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                 if only and name not in only:
                     continue
                 rows += results.stage_rows(name, seed, "base", base_eval.rows)
-                rows += run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, target, shared)
+                rows += run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sources, shared)
         results.write_csv(run_dir / "results.csv", rows)
         from pipeline.report import write_report
 
@@ -57,14 +54,44 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     return run_dir
 
 
-def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, target, shared) -> list[dict]:
+def load_data(recipe: RecipeFile, tokenizer, data_dir: Path, manifest: Manifest):
+    """Load every named source once (and the target task); record row counts and hashes."""
+    from data_recipes.catalog import load_source
+    from data_recipes.target import load_target
+
+    sources, counts, prints = {}, {}, {}
+    target = None
+    if recipe.target is not None:
+        target = load_target(recipe.target, tokenizer, data_dir)
+        sources["target"] = target.train
+        counts.update(target.counts)
+        prints.update(target.fingerprints)
+    for name, config in recipe.data.items():
+        sources[name], prints[config.source] = load_source(config, tokenizer)
+        counts[name] = len(sources[name])
+    manifest.record_data(counts, prints)
+    return sources, target
+
+
+def stage_mix(config, seed: int, sources: dict):
+    """The stage's training data: its sources in full, plus a k-fraction of its replay sources."""
+    from data_recipes.mixes import Mix, Portion, build_mix
+
+    portions = [Portion(tuple(config.data))]
+    if config.replay:
+        portions.append(Portion(tuple(config.replay), config.k))
+    return build_mix(Mix(tuple(portions), seed), sources)
+
+
+def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sources, shared) -> list[dict]:
     """Train one recipe's stages in order, evaluating after each; returns its results rows."""
     rows, model_dir, adapter, adapters = [], base_dir, None, {}
     for config in configs:
         stage_id = f"seed{seed}/{name}/{config.name}"
         stage_dir = run_dir / stage_id
+        mix = stage_mix(config, seed, sources)
         ctx = StageContext(stage_dir=stage_dir, model_dir=model_dir, seed=seed, adapters=dict(adapters),
-                           train_data=target.train, **shared)
+                           train_data=mix.dataset, data_rows=mix.counts, **shared)
         result = run_stage(manifest, stage_dir, stage_id, config.kind, config, ctx)
         model_dir, adapter = result.model_dir, result.adapter_dir or adapter
         if config.kind == "prompt_tune":
@@ -112,7 +139,11 @@ def _shared_context(recipe: RecipeFile, target) -> dict:
 
     ev = recipe.evaluation
     general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
-    extra = {"general_suite": general, "target_suite": target.suite, "labels": target.labels}
+    # (suite, attach the soft prompt?): only the target task ever sees the prompt.
+    suites = [(general, False), *[(SUITES[name], False) for name in ev.domain_suites]]
+    if target is not None:
+        suites.append((target.suite, True))
+    extra = {"suites": suites, "labels": target.labels if target else []}
     return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra}
 
 

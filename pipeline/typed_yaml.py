@@ -7,10 +7,12 @@ import difflib
 import enum
 import types
 import typing
+from fractions import Fraction
 from pathlib import Path
 
 import yaml
 
+from data_recipes.mixes import parse_fraction
 from pipeline.errors import UserError
 
 
@@ -137,6 +139,12 @@ class Builder:
                 self.error(path, line, f"must be one of {choices}, got {value!r}{extra}")
                 return _INVALID
             return hint(value)
+        if hint is Fraction:
+            try:
+                return parse_fraction(value)
+            except ValueError as err:
+                self.error(path, line, str(err))
+                return _INVALID
         if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if hint is float and isinstance(value, str):

@@ -24,22 +24,29 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from evaluation.harness import evaluate_suite
     from stages.model_io import attach_prompt, load_model
 
-    general, target = ctx.extra["general_suite"], ctx.extra["target_suite"]
     labels = ctx.extra.get("labels") or []
     model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
     model.eval()
     settings = {"limit": config.limit, "batch_size": config.batch_size, "max_length": ctx.max_length}
-    # The prompt is only for the task it was tuned on: every other task sees the raw model.
-    general_results = evaluate_suite(model, tokenizer, general, **settings)
-    scored = model if ctx.adapter_dir is None else attach_prompt(model, ctx.adapter_dir)
-    target_results = evaluate_suite(scored, tokenizer, target, **settings)
+    suites = ctx.extra["suites"]
+    # The prompt is only for the task it was tuned on: every other task sees the raw model,
+    # scored before the prompt is attached at all.
+    results = []
+    for suite, _ in [s for s in suites if not s[1]]:
+        results += evaluate_suite(model, tokenizer, suite, **settings)
+    prompted = [suite for suite, attach in suites if attach]
+    if prompted:
+        scorer = model if ctx.adapter_dir is None else attach_prompt(model, ctx.adapter_dir)
+        for suite in prompted:
+            results += evaluate_suite(scorer, tokenizer, suite, **settings)
 
-    rows = [_row(r) for r in general_results + target_results]
+    rows = [_row(r) for r in results]
     if labels:
-        for r in general_results:
-            leak = format_leak_share(r.responses, labels)
-            rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n})
-    samples = {r.task: r.responses[:20] for r in general_results + target_results}
+        for r in results:
+            if r.suite_kind == "general":
+                leak = format_leak_share(r.responses, labels)
+                rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n})
+    samples = {r.task: r.responses[:20] for r in results}
     return StageResult(model_dir=ctx.model_dir, adapter_dir=ctx.adapter_dir, rows=rows,
                        metrics={"samples": samples})
 

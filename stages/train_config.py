@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 
 class Scheduler(str, enum.Enum):
@@ -20,6 +21,9 @@ class TrainingConfig:
     """Optimisation settings for one training stage, run by the transformers Trainer."""
 
     name: str = field(default="", metadata={"help": "stage name, unique in its recipe; default: the kind"})
+    data: list[str] = field(default_factory=lambda: ["target"], metadata={"help": "sources trained on in full: 'target' or names from the recipe's data section"})
+    replay: list[str] = field(default_factory=list, metadata={"help": "sources mixed in at fraction k (DMT stage 2)"})
+    k: Fraction = field(default=Fraction(1), metadata={"help": "fraction of each replay source drawn, e.g. 1/256"})
     steps: int = field(default=300, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step (per device x accumulation)"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -39,6 +43,10 @@ class TrainingConfig:
             raise ValueError(f"{self.name}.batch_size: {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
         if not self.lr > 0:
             raise ValueError(f"{self.name}.lr: must be > 0, got {self.lr}")
+        if not self.data:
+            raise ValueError(f"{self.name}.data: must name at least one source")
+        if self.k != 1 and not self.replay:
+            raise ValueError(f"{self.name}.k: set only together with replay sources")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"{self.name}.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
 

@@ -12,6 +12,7 @@ PROMOT = ROOT / "recipes" / "promot.yaml"
 
 MINIMAL = """\
 name: demo
+target: {}
 recipes:
   sft:
     - kind: finetune
@@ -50,7 +51,7 @@ def test_minimal_recipe_gets_defaults_and_resolves(tmp_path):
 
 def test_unknown_key_names_line_and_suggests(tmp_path):
     found = problems(write(tmp_path, MINIMAL + "      lrr: 0.1\n"))
-    assert found == ["%s:6: recipes.sft[0].lrr: unknown key; did you mean 'lr'?" % (tmp_path / "recipe.yaml")]
+    assert found == ["%s:7: recipes.sft[0].lrr: unknown key; did you mean 'lr'?" % (tmp_path / "recipe.yaml")]
 
 
 def test_every_problem_is_reported(tmp_path):
@@ -58,8 +59,8 @@ def test_every_problem_is_reported(tmp_path):
     found = problems(write(tmp_path, text))
     assert len(found) == 3
     assert any("recipes.sft[0].steps: expected an integer, got str 'many'" in p for p in found)
-    assert any(":6: seedz: unknown key; did you mean 'seeds'?" in p for p in found)
-    assert any(":8: evaluation.limit: must be >= 1, got 0" in p for p in found)
+    assert any(":7: seedz: unknown key; did you mean 'seeds'?" in p for p in found)
+    assert any(":9: evaluation.limit: must be >= 1, got 0" in p for p in found)
 
 
 @pytest.mark.parametrize("snippet, expected", [
