@@ -1,0 +1,213 @@
+"""Run an evaluation suite through lm-evaluation-harness on an in-memory model, soft prompt or not.
+
+ProMoT inference: pass the PEFT model (soft prompt attached) for the fine-tuned target task only;
+for every other suite pass `peft_model.get_base_model()` or evaluate inside `disable_adapter()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from lm_eval import simple_evaluate
+from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import resolve_max_length
+from lm_eval.models.utils_hf import stop_sequences_criteria
+from lm_eval.tasks import TaskManager
+from lm_eval.tasks._yaml_loader import load_yaml
+
+from evaluation.suites import Suite
+
+
+class TaskLoadError(ValueError):
+    """A suite names a task lm-eval cannot find, or a task YAML in its folder does not load."""
+
+
+@dataclass
+class TaskResult:
+    """One task's score, with the model's filtered answer per sample (for the format-leak measure)."""
+
+    task: str
+    suite_kind: str
+    metric: str  # lm-eval metric name, e.g. "exact_match"
+    score: float  # as lm-eval reports it: in [0, 1] for exact_match and accuracy
+    n: int
+    responses: list[str] = field(repr=False)
+    filter: str = "none"  # the lm-eval filter the score and responses come from
+
+
+def soft_prompt_length(model) -> int:
+    """Virtual tokens an active PEFT prompt-learning adapter adds in front of every input (0 if none)."""
+    from peft import PeftModel
+
+    # `disable_adapter()` on a prompt-learning model swaps forward/generate back to the base
+    # model and only records that in this flag; no public accessor exists.
+    if not isinstance(model, PeftModel) or getattr(model, "_adapters_disabled", False):
+        return 0
+    config = model.active_peft_config
+    return config.num_virtual_tokens if config.is_prompt_learning else 0
+
+
+def _prepends_embeddings(model) -> bool:
+    """True for adapters (prompt tuning, P-tuning) that concatenate learned embeddings to the input."""
+    from peft import PeftType
+
+    return soft_prompt_length(model) > 0 and model.active_peft_config.peft_type in (
+        PeftType.PROMPT_TUNING, PeftType.P_TUNING)
+
+
+class SoftPromptHFLM(HFLM):
+    """HFLM whose batched, left-padded generation keeps a soft prompt at the right positions.
+
+    PEFT's prompt-tuning `generate` drops `position_ids` ("not supported for parameter efficient
+    tuning"), so the base model numbers positions 0..n over [soft prompt, left padding, input]:
+    each padded row sees its input shifted away from the prompt by its padding length and greedy
+    answers change with the batch (tests/evaluation/test_soft_prompt_scoring.py). Here the prompt
+    is prepended by hand and the base model's `generate` derives positions from the attention
+    mask, which skips the padding. Log-likelihood scoring needs no fix: it right-pads and lm-eval
+    already drops the extra virtual-token logits.
+    """
+
+    def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        """Greedy/sampled continuation of `context`; returns context + new tokens like HFLM."""
+        if not _prepends_embeddings(self.model):
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        # Same decoding defaults as HFLM._model_generate: temperature 0 means greedy.
+        generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
+        if generation_kwargs["temperature"] == 0.0 and generation_kwargs.get("do_sample") is None:
+            generation_kwargs["do_sample"] = False
+        if generation_kwargs.get("do_sample") is False and generation_kwargs["temperature"] == 0.0:
+            generation_kwargs.pop("temperature")
+        attention_mask = generation_kwargs.pop("attention_mask")
+        batch = context.shape[0]
+        token_embeds = self.model.word_embeddings(context)
+        soft_prompt = self.model.get_prompt(batch_size=batch).to(token_embeds.dtype)
+        prompt_mask = attention_mask.new_ones(batch, soft_prompt.shape[1])
+        # Fed only embeddings, generate returns only the new tokens: stop criteria look from 0.
+        new_tokens = self.model.get_base_model().generate(
+            inputs_embeds=torch.cat([soft_prompt, token_embeds], dim=1),
+            attention_mask=torch.cat([prompt_mask, attention_mask], dim=1),
+            max_new_tokens=max_length - context.shape[1],
+            stopping_criteria=stop_sequences_criteria(self.tokenizer, stop, 0, batch),
+            pad_token_id=self.tokenizer.pad_token_id,
+            use_cache=True,
+            **generation_kwargs,
+        )
+        return torch.cat([context, new_tokens], dim=1)  # HFLM slices the context off again
+
+
+def make_lm(model, tokenizer, *, batch_size: int = 32, max_length: int | None = None) -> SoftPromptHFLM:
+    """Wrap an in-memory model (plain or PEFT) for lm-eval; max_length is the model's whole window."""
+    window = max_length or resolve_max_length(model.config, tokenizer)
+    # Virtual tokens occupy positions too: inputs must fit in what the window leaves them.
+    return SoftPromptHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                          max_length=window - soft_prompt_length(model))
+
+
+def task_manager_for(suite: Suite) -> TaskManager:
+    """Index the suite's tasks, raising (never skipping) on a broken YAML or an unknown task name."""
+    if suite.include_path is None:
+        manager, where = TaskManager(), "lm-eval's built-in tasks"
+    else:
+        folder = Path(suite.include_path)
+        _check_task_yamls(folder)
+        # Built-in tasks are not indexed for local suites: that walk takes seconds and is not needed.
+        manager, where = TaskManager(include_path=str(folder), include_defaults=False), str(folder)
+    missing = [t for t in suite.tasks if t not in manager.all_tasks]
+    if missing:
+        raise TaskLoadError(f"suite {suite.name!r}: task(s) {missing} not found in {where}")
+    return manager
+
+
+def _check_task_yamls(folder: Path) -> None:
+    """Load every task YAML under folder; lm-eval's index would skip a broken one silently."""
+    if not folder.is_dir():
+        raise TaskLoadError(f"{folder}: task folder does not exist")
+    for path in sorted(folder.glob("**/*.yaml")):
+        try:
+            config = load_yaml(path, resolve_func=True)  # also imports `!function` references
+        except Exception as err:  # any parse/import failure is a user error in that file
+            raise TaskLoadError(f"{path}: {type(err).__name__}: {err}") from err
+        if "task" not in config and "group" not in config:
+            raise TaskLoadError(f"{path}: has neither a 'task' nor a 'group' key")
+
+
+def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, batch_size: int = 32,
+                   max_length: int | None = None) -> list[TaskResult]:
+    """Evaluate a model (optionally with an attached prompt-tuning adapter) on every task of a suite."""
+    manager = task_manager_for(suite)
+    was_training = model.training
+    try:
+        with _quiet_lm_eval(), _preserved_rng():
+            lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length)
+            output = simple_evaluate(model=lm, tasks=list(suite.tasks), task_manager=manager,
+                                     limit=limit, log_samples=True, bootstrap_iters=0)
+    finally:
+        model.train(was_training)  # HFLM switched it to eval mode; a training stage may go on
+    return [_task_result(task, suite, output) for task in suite.tasks]
+
+
+def _task_result(task: str, suite: Suite, output: dict) -> TaskResult:
+    """Pick the task's first reported metric/filter and collect that filter's per-sample answers."""
+    scores = output["results"][task]
+    key = next(k for k in scores if "," in k and "_stderr" not in k)  # "metric,filter", in config order
+    metric, filter_name = key.split(",", 1)
+    samples = sorted((s for s in output["samples"][task] if s["filter"] == filter_name),
+                     key=lambda s: s["doc_id"])
+    return TaskResult(task=task, suite_kind=suite.suite_kind, metric=metric, score=float(scores[key]),
+                      n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name)
+
+
+def _response_text(sample: dict) -> str:
+    """The model's answer as text: the generation, or the most likely choice for scored tasks."""
+    responses = sample["filtered_resps"]
+    if len(responses) == 1 and isinstance(responses[0], str):
+        return responses[0]
+    if all(isinstance(r, (tuple, list)) for r in responses):  # multiple choice: (loglik, is_greedy)
+        best = max(range(len(responses)), key=lambda i: responses[i][0])
+        return str(sample["arguments"][best][1])
+    return str(responses[0])
+
+
+@contextlib.contextmanager
+def _preserved_rng():
+    """Let lm-eval seed its run without changing the random state of a training run around it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng():
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+# Warnings lm-eval prints for exactly the use intended here (in-memory model, custom_dataset tasks).
+_EXPECTED_WARNINGS = ("`pretrained` model kwarg is not of type `str`",
+                      "Passed an already-initialized model", "Custom kwargs can be passed")
+_NOISY_LOGGERS = ("lm_eval.models.huggingface", "lm_eval.api.task")
+
+
+class _DropExpectedWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in _EXPECTED_WARNINGS)
+
+
+@contextlib.contextmanager
+def _quiet_lm_eval():
+    """Lower lm-eval's logging to warnings (minus the expected ones) for the run; tqdm bars stay."""
+    logger, drop = logging.getLogger("lm_eval"), _DropExpectedWarnings()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    for name in _NOISY_LOGGERS:  # a filter only sees records logged on its own logger
+        logging.getLogger(name).addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).removeFilter(drop)
