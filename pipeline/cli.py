@@ -1,4 +1,4 @@
-"""`pipeline` command line: run, validate, ls, report. Heavy libraries are imported only when a command needs them."""
+"""`pipeline` command line: run, validate, ls, report, retrain, gate. Heavy libraries are imported only when a command needs them."""
 
 from __future__ import annotations
 
@@ -87,6 +87,38 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    """Retrain on new data; promote the model only if it passes the recipe's gate (exit 1 if refused)."""
+    from pipeline.retrain import export, retrain, summary
+    from pipeline.validate import check_recipe
+
+    path, recipe = load(args)
+    problems = check_recipe(recipe)
+    if problems:
+        raise UserError("\n".join(problems))
+    _setup_logging()
+    outcome = retrain(recipe, path, Path(args.registry))
+    if args.export:
+        export(outcome, Path(args.export))
+    print(summary(outcome))
+    return outcome.exit_code
+
+
+def cmd_gate(args) -> int:
+    """Check a finished run against the gate, versus a registry's accepted run or another run (exit 1 on fail)."""
+    from pipeline import gate as gates
+
+    run_dir = Path(args.run_dir)
+    gate = gates.gate_from_run(run_dir, args.set or [])
+    stage, scores = gates.run_scores(run_dir, gate.recipe)
+    name, reference = gates.load_reference(Path(args.against), gate.recipe)
+    checks = gates.evaluate(gate, scores, reference, name)
+    print(f"gate: {run_dir} ({gate.recipe}/{stage}) against {name}\n\n{gates.table(checks)}\n")
+    failed = [c.gate for c in checks if not c.passed]
+    print(f"FAIL: {', '.join(failed)}" if failed else "pass")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree; kept import-light so `--help` is instant."""
     parser = argparse.ArgumentParser(prog="pipeline", description="Fine-tune without forgetting: staged ProMoT / DMT recipes, measured after every stage.")
@@ -99,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--run-dir", help="run folder (default: runs_root/name)")
             p.add_argument("--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)")
+    p = sub.add_parser("retrain", help=cmd_retrain.__doc__, description=cmd_retrain.__doc__)
+    p.add_argument("recipe", help="recipe YAML file, or a shipped recipe name (pipeline ls)")
+    p.add_argument("--registry", required=True, help="registry folder: runs/, accepted.json, registry.jsonl")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set gate.min_target=0.5")
+    p.add_argument("--export", metavar="DIR", help="also copy summary.md, report and gate verdict here (CI artifacts)")
+    p.set_defaults(func=cmd_retrain)
+    p = sub.add_parser("gate", help=cmd_gate.__doc__, description=cmd_gate.__doc__)
+    p.add_argument("run_dir", help="a finished run folder")
+    p.add_argument("--against", required=True, metavar="DIR", help="a registry folder (its accepted run) or a run folder")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a gate threshold, e.g. --set max_regression=0.05")
+    p.set_defaults(func=cmd_gate)
     p = sub.add_parser("ls", help=cmd_ls.__doc__, description=cmd_ls.__doc__)
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)

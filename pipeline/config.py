@@ -11,6 +11,7 @@ import yaml
 
 from data_recipes.catalog import SourceConfig
 from pipeline.gate import GateConfig
+from pipeline.sweep import expand_sweeps, sweep_override
 from pipeline.typed_yaml import Builder, ConfigError, load_yaml
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
@@ -102,6 +103,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     builder = Builder(str(path))
     for item in overrides:
         apply_override(data, item, builder)
+    expand_sweeps(data, builder)
     recipe = builder.build(RecipeFile, data)
     raw_recipes = data.get("recipes") if isinstance(data, dict) else None
     if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
@@ -182,6 +184,8 @@ def apply_override(data: dict, item: str, builder: Builder) -> None:
     key, sep, raw_value = item.partition("=")
     if not sep or not key:
         builder.error(f"--set {item}", None, "expected key=value")
+        return
+    if sweep_override(data, key, raw_value):
         return
     node = data
     parts = key.split(".")

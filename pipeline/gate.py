@@ -1,12 +1,183 @@
-"""Promotion gate thresholds (filled in by the retraining work)."""
+"""The promotion gate: thresholds from the recipe's `gate:` section, checked on a run's final-stage scores.
+
+Scores are means over seeds of the gated recipe's final stage, one per suite kind (general, target,
+domain), plus the base model's general mean from the same run. The gate compares them with the base
+(forgetting) and with the last accepted run (regression). Import-light: pandas is loaded on use.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import UserError
+
+SUITES = ("general", "target", "domain")
+EPS = 1e-9  # a score exactly on the threshold passes despite float rounding
 
 
 @dataclass
 class GateConfig:
-    """Thresholds a retrained model must pass before it is promoted."""
+    """Thresholds a retrained model must pass before it is promoted (None: that check is off)."""
 
-    recipe: str = "promot"
+    recipe: str = field(default="promot", metadata={"help": "the recipe whose final model is promoted"})
+    min_target: float | None = field(default=None, metadata={
+        "help": "lowest allowed target (and domain) score of the final stage, mean over seeds"})
+    max_general_drop: float | None = field(default=0.05, metadata={
+        "help": "largest allowed drop of the general mean below the base model's (forgetting)"})
+    max_regression: float | None = field(default=0.02, metadata={
+        "help": "largest allowed drop of any suite's score below the last accepted run's"})
+
+    def __post_init__(self):
+        if not self.recipe:
+            raise ValueError("gate.recipe: must name a recipe of this file")
+        for name in ("min_target", "max_general_drop", "max_regression"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"gate.{name}: must be between 0 and 1 (scores are in [0, 1]), got {value}")
+
+
+@dataclass
+class Check:
+    """One row of the gate table."""
+
+    gate: str
+    measured: float | None
+    limit: str
+    passed: bool
+    note: str = ""
+
+
+def final_stage(run_dir: Path, recipe: str, frame) -> str:
+    """The recipe's final stage: its last stage in the run's resolved config (else in results order)."""
+    import yaml
+
+    config = Path(run_dir) / "config.yaml"
+    stages = (yaml.safe_load(config.read_text()).get("recipes", {}).get(recipe) if config.exists() else None) or []
+    if stages:
+        return stages[-1]["name"]
+    ordered = [s for s in dict.fromkeys(frame[frame.recipe == recipe].stage) if s != "base"]
+    if not ordered:
+        raise UserError(f"{run_dir}/results.csv: no trained stage of recipe {recipe!r}")
+    return ordered[-1]
+
+
+def final_scores(frame, recipe: str, stage: str) -> dict:
+    """Mean over seeds of `stage` per suite kind, plus the base general mean and the general drop."""
+    from pipeline.report import LEAK, summarise
+
+    part = frame[frame.recipe == recipe]
+    table = summarise(part)  # per seed: general, target, forgetting (general minus base general)
+    final, base = table[table.stage == stage], table[table.stage == "base"]
+    if final.empty or base.empty:
+        raise UserError(f"results.csv: recipe {recipe!r} has no rows for stage {stage!r} and base")
+    scores = {"general": final.general.mean(), "target": final.target.mean(),
+              "base_general": base.general.mean(), "general_drop": -final.forgetting.mean()}
+    domain = part[(part.stage == stage) & (part.suite == "domain") & (part.metric != LEAK)]
+    if not domain.empty:  # summarise() has no domain column: the same mean, per seed then over seeds
+        scores["domain"] = domain.groupby("seed").score.mean().mean()
+    return {k: round(float(v), 6) for k, v in scores.items() if v == v}  # drop NaN: suite not measured
+
+
+def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
+    """(final stage, scores) of `recipe` in a finished run folder."""
+    from pipeline.results import read_csv
+
+    path = Path(run_dir) / "results.csv"
+    if not path.exists():
+        raise UserError(f"{path}: not found (is {run_dir} a finished run folder?)")
+    frame = read_csv(path)
+    if recipe not in set(frame.recipe):
+        raise UserError(f"{path}: no results for recipe {recipe!r} (gate.recipe); has {sorted(set(frame.recipe))}")
+    stage = final_stage(run_dir, recipe, frame)
+    return stage, final_scores(frame, recipe, stage)
+
+
+def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted") -> list[Check]:
+    """Every gate check of a candidate's scores against the base (in `scores`) and a reference run."""
+    checks = []
+    targets = [s for s in ("target", "domain") if s in scores]
+    if gate.min_target is None:
+        checks.append(Check("min_target", scores.get("target"), "not set", True))
+    elif not targets:
+        checks.append(Check("min_target", None, f">= {gate.min_target:.3f}", False, "no target or domain score"))
+    for suite in targets if gate.min_target is not None else []:
+        checks.append(Check(f"min_target ({suite})", scores[suite], f">= {gate.min_target:.3f}",
+                            scores[suite] >= gate.min_target - EPS))
+    drop, limit = scores.get("general_drop"), gate.max_general_drop
+    checks.append(Check("max_general_drop", drop, "not set" if limit is None else f"<= {limit:.3f}",
+                        limit is None or (drop is not None and drop <= limit + EPS),
+                        f"base {scores.get('base_general', float('nan')):.3f} -> {scores.get('general', float('nan')):.3f}"))
+    checks += _regressions(gate.max_regression, scores, reference, reference_name)
+    return checks
+
+
+def _regressions(limit: float | None, scores: dict, reference: dict | None, name: str) -> list[Check]:
+    if limit is None:
+        return [Check("max_regression", None, "not set", True)]
+    if reference is None:
+        return [Check("max_regression", None, f"<= {limit:.3f}", True, "no accepted run yet: skipped")]
+    shared = [s for s in SUITES if s in scores and s in reference]
+    return [Check(f"max_regression ({suite})", reference[suite] - scores[suite], f"<= {limit:.3f}",
+                  reference[suite] - scores[suite] <= limit + EPS,
+                  f"{name} {reference[suite]:.3f} -> {scores[suite]:.3f}") for suite in shared]
+
+
+def passed(checks: list[Check]) -> bool:
+    """True when every check passed."""
+    return all(c.passed for c in checks)
+
+
+def table(checks: list[Check]) -> str:
+    """The gate table as markdown, failing rows in bold."""
+    lines = ["| gate | measured | limit | result | note |", "|---|---|---|---|---|"]
+    for c in checks:
+        measured = "–" if c.measured is None else f"{c.measured:.3f}"
+        lines.append(f"| {c.gate} | {measured} | {c.limit} | {'pass' if c.passed else '**FAIL**'} | {c.note} |")
+    return "\n".join(lines)
+
+
+def load_reference(path: Path, recipe: str) -> tuple[str, dict | None]:
+    """(name, scores) to compare against: a registry folder's accepted run, or a run folder itself."""
+    path = Path(path)
+    from pipeline.registry import Registry
+
+    if Registry.is_registry(path):
+        accepted = Registry(path).accepted()
+        return ("accepted", None) if accepted is None else (accepted["run_id"], accepted["scores"])
+    if (path / "results.csv").exists():
+        return path.name, run_scores(path, recipe)[1]
+    raise UserError(f"--against {path}: neither a registry folder (accepted.json, runs/) nor a run folder (results.csv)")
+
+
+def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
+    """The gate of a run's resolved config (defaults when it has none), with `--set field=value` overrides."""
+    import yaml
+
+    from pipeline.typed_yaml import Builder, ConfigError
+
+    config = Path(run_dir) / "config.yaml"
+    data = dict((yaml.safe_load(config.read_text()) or {}).get("gate") or {}) if config.exists() else {}
+    builder = Builder("--set")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            builder.error(f"--set {item}", None, "expected key=value")
+        data[key.removeprefix("gate.")] = yaml.safe_load(value)
+    gate = builder.build(GateConfig, data, "gate") if not builder.problems else None
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return gate
+
+
+def write_result(run_dir: Path, gate: GateConfig, scores: dict, checks: list[Check], reference: str) -> None:
+    """Record the gate's verdict in the run folder (gate.json, gate.md); never in the registry."""
+    from dataclasses import asdict
+
+    from pipeline.atomic import write_json, write_text
+
+    verdict = "pass" if passed(checks) else "fail"
+    write_json(Path(run_dir) / "gate.json", {"gate": asdict(gate), "scores": scores, "against": reference,
+                                             "result": verdict, "checks": [asdict(c) for c in checks]})
+    write_text(Path(run_dir) / "gate.md", f"## Gate: {verdict} (against {reference})\n\n{table(checks)}\n")
+

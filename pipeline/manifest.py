@@ -71,10 +71,19 @@ class Manifest:
         }
         self.save()
 
-    def stage_finished(self, stage_id: str, result, seconds: float) -> None:
+    def done_stage_with_key(self, key: str) -> str | None:
+        """The id of a finished stage whose inputs hash to `key`, if any."""
+        return next((sid for sid, e in self.data["stages"].items() if e.get("key") == key and e["status"] == "done"), None)
+
+    def stage_reused(self, stage_id: str, twin: str, key: str) -> None:
+        """Record that a stage was not run because an identical one already was."""
+        self.data["stages"][stage_id] = {"status": "reused", "reused_from": twin, "key": key, "finished": _now()}
+        self.save()
+
+    def stage_finished(self, stage_id: str, result, seconds: float, key: str) -> None:
         """Mark a stage done and record its outputs."""
         entry = self.data["stages"][stage_id]
-        entry.update(status="done", finished=_now(), seconds=seconds, output_model=str(result.model_dir),
+        entry.update(status="done", finished=_now(), seconds=seconds, key=key, output_model=str(result.model_dir),
                      output_adapter=str(result.adapter_dir) if result.adapter_dir else None)
         self.save()
 

@@ -5,6 +5,7 @@ It knows no training details: a stage is `STAGES[kind].run(config, ctx) -> Stage
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from pipeline.atomic import write_json, write_text
 from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
 from pipeline.manifest import Manifest
 from pipeline.run_lock import RunLock
+from pipeline.sweep import folder_name
 from stages.context import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sou
     """Train one recipe's stages in order, evaluating after each; returns its results rows."""
     rows, model_dir, adapter, adapters = [], base_dir, None, {}
     for config in configs:
-        stage_id = f"seed{seed}/{name}/{config.name}"
+        stage_id = f"seed{seed}/{folder_name(name)}/{config.name}"
         stage_dir = run_dir / stage_id
         mix = stage_mix(config, seed, sources)
         ctx = StageContext(stage_dir=stage_dir, model_dir=model_dir, seed=seed, adapters=dict(adapters),
@@ -103,8 +105,22 @@ def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sou
     return rows
 
 
+def stage_key(kind: str, config, ctx: StageContext) -> str:
+    """What makes a stage's output what it is; two stages with one key produce the same checkpoint."""
+    import dataclasses
+    import hashlib
+
+    from pipeline.config import stage_dict
+
+    settings = stage_dict(config) if kind != "evaluate" else dataclasses.asdict(config)
+    settings.pop("name", None)
+    identity = [kind, settings, str(ctx.model_dir), str(ctx.adapter_dir), sorted((k, str(v)) for k, v in ctx.adapters.items()),
+                ctx.seed, ctx.data_rows, ctx.max_length]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, config, ctx: StageContext) -> StageResult:
-    """Run one stage unless its completion marker exists; record the hand-off in the manifest."""
+    """Run one stage unless it is done, here or as an identical stage of another recipe; record the hand-off."""
     from stages import STAGES
 
     marker = stage_dir / DONE
@@ -112,6 +128,13 @@ def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, con
     if marker.exists():
         log.info("skip %s (done)", stage_id)
         return _load_result(marker, run_dir)
+    key = stage_key(kind, config, ctx)
+    twin = manifest.done_stage_with_key(key)
+    if twin and (run_dir / twin / DONE).exists():
+        # e.g. DMT's domain stage is the same in domain_only, mixed_sequential and every k of dmt.
+        log.info("reuse %s for %s (identical inputs)", twin, stage_id)
+        manifest.stage_reused(stage_id, twin, key)
+        return _load_result(run_dir / twin / DONE, run_dir)
     log.info("run %s (%s)", stage_id, kind)
     manifest.stage_started(stage_id, kind, ctx)
     started = time.perf_counter()
@@ -119,7 +142,7 @@ def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, con
     result = STAGES[kind].run(config, ctx)
     seconds = round(time.perf_counter() - started, 2)
     write_json(marker, _result_json(result, seconds, run_dir))
-    manifest.stage_finished(stage_id, result, seconds)
+    manifest.stage_finished(stage_id, result, seconds, key)
     return result
 
 
@@ -172,8 +195,6 @@ def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
 
 
 def _load_result(marker: Path, run_dir: Path) -> StageResult:
-    import json
-
     data = json.loads(marker.read_text())
     adapter = data["adapter_dir"]
     return StageResult(model_dir=run_dir / data["model_dir"], metrics=data["metrics"], rows=data["rows"],

@@ -13,7 +13,8 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 def check_recipe(recipe: RecipeFile) -> list[str]:
     """Return one line per problem found (empty when the recipe can run)."""
-    return [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_stages(recipe)]
+    return [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_stages(recipe),
+            *check_gate(recipe)]
 
 
 def check_model(recipe: RecipeFile) -> list[str]:
@@ -68,3 +69,10 @@ def check_stages(recipe: RecipeFile) -> list[str]:
             if init == "class_labels" and not recipe.target.labels and not recipe.target.train.startswith("embedded:"):
                 problems.append(f"recipes.{name}.{config.name}.init: class_labels needs target.labels")
     return problems
+
+
+def check_gate(recipe: RecipeFile) -> list[str]:
+    """The gate (when the file has one) promotes a recipe of this file."""
+    if recipe.gate is None or recipe.gate.recipe in recipe.recipes:
+        return []
+    return [f"gate.recipe: {recipe.gate.recipe!r} is not a recipe of this file; one of {sorted(recipe.recipes)}"]

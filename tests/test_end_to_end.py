@@ -45,12 +45,16 @@ def test_run_folder_is_self_describing(finished_run):
     assert manifest["data"]["rows"] == {"embedded:letter_rule": 64}
     stages = manifest["stages"]
     # The hand-off: ProMoT stage 2 starts from stage 1's checkpoint and prompt, recorded, not guessed.
-    pt, ft = stages["seed0/promot/prompt_tune"], stages["seed0/promot/finetune"]
+    # ProMoT's stage 1 is identical to the prompt_tuning recipe's only stage, so it is trained once.
+    assert stages["seed0/promot/prompt_tune"] == {**stages["seed0/promot/prompt_tune"], "status": "reused",
+                                                  "reused_from": "seed0/prompt_tuning/prompt_tune"}
+    pt, ft = stages["seed0/prompt_tuning/prompt_tune"], stages["seed0/promot/finetune"]
     assert ft["input_model"] == pt["output_model"]
-    assert ft["input_prompts"] == {"prompt_tune": pt["output_adapter"]}
+    assert ft["input_prompts"] == {"prompt_tune": str(run_dir / "seed0/prompt_tuning/prompt_tune/adapter")}
     assert stages["seed0/promot/finetune-eval"]["input_adapter"] == ft["output_adapter"]
     assert stages["seed0/sft/finetune-eval"]["input_adapter"] is None
-    assert all(s["status"] == "done" for s in stages.values())
+    assert stages["seed0/frozen_prompt/prompt_tune"]["status"] == "done"  # 0 steps: a different stage
+    assert {s["status"] for s in stages.values()} == {"done", "reused"}
 
 
 def test_results_schema(finished_run):

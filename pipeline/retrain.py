@@ -1,0 +1,111 @@
+"""Scheduled retraining: new data in, gated model out.
+
+    fingerprint the inputs -> nothing new since the accepted run? stop ("nothing to do")
+    -> train the gated recipe into <registry>/runs/<id> -> gate it against the base and the accepted run
+    -> promote only if every check passes (exit 0), else print the failing checks (exit 1)
+
+Training happens outside the registry lock, so a long run never blocks another job's check; the lock
+is held only to read the pointer and, at the end, to gate and promote against the pointer as it is then.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import gate as gates
+from pipeline.config import RecipeFile
+from pipeline.errors import UserError
+from pipeline.registry import Registry, entry_for
+
+EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
+
+
+@dataclass
+class Outcome:
+    """What a retrain did: status is 'nothing to do', 'accepted' or 'refused'."""
+
+    status: str
+    run_dir: Path | None
+    checks: list
+    accepted_run: str | None  # the registry's accepted run after this job
+
+    @property
+    def exit_code(self) -> int:
+        """0 unless the gate refused the new model."""
+        return 1 if self.status == "refused" else 0
+
+
+def gate_of(recipe: RecipeFile) -> gates.GateConfig:
+    """The recipe file's gate (defaults when it has none); its recipe must exist in the file."""
+    gate = recipe.gate or gates.GateConfig()
+    if gate.recipe not in recipe.stages:
+        raise UserError(f"gate.recipe: {gate.recipe!r} is not a recipe of this file; one of {sorted(recipe.stages)}")
+    return gate
+
+
+def retrain(recipe: RecipeFile, recipe_path: Path, registry_root: Path) -> Outcome:
+    """Run one scheduled retraining against a registry folder."""
+    from pipeline.fingerprint import fingerprint
+    from pipeline.orchestrator import run_recipe
+
+    gate = gate_of(recipe)
+    registry = Registry(registry_root)
+    prints = fingerprint(recipe, gate.recipe)
+    with registry.locked():
+        accepted = registry.accepted()
+        if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
+            return Outcome("nothing to do", None, [], accepted["run_id"])
+        run_dir = registry.start_run(prints)
+    print(f"retrain: new data fingerprint {prints['fingerprint'][:12]}; training {gate.recipe!r} into {run_dir}",
+          flush=True)
+    run_recipe(recipe, run_dir, recipe_path, only=[gate.recipe])
+    with registry.locked():
+        accepted = registry.accepted()  # re-read: another job may have promoted while we trained
+        if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
+            return Outcome("nothing to do", run_dir, [], accepted["run_id"])
+        stage, scores = gates.run_scores(run_dir, gate.recipe)
+        reference = accepted["run_id"] if accepted else "none"
+        checks = gates.evaluate(gate, scores, accepted["scores"] if accepted else None, reference)
+        gates.write_result(run_dir, gate, scores, checks, reference)
+        if not gates.passed(checks):
+            return Outcome("refused", run_dir, checks, accepted["run_id"] if accepted else None)
+        registry.promote(entry_for(run_dir, gate.recipe, stage, scores, prints, checks))
+        return Outcome("accepted", run_dir, checks, run_dir.name)
+
+
+def summary(outcome: Outcome) -> str:
+    """Markdown for people and CI: the verdict, the gate table and the run's stage table."""
+    lines = [f"## Retrain: {outcome.status}"]
+    if outcome.status == "nothing to do":
+        lines.append(f"The data and recipe are those of the accepted run `{outcome.accepted_run}`; nothing was trained.")
+        return "\n\n".join(lines) + "\n"
+    if outcome.status == "accepted":
+        lines.append(f"Run `{outcome.run_dir.name}` passed every gate and is now the accepted model.")
+    else:
+        kept = f"`{outcome.accepted_run}` stays accepted" if outcome.accepted_run else "no model is accepted yet"
+        lines.append(f"Run `{outcome.run_dir.name}` failed the gate; {kept}.")
+    lines += ["### Gate", gates.table(outcome.checks)]
+    lines += ["### Base → each stage", stage_table(outcome.run_dir)]
+    return "\n\n".join(lines) + "\n"
+
+
+def stage_table(run_dir: Path) -> str:
+    """The report's per-stage table (mean over seeds) of a finished run."""
+    from pipeline.report import over_seeds, stage_table as markdown, summarise
+    from pipeline.results import read_csv
+
+    return markdown(*over_seeds(summarise(read_csv(Path(run_dir) / "results.csv"))))
+
+
+def export(outcome: Outcome, folder: Path) -> None:
+    """Copy the run's report, results and gate verdict, plus summary.md, into `folder` (for CI artifacts)."""
+    from pipeline.atomic import write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "summary.md", summary(outcome))
+    for name in EXPORTED if outcome.run_dir else ():
+        if (outcome.run_dir / name).exists():
+            shutil.copy2(outcome.run_dir / name, folder / name)
