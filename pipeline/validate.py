@@ -13,8 +13,8 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 def check_recipe(recipe: RecipeFile) -> list[str]:
     """Return one line per problem found (empty when the recipe can run)."""
-    return [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_stages(recipe),
-            *check_gate(recipe)]
+    return [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_data(recipe),
+            *check_stages(recipe), *check_gate(recipe)]
 
 
 def check_model(recipe: RecipeFile) -> list[str]:
@@ -35,9 +35,13 @@ def check_suites(recipe: RecipeFile) -> list[str]:
     from evaluation.suites import SUITES
 
     ev = recipe.evaluation
-    if ev.general_tasks or ev.general_suite in SUITES:
-        return []
-    return [f"evaluation.general_suite: unknown suite {ev.general_suite!r}; one of {sorted(SUITES)}"]
+    problems = []
+    if not ev.general_tasks and ev.general_suite not in SUITES:
+        problems.append(f"evaluation.general_suite: unknown suite {ev.general_suite!r}; one of {sorted(SUITES)}")
+    for name in ev.domain_suites:
+        if name not in SUITES:
+            problems.append(f"evaluation.domain_suites: unknown suite {name!r}; one of {sorted(SUITES)}")
+    return problems
 
 
 def check_target(recipe: RecipeFile) -> list[str]:
@@ -45,6 +49,8 @@ def check_target(recipe: RecipeFile) -> list[str]:
     from data_recipes.target import EMBEDDED_PREFIX
 
     problems = []
+    if recipe.target is None:
+        return problems
     for field in ("train", "test"):
         source = getattr(recipe.target, field)
         if source is None:
@@ -60,13 +66,27 @@ def check_target(recipe: RecipeFile) -> list[str]:
     return problems
 
 
+def check_data(recipe: RecipeFile) -> list[str]:
+    """Every named source is a known embedded source, an existing file, or a hub id."""
+    from data_recipes.catalog import EMBEDDED_PREFIX, known_sources
+
+    problems = []
+    for name, config in recipe.data.items():
+        if config.source.startswith(EMBEDDED_PREFIX) and config.source not in known_sources():
+            problems.append(f"data.{name}.source: unknown embedded source {config.source!r}; one of {known_sources()}")
+        elif config.source.endswith(DATA_SUFFIXES) and not Path(config.source).exists():
+            problems.append(f"data.{name}.source: {config.source}: file not found")
+    return problems
+
+
 def check_stages(recipe: RecipeFile) -> list[str]:
     """Stage settings that depend on other sections."""
     problems = []
     for name, configs in recipe.stages.items():
         for config in configs:
             init = getattr(getattr(config, "init", None), "value", None)
-            if init == "class_labels" and not recipe.target.labels and not recipe.target.train.startswith("embedded:"):
+            target = recipe.target
+            if init == "class_labels" and (target is None or (not target.labels and not target.train.startswith("embedded:"))):
                 problems.append(f"recipes.{name}.{config.name}.init: class_labels needs target.labels")
     return problems
 
