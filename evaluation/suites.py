@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from evaluation.domain_scoring import CODE_METRIC, MATH_METRIC, SHIM_MODULE, write_scoring_shim
+
 EMBEDDED_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "embedded"
 EMBEDDED_GENERAL = ["reverse", "copy", "sort", "add", "count", "fact", "translate"]
 LOCAL_MAX_GEN_TOKS = 256  # user tasks: answers are longer than the embedded tasks' few words
@@ -49,6 +51,8 @@ SUITES: dict[str, Suite] = {
     "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
     "embedded_target": _embedded("embedded_target", SuiteKind.TARGET, ["letter_rule"], ["True", "False"]),
     "embedded_math": _embedded("embedded_math", SuiteKind.DOMAIN, ["math"]),
+    "embedded_code": _embedded("embedded_code", SuiteKind.DOMAIN, ["code"]),
+    "embedded_domain": _embedded("embedded_domain", SuiteKind.DOMAIN, ["math", "code"]),
 }
 
 
@@ -57,13 +61,33 @@ def hub_suite(task_names: list[str], kind: str, name: str | None = None) -> Suit
     return Suite(name or "hub:" + ",".join(task_names), kind, list(task_names), None)
 
 
+class Scorer(str, Enum):
+    """How a local task scores a generation: exact text, final math answer, or sandboxed code tests."""
+
+    EXACT = "exact"  # exact_match on the stripped generation
+    MATH = "math"  # math_acc: GSM8K-style "#### N" (else last number) compared by value
+    CODE = "code"  # pass@1: HumanEval rows (prompt/test/entry_point) or whole functions + asserts
+
+
+# Codex/HumanEval stop sequences: a body ends where the next top-level statement starts. Our
+# whole-function format keeps "\ndef" and "\n@" out, since its answer may define helpers first.
+HUMANEVAL_STOPS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"]
+FUNCTION_STOPS = ["\nclass", "\n#", "\nprint", "\nif", "\n```"]
+_REQUIRED = {Scorer.EXACT: ("prompt", "completion"), Scorer.MATH: ("prompt", "completion"),
+             Scorer.CODE: ("prompt", "test", "entry_point")}
+
+
 def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kind: str,
-                     labels: list[str] | None = None, max_gen_toks: int = LOCAL_MAX_GEN_TOKS) -> Suite:
-    """Write an lm-eval task YAML for a prompt/completion JSONL file into out_dir and return its Suite."""
+                     labels: list[str] | None = None, max_gen_toks: int = LOCAL_MAX_GEN_TOKS,
+                     scorer: str = "exact") -> Suite:
+    """Write an lm-eval task YAML for a JSONL file into out_dir and return its Suite; see `Scorer`."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):  # it names the YAML file and the lm-eval task
         raise ValueError(f"local task name {name!r}: use letters, digits, '_', '.', '-' only")
+    if scorer not in {s.value for s in Scorer}:
+        raise ValueError(f"local task {name!r}: scorer must be one of {[s.value for s in Scorer]}, got {scorer!r}")
+    scorer = Scorer(scorer)
     jsonl_path = Path(jsonl_path).resolve()
-    _check_jsonl(jsonl_path)
+    rows = _read_jsonl(jsonl_path, _REQUIRED[scorer])
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -73,36 +97,60 @@ def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kin
         "output_type": "generate_until",
         "test_split": "test",
         "doc_to_text": "{{prompt}}",
-        "doc_to_target": "{{completion}}",
-        "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_gen_toks},
-        "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"},
-                                                     {"function": "take_first"}]}],
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                         "ignore_case": False, "ignore_punctuation": False}],
-        "metadata": {"version": 1.0, "source": str(jsonl_path)},
+        "doc_to_target": "{{test}}" if scorer is Scorer.CODE else "{{completion}}",
+        # lm-eval always adds the tokenizer's eos to `until`, so an empty list means "stop at eos".
+        "generation_kwargs": {"until": _stops(scorer, rows), "do_sample": False, "max_gen_toks": max_gen_toks},
+        **_scoring(scorer),
+        "metadata": {"version": 1.0, "source": str(jsonl_path), "scorer": scorer.value},
     }
-    # lm-eval always adds the tokenizer's eos to `until`, so an empty list means "stop at eos".
     header = f"# Written by forgetless for {jsonl_path.name}. Run: lm_eval --include_path {out_dir} --tasks {name}\n"
-    (out_dir / f"{name}.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+    text = header + yaml.safe_dump(config, sort_keys=False)
+    if scorer is not Scorer.EXACT:
+        # safe_dump cannot write the `!function` tag; lm-eval resolves it next to the YAML, hence the shim.
+        write_scoring_shim(out_dir)
+        text += f"process_results: !function {SHIM_MODULE}.score_{scorer.value}\n"
+    (out_dir / f"{name}.yaml").write_text(text)
     return Suite(name, kind, [name], str(out_dir), labels)
 
 
-def _check_jsonl(path: Path) -> None:
-    """Fail early, naming file and line, if a row lacks the prompt/completion fields."""
+def _stops(scorer: Scorer, rows: list[dict]) -> list[str]:
+    if scorer is not Scorer.CODE:
+        return []
+    return HUMANEVAL_STOPS if all("def check(" in row["test"] for row in rows) else FUNCTION_STOPS
+
+
+def _scoring(scorer: Scorer) -> dict:
+    """filter_list and metric_list for a scorer (process_results, a YAML tag, is added by the caller)."""
+    strip = [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}]
+    if scorer is Scorer.EXACT:
+        return {"filter_list": strip, "metric_list": [{
+            "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+            "ignore_case": False, "ignore_punctuation": False}]}
+    if scorer is Scorer.MATH:
+        return {"filter_list": strip,
+                "metric_list": [{"metric": MATH_METRIC, "aggregation": "mean", "higher_is_better": True}]}
+    # No strip for code: a HumanEval body starts with its indentation. lm-eval's default filter takes
+    # the single generation as is.
+    return {"metric_list": [{"metric": CODE_METRIC, "aggregation": "mean", "higher_is_better": True}]}
+
+
+def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
+    """Read the rows, failing early and naming file and line if one lacks a required field."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such JSONL file")
-    rows = 0
+    rows = []
     with path.open() as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            rows += 1
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            missing = {"prompt", "completion"} - set(row)
+            missing = [field for field in required if field not in row]
             if missing:
-                raise ValueError(f"{path}:{lineno}: missing field(s) {sorted(missing)}")
-    if rows == 0:
+                raise ValueError(f"{path}:{lineno}: missing field(s) {missing}")
+            rows.append(row)
+    if not rows:
         raise ValueError(f"{path}: no examples")
+    return rows

@@ -19,9 +19,8 @@ except ImportError:
 
 
 def load_embedded_task(task: str, n: int = TEST_EXAMPLES, **_metadata) -> datasets.DatasetDict:
-    """Return the `test` split of one embedded task as a DatasetDict with prompt/completion columns."""
+    """Return the `test` split of one embedded task as a DatasetDict (prompt/completion, code: test/entry_point)."""
     # lm-eval calls custom_dataset(**metadata, **dataset_kwargs); metadata (version, config_source,
     # CLI model_args) is not ours to interpret, hence **_metadata.
-    rows = make_examples(task, "test", n)
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(
-        [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])})
+    # Every field is kept: the code task's scorer needs each row's `test` and `entry_point`.
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(make_examples(task, "test", n))})

@@ -1,0 +1,51 @@
+"""lm-eval `process_results` scorers for the domain tasks: math answer match and sandboxed code pass@1.
+
+A task YAML names them with `process_results: !function <shim>.score_math` (or `score_code`), where the
+shim is a module beside the YAML that re-exports them (see `write_scoring_shim`): lm-eval resolves
+`!function` relative to the YAML's folder, and older lm-eval releases look nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluation.code_eval import check_completion
+from evaluation.math_answer import answers_match
+
+MATH_METRIC = "math_acc"  # 1 when the final number of the generation equals the reference's
+CODE_METRIC = "pass@1"  # 1 when the greedy generation passes the example's tests in the sandbox
+CODE_TIMEOUT_S = 5.0  # per program; a generated infinite loop costs this much, then scores 0
+SHIM_MODULE = "forgetless_scoring"
+
+
+def score_math(doc: dict, results: list[str]) -> dict[str, float]:
+    """Score one generation against a GSM8K-style reference (`... #### N`) by final-answer value."""
+    return {MATH_METRIC: float(answers_match(results[0], doc["completion"]))}
+
+
+def score_code(doc: dict, results: list[str]) -> dict[str, float]:
+    """Run one generated function against the doc's tests in a sandboxed child process."""
+    # Never exec here: the evaluating process holds the model and the caller's files.
+    return {CODE_METRIC: float(check_completion(doc, results[0], timeout_s=CODE_TIMEOUT_S).passed)}
+
+
+SHIM_SOURCE = '''"""Written by forgetless: lets lm-eval's `!function {module}.score_*` find the domain scorers."""
+
+import sys
+
+try:
+    from evaluation.domain_scoring import score_code, score_math
+except ImportError:  # lm-eval's CLI outside the environment forgetless is installed in
+    sys.path.insert(0, {root!r})
+    from evaluation.domain_scoring import score_code, score_math
+'''
+
+
+def write_scoring_shim(folder: Path) -> Path:
+    """Write the re-exporting module that task YAMLs in `folder` name in `!function`; return its path."""
+    path = Path(folder) / f"{SHIM_MODULE}.py"
+    source = SHIM_SOURCE.format(module=SHIM_MODULE, root=str(Path(__file__).resolve().parents[1]))
+    # Rewrite only on change: lm-eval reloads a module whose file time moved.
+    if not path.is_file() or path.read_text() != source:
+        path.write_text(source)
+    return path
