@@ -20,8 +20,10 @@ def summarise(frame):
     keys = ["recipe", "seed", "stage"]
     general = scores[scores.suite == "general"].groupby(keys, sort=False).score.mean().rename("general")
     target = scores[scores.suite == "target"].groupby(keys, sort=False).score.mean().rename("target")
+    domain = scores[scores.suite == "domain"].groupby(keys, sort=False).score.mean().rename("domain")
     leak = frame[frame.metric == LEAK].groupby(keys, sort=False).score.mean().rename("format_leak")
-    table = pd.concat([general, target, leak], axis=1).reset_index()
+    table = pd.concat([general, target, domain, leak], axis=1).reset_index()
+    table = table.dropna(axis=1, how="all")  # a ProMoT run has no domain column, a DMT run no target
     base = table[table.stage == "base"].set_index(["recipe", "seed"]).general
     table["forgetting"] = table.general - table.set_index(["recipe", "seed"]).index.map(base).to_numpy()
     return table
@@ -29,7 +31,7 @@ def summarise(frame):
 
 def over_seeds(table):
     """Mean and sd over seeds for every (recipe, stage), keeping stage order."""
-    columns = ["general", "forgetting", "target", "format_leak"]
+    columns = [c for c in ["general", "forgetting", "target", "domain", "format_leak"] if c in table.columns]
     grouped = table.groupby(["recipe", "stage"], sort=False)[columns]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     return mean, sd, grouped.size().rename("seeds")
@@ -64,7 +66,7 @@ def task_table(frame) -> str:
 def promot_checks(mean, seeds) -> list[str]:
     """The issue's bar for the ProMoT comparison, measured; lines of markdown (empty if not applicable)."""
     final = {r: mean.loc[r].iloc[-1] for r in mean.index.get_level_values(0).unique()}
-    if not {"sft", "promot"} <= final.keys():
+    if not {"sft", "promot"} <= final.keys() or "target" not in mean.columns:
         return []
     base = mean.loc["sft"].loc["base"].general
     sft, promot = final["sft"], final["promot"]
@@ -90,12 +92,14 @@ def plot(table) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    second = "target" if "target" in table.columns else "domain"
     for recipe, part in table.groupby("recipe", sort=False):
-        means = part.groupby("stage", sort=False)[["general", "target"]].mean()
-        for ax, column in zip(axes, ["general", "target"]):
+        means = part.groupby("stage", sort=False)[["general", second]].mean()
+        for ax, column in zip(axes, ["general", second]):
             ax.plot(range(len(means)), means[column], marker="o", label=recipe)
             ax.set_xticks(range(len(means)), means.index, rotation=15)
-    for ax, title in zip(axes, ["general suite (no prompt)", "target task (prompt where one exists)"]):
+    titles = {"target": "target task (prompt where one exists)", "domain": "domain (math + code)"}
+    for ax, title in zip(axes, ["general suite (no prompt)", titles[second]]):
         ax.set_title(title)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
@@ -121,12 +125,17 @@ def write_report(run_dir: Path) -> Path:
         f"code version `{manifest.get('code_version', '?')}`, seeds {sorted(frame.seed.unique().tolist())}. "
         "General = mean score of the held-out general suite (run without any soft prompt); "
         "forgetting = general − base general (negative means forgotten); target = target-task score "
-        "(with the soft prompt where the recipe has one); format_leak = share of general-suite answers "
-        "that are in the target task's label format. Values are mean ± sd over seeds.",
+        "(with the soft prompt where the recipe has one); domain = mean of the domain suites (math, code); "
+        "format_leak = share of general-suite answers that are in the target task's label format. "
+        "Values are mean ± sd over seeds.",
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]
     checks = promot_checks(mean, seeds)
     if checks:
         parts += ["## ProMoT vs SFT: the bar", "\n".join(checks)]
+    if "domain" in table.columns:
+        from pipeline.report_dmt import dmt_sections
+
+        parts += dmt_sections(frame, table, run_dir)
     parts += ["## Per task (mean over seeds)", task_table(frame), "![scores across stages](report.png)"]
     return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")
