@@ -7,7 +7,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot test validate ls clean
+.PHONY: setup promot retrain test validate ls clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,13 @@ setup: $(STAMP)  ## create .venv and install the project
 
 promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
 	$(RUN) run recipes/promot.yaml
+
+# Scheduled retraining (README "Scheduled retraining"; CI: .github/workflows/retrain.yml).
+RETRAIN_RECIPE ?= recipes/promot.yaml
+REGISTRY       ?= runs/registry
+RETRAIN_ARGS   ?=
+retrain: $(STAMP)  ## train on new data, promote only past the recipe's gate (exit 1 if refused) -> $(REGISTRY)
+	$(RUN) retrain $(RETRAIN_RECIPE) --registry $(REGISTRY) $(RETRAIN_ARGS)
 
 test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
 	$(PY) -m pytest -q

@@ -2,9 +2,10 @@
 
 It covers every data source (the target and the named `data:` sources: a local file's sha256, the
 generated rows of an `embedded:` source, a hub id by name) and the resolved config of the gated
-recipe, so editing its stages, seeds, data caps or evaluation retrains too. It leaves out what does not change the model: `runs_root` and the gate
-thresholds (new thresholds re-judge the same run instead of training it again). The base model counts
-by its `model.path` (a folder or hub id): point it at a new folder to retrain on a new base.
+recipe, so editing its stages, seeds, data caps or evaluation retrains too. It leaves out what does
+not change the model: `runs_root` and the gate thresholds (new thresholds re-judge the same run
+instead of training it again). The base model counts by its `model.path` (a folder or hub id): point
+it at a new folder to retrain on a new base.
 """
 
 from __future__ import annotations

@@ -95,21 +95,25 @@ def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
 
 def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted") -> list[Check]:
     """Every gate check of a candidate's scores against the base (in `scores`) and a reference run."""
-    checks = []
-    targets = [s for s in ("target", "domain") if s in scores]
-    if gate.min_target is None:
-        checks.append(Check("min_target", scores.get("target"), "not set", True))
-    elif not targets:
-        checks.append(Check("min_target", None, f">= {gate.min_target:.3f}", False, "no target or domain score"))
-    for suite in targets if gate.min_target is not None else []:
-        checks.append(Check(f"min_target ({suite})", scores[suite], f">= {gate.min_target:.3f}",
-                            scores[suite] >= gate.min_target - EPS))
-    drop, limit = scores.get("general_drop"), gate.max_general_drop
-    checks.append(Check("max_general_drop", drop, "not set" if limit is None else f"<= {limit:.3f}",
-                        limit is None or (drop is not None and drop <= limit + EPS),
-                        f"base {scores.get('base_general', float('nan')):.3f} -> {scores.get('general', float('nan')):.3f}"))
-    checks += _regressions(gate.max_regression, scores, reference, reference_name)
-    return checks
+    return [*_targets(gate.min_target, scores), _general_drop(gate.max_general_drop, scores),
+            *_regressions(gate.max_regression, scores, reference, reference_name)]
+
+
+def _targets(limit: float | None, scores: dict) -> list[Check]:
+    suites = [s for s in ("target", "domain") if s in scores]
+    if limit is None:
+        return [Check("min_target", scores.get("target"), "not set", True)]
+    if not suites:
+        return [Check("min_target", None, f">= {limit:.3f}", False, "no target or domain score")]
+    return [Check(f"min_target ({s})", scores[s], f">= {limit:.3f}", scores[s] >= limit - EPS) for s in suites]
+
+
+def _general_drop(limit: float | None, scores: dict) -> Check:
+    drop = scores.get("general_drop")
+    note = f"base {scores.get('base_general', float('nan')):.3f} -> {scores.get('general', float('nan')):.3f}"
+    if limit is None:
+        return Check("max_general_drop", drop, "not set", True, note)
+    return Check("max_general_drop", drop, f"<= {limit:.3f}", drop is not None and drop <= limit + EPS, note)
 
 
 def _regressions(limit: float | None, scores: dict, reference: dict | None, name: str) -> list[Check]:
@@ -147,7 +151,8 @@ def load_reference(path: Path, recipe: str) -> tuple[str, dict | None]:
         return ("accepted", None) if accepted is None else (accepted["run_id"], accepted["scores"])
     if (path / "results.csv").exists():
         return path.name, run_scores(path, recipe)[1]
-    raise UserError(f"--against {path}: neither a registry folder (accepted.json, runs/) nor a run folder (results.csv)")
+    raise UserError(f"--against {path}: neither a registry folder (accepted.json, runs/) "
+                    "nor a run folder (results.csv)")
 
 
 def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:

@@ -11,19 +11,19 @@ SWEEP = re.compile(r"^dmt@k=(?P<k>.+)$")
 
 
 def final_scores(frame):
-    """Per recipe: math, code, domain and general means of its final stage (mean over seeds)."""
+    """Per recipe: math, code, domain and general means of its final stage (mean over seeds), plus base."""
     import pandas as pd
 
     scores = frame[frame.metric != LEAK]
     last = scores.groupby("recipe", sort=False).stage.agg(lambda s: list(dict.fromkeys(s))[-1])
     final = scores[scores.stage == scores.recipe.map(last)]
-    by_task = final[final.suite == "domain"].pivot_table(index="recipe", columns="task", values="score", sort=False)
+    base = scores[scores.stage == "base"].assign(recipe="base")
+    both = pd.concat([final, base])
+    by_task = both[both.suite == "domain"].pivot_table(index="recipe", columns="task", values="score", sort=False)
     by_task.columns = [c.replace("embedded_", "") for c in by_task.columns]
-    general = final[final.suite == "general"].groupby("recipe", sort=False).score.mean().rename("general")
+    general = both[both.suite == "general"].groupby("recipe", sort=False).score.mean().rename("general")
     table = pd.concat([by_task, general], axis=1)
     table.insert(len(by_task.columns), "domain", by_task.mean(axis=1))
-    base = scores[(scores.stage == "base")].groupby("suite").score.mean()
-    table.loc["base"] = {**{c: float("nan") for c in table.columns}, "general": base.get("general")}
     return table
 
 
