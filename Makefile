@@ -7,7 +7,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot retrain test validate ls clean
+.PHONY: setup promot dmt retrain test validate ls clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,9 @@ REGISTRY       ?= runs/registry
 RETRAIN_ARGS   ?=
 retrain: $(STAMP)  ## train on new data, promote only past the recipe's gate (exit 1 if refused) -> $(REGISTRY)
 	$(RUN) retrain $(RETRAIN_RECIPE) --registry $(REGISTRY) $(RETRAIN_ARGS)
+
+dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sweep -> runs/dmt/report.md
+	$(RUN) run recipes/dmt.yaml
 
 test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
 	$(PY) -m pytest -q
