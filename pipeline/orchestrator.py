@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -143,6 +144,7 @@ def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, con
     seconds = round(time.perf_counter() - started, 2)
     write_json(marker, _result_json(result, seconds, run_dir))
     manifest.stage_finished(stage_id, result, seconds, key)
+    shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # resume checkpoints: no longer needed
     return result
 
 

@@ -19,6 +19,43 @@ class Config(TrainingConfig):
     kind = "finetune"
 
 
+def frozen_prompt_trainer():
+    """A Trainer whose checkpoints hold the full base weights, not just the frozen prompt.
+
+    The Trainer saves a PeftModel as its adapter alone, which is right for prompt tuning but would
+    lose every trained weight of ProMoT stage 2 (and break resume). Everything else stays the Trainer's.
+    """
+    import os
+
+    from safetensors.torch import load_file
+    from transformers import Trainer
+
+    class FrozenPromptTrainer(Trainer):
+        def _save(self, output_dir=None, state_dict=None):
+            output_dir = output_dir or self.args.output_dir
+            if not self.args.should_save:
+                return
+            wrapped = self.accelerator.unwrap_model(self.model)
+            if state_dict is not None:  # gathered by the Trainer (e.g. ZeRO-3): keep the base's own keys
+                prefix = "base_model.model."
+                state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
+                              if k.startswith(prefix) and "prompt_encoder" not in k}
+            wrapped.get_base_model().save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
+            wrapped.save_pretrained(os.path.join(output_dir, "adapter"))
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            wrapped = self.accelerator.unwrap_model(model or self.model)
+            weights = load_file(os.path.join(resume_from_checkpoint, "model.safetensors"), device="cpu")
+            result = wrapped.get_base_model().load_state_dict(weights, strict=False)
+            unexpected = [k for k in result.unexpected_keys]
+            if unexpected:
+                raise RuntimeError(f"{resume_from_checkpoint}: unexpected weights {unexpected[:3]}")
+
+    return FrozenPromptTrainer
+
+
 def freeze_prompt_train_model(peft_model) -> None:
     """Every base weight trains; the soft prompt gets no gradient and stays bit-identical."""
     for name, param in peft_model.named_parameters():
@@ -37,7 +74,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         trainee = attach_prompt(model, adapter_in, trainable=False)
         freeze_prompt_train_model(trainee)
     metrics = run_trainer(trainee, tokenizer, ctx.train_data, config, ctx.stage_dir / "trainer", ctx.seed,
-                          ctx.max_length)
+                          ctx.max_length, trainer_class=frozen_prompt_trainer() if adapter_in else None)
     model_dir = save_model(model, tokenizer, ctx.stage_dir / "model")  # `model` is the base inside the wrapper
     adapter_out = None
     if adapter_in is not None:

@@ -32,6 +32,8 @@ class TrainingConfig:
     warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming up"})
     weight_decay: float = 0.0
     logging_steps: int = 25
+    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (resume restarts from the last)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per stage"})
 
     def __post_init__(self):
         self.name = self.name or self.kind
@@ -43,6 +45,8 @@ class TrainingConfig:
             raise ValueError(f"{self.name}.batch_size: {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
         if not self.lr > 0:
             raise ValueError(f"{self.name}.lr: must be > 0, got {self.lr}")
+        if self.save_steps < 1 or self.save_total_limit < 1:
+            raise ValueError(f"{self.name}.save_steps/save_total_limit: must be >= 1")
         if not self.data:
             raise ValueError(f"{self.name}.data: must name at least one source")
         if self.k != 1 and not self.replay:

@@ -25,7 +25,9 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int):
         warmup_steps=round(config.warmup_ratio * config.steps),
         weight_decay=config.weight_decay,
         logging_steps=config.logging_steps,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
         report_to=[],
         seed=seed,
         data_seed=seed,
@@ -53,8 +55,12 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, output_dir
         train_dataset=rows,
         data_collator=collator,
     )
+    from transformers.trainer_utils import get_last_checkpoint
+
+    # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
+    last = get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
     started = time.perf_counter()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     tokens = config.steps * config.batch_size * _mean_length(rows)
@@ -64,6 +70,7 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, output_dir
         "train_seconds": round(seconds, 3),
         "tokens_per_second": round(tokens / seconds, 1),
         "train_rows": len(rows),
+        "resumed_from": last,
     }
 
 

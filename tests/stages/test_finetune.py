@@ -105,3 +105,25 @@ def test_sft_without_prompt_saves_plain_model(tmp_path, tiny_model_dir, data):
     assert result.adapter_dir is None
     assert AutoModelForCausalLM.from_pretrained(result.model_dir) is not None
     assert len(result.metrics["loss_history"]) >= 0 and result.metrics["train_loss"] > 0
+
+
+def test_frozen_prompt_checkpoint_holds_full_weights_and_resumes(tmp_path, tiny_model_dir, data):
+    """Stage 2 checkpoints hold the trained base weights; resuming from one reaches the same model."""
+    pt = prompt_tune.run(prompt_tune.Config(steps=2, batch_size=8, num_virtual_tokens=4),
+                         ctx(tmp_path / "pt", tiny_model_dir, data))
+    adapters = {"prompt_tune": pt.adapter_dir}
+    config = finetune.Config(steps=6, batch_size=8, lr=1e-2, prompt_from="prompt_tune", save_steps=3)
+    whole = finetune.run(config, ctx(tmp_path / "whole", tiny_model_dir, data, adapters))
+    checkpoint = tmp_path / "whole" / "trainer" / "checkpoint-3"
+    assert (checkpoint / "model.safetensors").exists() and (checkpoint / "adapter").is_dir()
+
+    # Pretend the run died after step 3: only checkpoint-3 survives, then rerun the stage.
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "trainer").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(checkpoint, resumed_dir / "trainer" / "checkpoint-3")
+    resumed = finetune.run(config, ctx(resumed_dir, tiny_model_dir, data, adapters))
+    assert resumed.metrics["resumed_from"].endswith("checkpoint-3")
+    a, b = load_weights(whole.model_dir / "model.safetensors"), load_weights(resumed.model_dir / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit-identical on the CPU
