@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as err:  # raised anywhere: config, data loaders, run lock
+    except UserError as err:  # raised anywhere: config, data loaders, run lock, preemption
         for line in str(err).splitlines():
             print(f"error: {line}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
 
 
 def _setup_logging() -> None:

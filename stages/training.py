@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from stages.preemption import preemption_callback
 from stages.sft_data import tokenize_for_sft
 from stages.train_config import TrainingConfig
 
@@ -59,8 +60,15 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, output_dir
 
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
     last = get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
+    preemption = preemption_callback()
+    trainer.add_callback(preemption)
+    preemption.install()
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
+    try:
+        output = trainer.train(resume_from_checkpoint=last)
+    finally:
+        preemption.uninstall()
+    preemption.raise_if_stopped(trainer.state.global_step, output_dir)
     seconds = time.perf_counter() - started
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     tokens = config.steps * config.batch_size * _mean_length(rows)

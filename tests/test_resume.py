@@ -1,0 +1,97 @@
+"""Crash safety: kill -9 mid-stage, SIGTERM, then rerun the same command -> the same results as no crash."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from embedded.model import TEST_SPEC, ensure_base_model
+
+    return ensure_base_model(TEST_SPEC, cache_root=tmp_path_factory.mktemp("cache"))
+
+
+def command(base, run_dir):
+    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64",
+            "recipes.promot.0.steps=12", "recipes.promot.1.steps=12", "recipes.promot.0.save_steps=3",
+            "recipes.promot.1.save_steps=3", "recipes.promot.0.batch_size=8", "recipes.promot.1.batch_size=8"]
+    args = [sys.executable, "-m", "pipeline", "run", str(ROOT / "recipes" / "promot.yaml"), "--only", "promot",
+            "--run-dir", str(run_dir)]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def start(args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(path: Path, proc, timeout=240):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"process ended before {path} appeared:\n{proc.stdout.read()}"
+        assert time.time() < deadline, f"timed out waiting for {path}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_base, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    proc = start(command(tiny_base, run_dir))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return (run_dir / "results.csv").read_text()
+
+
+@pytest.mark.parametrize("stage, checkpoint", [("prompt_tune", "checkpoint-6"), ("finetune", "checkpoint-9")])
+def test_kill_9_mid_stage_then_rerun_gives_identical_results(tiny_base, reference, tmp_path, stage, checkpoint):
+    run_dir = tmp_path / "run"
+    args = command(tiny_base, run_dir)
+    proc = start(args)
+    wait_for(run_dir / "seed0" / "promot" / stage / "trainer" / checkpoint / "trainer_state.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "seed0" / "promot" / stage / "DONE.json").exists()
+    rerun = start(args)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert (run_dir / "results.csv").read_text() == reference
+
+
+def test_sigterm_saves_and_says_how_to_resume(tiny_base, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    args = command(tiny_base, run_dir)
+    proc = start(args)
+    wait_for(run_dir / "seed0" / "promot" / "finetune" / "trainer" / "checkpoint-3" / "trainer_state.json", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM" in out and "rerun the same command to resume" in out
+    assert not (run_dir / "run.lock").exists()
+    rerun = start(args)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert (run_dir / "results.csv").read_text() == reference
+
+
+def test_second_run_on_the_same_folder_is_refused(tiny_base, tmp_path):
+    run_dir = tmp_path / "run"
+    args = command(tiny_base, run_dir)
+    proc = start(args)
+    wait_for(run_dir / "run.lock", proc)
+    second = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                            text=True, timeout=120)
+    proc.kill()
+    proc.wait()
+    assert second.returncode == 2
+    assert f"run folder is in use by process {proc.pid}" in second.stderr
