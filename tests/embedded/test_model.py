@@ -1,0 +1,69 @@
+"""Building, caching and reloading the embedded base model (with the tiny TEST_SPEC)."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from embedded import model as base
+from embedded.model import TEST_SPEC, BaseModelSpec, ensure_base_model, greedy_exact_match
+from embedded.tasks import make_examples
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    return root, ensure_base_model(TEST_SPEC, cache_root=root)
+
+
+def test_build_loads_offline(built):
+    _, path = built
+    manifest = json.loads((path / "build.json").read_text())
+    assert set(manifest["exact_match"]) == set(manifest["trained_on"])
+    assert "letter_rule" not in manifest["trained_on"]
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert model.config.vocab_size == len(tokenizer)
+    assert 0.0 <= greedy_exact_match(model, tokenizer, make_examples("copy", "test", 5)) <= 1.0
+    assert not [p for p in path.parent.iterdir() if ".tmp-" in p.name]  # temp build dir was renamed
+
+
+def test_second_call_reuses_the_cache(built, monkeypatch):
+    root, path = built
+    monkeypatch.setattr(base, "build_base_model", lambda *a, **k: pytest.fail("rebuilt a cached base"))
+    assert ensure_base_model(TEST_SPEC, cache_root=root) == path
+
+
+def test_cache_root_from_environment(built, monkeypatch):
+    root, path = built
+    monkeypatch.setenv("FORGETLESS_CACHE", str(root))
+    monkeypatch.setattr(base, "build_base_model", lambda *a, **k: pytest.fail("rebuilt a cached base"))
+    assert ensure_base_model(TEST_SPEC) == path
+
+
+def test_same_spec_gives_bit_identical_weights(built, tmp_path):
+    _, path = built
+    again = ensure_base_model(TEST_SPEC, cache_root=tmp_path)
+    first, second = load_file(path / "model.safetensors"), load_file(again / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_folder_without_manifest_is_rebuilt(tmp_path):
+    path = ensure_base_model(TEST_SPEC, cache_root=tmp_path)
+    os.remove(path / "build.json")
+    (path / "junk").write_text("left by a crashed build")
+    assert ensure_base_model(TEST_SPEC, cache_root=tmp_path) == path
+    assert (path / "build.json").is_file() and not (path / "junk").exists()
+
+
+def test_spec_changes_the_folder_name():
+    assert base.spec_hash(TEST_SPEC) != base.spec_hash(BaseModelSpec())
+
+
+def test_bad_spec_names_the_field():
+    with pytest.raises(ValueError, match="num_heads"):
+        BaseModelSpec(hidden_size=30, num_heads=4)
