@@ -50,6 +50,7 @@ def cmd_validate(args) -> int:
     """Check the recipe, its data, model and suites; train nothing."""
     from pipeline.validate import check_recipe
 
+    _setup_logging(quiet=True)
     path, recipe = load(args)
     problems = check_recipe(recipe)
     if problems:
@@ -161,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(err, "exit_code", 2)
 
 
-def _setup_logging() -> None:
+def _setup_logging(quiet: bool = False) -> None:
     import logging
 
+    if quiet:  # validate: only warnings, printed like the errors
+        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", force=True)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("lm-eval", "lm_eval", "datasets", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

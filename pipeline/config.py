@@ -12,6 +12,7 @@ import yaml
 from data_recipes.catalog import SourceConfig
 from pipeline.gate import GateConfig
 from pipeline.sweep import expand_sweeps, sweep_override
+from stages.train_config import PLAIN_NAME
 from pipeline.typed_yaml import Builder, ConfigError, load_yaml
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
@@ -42,6 +43,8 @@ class TargetConfig:
     labels: list[str] = field(default_factory=list, metadata={"help": "answer labels, for the format-leak measure"})
 
     def __post_init__(self):
+        if not PLAIN_NAME.match(self.name):  # it names files inside the run folder
+            raise ValueError(f"target.name: {self.name!r} must be a plain name (letters, digits, _ . -)")
         if self.train_rows is not None and self.train_rows < 1:
             raise ValueError(f"target.train_rows: must be >= 1, got {self.train_rows}")
         if self.test_rows < 1:
@@ -82,8 +85,11 @@ class RecipeFile:
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
 
     def __post_init__(self):
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        if not PLAIN_NAME.match(self.name):
             raise ValueError(f"name: must be a plain folder name, got {self.name!r}")
+        root = Path(self.runs_root)
+        if root.is_absolute() or ".." in root.parts:  # a recipe never writes outside the runs folder
+            raise ValueError(f"runs_root: must be a relative path inside the working folder, got {self.runs_root!r}")
         if not self.seeds:
             raise ValueError("seeds: must list at least one seed")
         if not self.recipes:
@@ -112,6 +118,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
             recipe.stages = stages
     if builder.problems:
         raise ConfigError(builder.problems)
+    from pipeline.validate_content import yaml_lines
+
+    recipe.source_path, recipe.source_lines = str(path), yaml_lines(data)  # for locating later problems
     return recipe
 
 

@@ -11,10 +11,15 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
-def check_recipe(recipe: RecipeFile) -> list[str]:
-    """Return one line per problem found (empty when the recipe can run)."""
-    return [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_data(recipe),
-            *check_stages(recipe), *check_gate(recipe)]
+def check_recipe(recipe: RecipeFile, content: bool = True) -> list[str]:
+    """Return one line per problem found, located as file:line: field: message (empty when the recipe can run)."""
+    from pipeline.validate_content import check_content, locate
+
+    problems = [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_data(recipe),
+                *check_stages(recipe), *check_gate(recipe)]
+    if content and not problems:  # only read data and model files once their names check out
+        problems = check_content(recipe)
+    return locate(problems, recipe)
 
 
 def check_model(recipe: RecipeFile) -> list[str]:

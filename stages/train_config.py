@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+
+
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")
 
 
 class Scheduler(str, enum.Enum):
@@ -37,6 +41,8 @@ class TrainingConfig:
 
     def __post_init__(self):
         self.name = self.name or self.kind
+        if not PLAIN_NAME.match(self.name):  # it becomes a folder name inside the run folder
+            raise ValueError(f"name: {self.name!r} must be a plain name (letters, digits, _ . -)")
         if self.steps < self.min_steps:
             raise ValueError(f"{self.name}.steps: must be >= {self.min_steps}, got {self.steps}")
         if self.batch_size < 1 or self.grad_accum < 1:
