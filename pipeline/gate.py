@@ -64,19 +64,15 @@ def final_stage(run_dir: Path, recipe: str, frame) -> str:
 
 def final_scores(frame, recipe: str, stage: str) -> dict:
     """Mean over seeds of `stage` per suite kind, plus the base general mean and the general drop."""
-    from pipeline.report import LEAK, summarise
+    from pipeline.report import summarise
 
-    part = frame[frame.recipe == recipe]
-    table = summarise(part)  # per seed: general, target, forgetting (general minus base general)
+    table = summarise(frame[frame.recipe == recipe])  # per seed; forgetting = general - base general
     final, base = table[table.stage == stage], table[table.stage == "base"]
-    if final.empty or base.empty:
-        raise UserError(f"results.csv: recipe {recipe!r} has no rows for stage {stage!r} and base")
-    scores = {"general": final.general.mean(), "target": final.target.mean(),
-              "base_general": base.general.mean(), "general_drop": -final.forgetting.mean()}
-    domain = part[(part.stage == stage) & (part.suite == "domain") & (part.metric != LEAK)]
-    if not domain.empty:  # summarise() has no domain column: the same mean, per seed then over seeds
-        scores["domain"] = domain.groupby("seed").score.mean().mean()
-    return {k: round(float(v), 6) for k, v in scores.items() if v == v}  # drop NaN: suite not measured
+    if final.empty or base.empty or "general" not in table.columns:
+        raise UserError(f"results.csv: recipe {recipe!r} has no general scores for stage {stage!r} and base")
+    scores = {suite: final[suite].mean() for suite in SUITES if suite in table.columns}
+    scores.update(base_general=base.general.mean(), general_drop=-final.forgetting.mean())
+    return {k: round(float(v), 6) + 0.0 for k, v in scores.items() if v == v}  # drop NaN; -0.0 -> 0.0
 
 
 def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:

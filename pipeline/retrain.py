@@ -58,8 +58,9 @@ def retrain(recipe: RecipeFile, recipe_path: Path, registry_root: Path) -> Outco
         if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
             return Outcome("nothing to do", None, [], accepted["run_id"])
         run_dir = registry.start_run(prints)
-    print(f"retrain: new data fingerprint {prints['fingerprint'][:12]}; training {gate.recipe!r} into {run_dir}",
-          flush=True)
+    resumed = (run_dir / "manifest.json").exists()  # a killed or refused job's folder for the same data
+    print(f"retrain: fingerprint {prints['fingerprint'][:12]} differs from the accepted run's; "
+          f"{'resuming' if resumed else 'training'} {gate.recipe!r} in {run_dir}", flush=True)
     run_recipe(recipe, run_dir, recipe_path, only=[gate.recipe])
     with registry.locked():
         accepted = registry.accepted()  # re-read: another job may have promoted while we trained
@@ -85,7 +86,8 @@ def summary(outcome: Outcome) -> str:
         lines.append(f"Run `{outcome.run_dir.name}` passed every gate and is now the accepted model.")
     else:
         kept = f"`{outcome.accepted_run}` stays accepted" if outcome.accepted_run else "no model is accepted yet"
-        lines.append(f"Run `{outcome.run_dir.name}` failed the gate; {kept}.")
+        failed = ", ".join(c.gate for c in outcome.checks if not c.passed)
+        lines.append(f"Run `{outcome.run_dir.name}` failed the gate ({failed}); {kept}.")
     lines += ["### Gate", gates.table(outcome.checks)]
     lines += ["### Base → each stage", stage_table(outcome.run_dir)]
     return "\n\n".join(lines) + "\n"

@@ -27,7 +27,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     labels = ctx.extra.get("labels") or []
     model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
     model.eval()
-    settings = {"limit": config.limit, "batch_size": config.batch_size, "max_length": ctx.max_length}
+    # The evaluation window is the model's own context (answers can be longer than training rows).
+    settings = {"limit": config.limit, "batch_size": config.batch_size, "max_length": None}
     suites = ctx.extra["suites"]
     # The prompt is only for the task it was tuned on: every other task sees the raw model,
     # scored before the prompt is attached at all.
