@@ -65,4 +65,6 @@ def _local_suite(config, test, data_dir: Path):
     test_file = data_dir / f"{config.name}_test.jsonl"
     lines = (json.dumps({"prompt": r["prompt"], "completion": r["completion"]}) + "\n" for r in test)
     write_text(test_file, "".join(lines))
-    return local_task_suite(config.name, test_file, data_dir / "lm_eval_tasks", "target")  # a folder of its own: lm-eval loads every YAML in it
+    # A folder of its own: lm-eval loads every YAML in the folder it is given.
+    return local_task_suite(config.name, test_file, data_dir / "lm_eval_tasks", "target",
+                            max_gen_toks=config.max_answer_tokens)

@@ -41,12 +41,15 @@ class TargetConfig:
     train_rows: int | None = field(default=None, metadata={"help": "cap on training rows (None: all)"})
     test_rows: int = field(default=200, metadata={"help": "rows of the test split to generate or keep"})
     labels: list[str] = field(default_factory=list, metadata={"help": "answer labels, for the format-leak measure"})
+    max_answer_tokens: int = field(default=64, metadata={"help": "tokens generated per test answer (user data)"})
 
     def __post_init__(self):
         if not PLAIN_NAME.match(self.name):  # it names files inside the run folder
             raise ValueError(f"target.name: {self.name!r} must be a plain name (letters, digits, _ . -)")
         if self.train_rows is not None and self.train_rows < 1:
             raise ValueError(f"target.train_rows: must be >= 1, got {self.train_rows}")
+        if self.max_answer_tokens < 1:
+            raise ValueError(f"target.max_answer_tokens: must be >= 1, got {self.max_answer_tokens}")
         if self.test_rows < 1:
             raise ValueError(f"target.test_rows: must be >= 1, got {self.test_rows}")
 
@@ -82,6 +85,7 @@ class RecipeFile:
     max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
     gate: GateConfig | None = field(default=None, metadata={"help": "promotion thresholds for `pipeline retrain`"})
+    deepspeed: str | None = field(default=None, metadata={"help": "DeepSpeed JSON for every training stage, e.g. configs/deepspeed/zero2.json (README: Scale out)"})
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
 
     def __post_init__(self):

@@ -27,7 +27,7 @@ seeds: [0]
 model: {{path: {base}}}
 target: {{name: letter_rule, train: {train}, test: {test}, labels: ["True", "False"], test_rows: 8}}
 evaluation: {{limit: 4, batch_size: 8}}
-max_length: 300  # above the 256 tokens lm-eval reserves for answers of a user task
+
 recipes:
   promot:
     - {{kind: prompt_tune, steps: 4, batch_size: 8, lr: 0.3, num_virtual_tokens: 4}}

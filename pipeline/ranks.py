@@ -1,0 +1,50 @@
+"""Who does what when one run is several processes (accelerate launch, torchrun, deepspeed): rank 0 writes.
+
+Every rank trains (the Trainer splits the batch and syncs gradients); rank 0 alone decides what to skip,
+evaluates, and writes the lock, manifest, markers, results and report. A single `pipeline run` is rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+# Rank 0 evaluates alone while the other ranks wait at a barrier; a real evaluation can outlast
+# torch's default collective timeout (10 min for NCCL), which would kill the waiting ranks.
+BARRIER_TIMEOUT = timedelta(hours=2)
+
+
+def state():
+    """accelerate's process state; the first call joins the process group the launcher set up."""
+    import torch
+    from accelerate import PartialState
+
+    # Same `cpu` as TrainingArguments(use_cpu=...): with cpu=False on a CPU-only machine accelerate
+    # would quietly run every launched process as a separate, non-distributed copy.
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT)
+
+
+def world_size() -> int:
+    """How many processes share each optimizer step (1 without a launcher)."""
+    return state().num_processes
+
+
+def is_main() -> bool:
+    """True on the process that writes the run folder."""
+    return state().is_main_process
+
+
+def wait_for_everyone() -> None:
+    """Barrier: no rank goes on before all arrive (a no-op in a single process)."""
+    state().wait_for_everyone()
+
+
+def from_main(compute):
+    """Call `compute()` on rank 0 only and hand its (picklable) value to every rank."""
+    from accelerate.utils import broadcast_object_list
+
+    box = [compute() if is_main() else None]
+    if state().num_processes > 1:
+        broadcast_object_list(box, from_process=0)
+    return box[0]
