@@ -66,8 +66,10 @@ def copy(rng: random.Random) -> dict:
 
 
 def sort(rng: random.Random) -> dict:
-    """sort : c a f = -> a c f"""
-    xs = _letters(rng)
+    """sort : c a f = -> a c f (distinct letters)."""
+    # Distinct letters: with repeats the base model stalled at ~0.84 exact match even when trained
+    # on sort alone; without them it reaches 1.0.
+    xs = rng.sample(LETTERS, rng.randint(3, 6))
     return _example(["sort", ":", *xs, "="], sorted(xs))
 
 

@@ -67,3 +67,30 @@ def test_spec_changes_the_folder_name():
 def test_bad_spec_names_the_field():
     with pytest.raises(ValueError, match="num_heads"):
         BaseModelSpec(hidden_size=30, num_heads=4)
+
+
+def test_task_weights_accept_only_general_tasks():
+    with pytest.raises(ValueError, match="task_weights"):
+        BaseModelSpec(task_weights=(("letter_rule", 2),))  # the target must stay new to the base
+
+
+def test_concurrent_callers_build_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    calls = []
+
+    def fake_build(spec, out_dir):
+        calls.append(out_dir)
+        time.sleep(0.3)  # long enough for the other caller to reach the lock
+        (out_dir / "build.json").write_text("{}")
+
+    monkeypatch.setattr(base, "build_base_model", fake_build)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_base_model(TEST_SPEC, tmp_path)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(set(results)) == 1

@@ -66,3 +66,13 @@ def test_unknown_task_or_split_is_an_error():
         make_examples("nope", "train", 1)
     with pytest.raises(ValueError):
         make_examples("copy", "dev", 1)
+
+
+def test_fixed_table_answers_are_right():
+    from embedded.tasks import FACTS
+
+    for ex in make_examples("add", "test", 200):
+        a, b = ex["prompt"].split()[2::2][:2]
+        assert ex["completion"].replace(" ", "") == str(int(a) + int(b))
+    for ex in make_examples("fact", "test", 50):
+        assert ex["completion"] == FACTS[ex["prompt"].split()[2]]
