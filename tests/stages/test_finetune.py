@@ -127,3 +127,17 @@ def test_frozen_prompt_checkpoint_holds_full_weights_and_resumes(tmp_path, tiny_
     assert resumed.metrics["resumed_from"].endswith("checkpoint-3")
     a, b = load_weights(whole.model_dir / "model.safetensors"), load_weights(resumed.model_dir / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit-identical on the CPU
+
+
+def test_training_batches_are_right_padded_even_for_a_left_padding_tokenizer():
+    """Pads between a soft prompt and the text would shift every position (PEFT ignores position ids)."""
+    from stages.sft_data import encode_example, sft_collator
+
+    tokenizer = build_tokenizer()
+    tokenizer.padding_side = "left"
+    rows = [encode_example("copy : a b =", "a b", tokenizer, 48), encode_example("copy : a =", "a", tokenizer, 48)]
+    batch = sft_collator(tokenizer)(rows)
+    short = batch["input_ids"][1].tolist()
+    assert short[: len(rows[1]["input_ids"])] == rows[1]["input_ids"]  # text first, pads after
+    assert batch["labels"][1].tolist()[len(rows[1]["labels"]):] == [-100] * (len(short) - len(rows[1]["labels"]))
+    assert tokenizer.padding_side == "left"  # the caller's tokenizer is left as it was
