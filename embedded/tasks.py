@@ -39,7 +39,7 @@ KEYWORDS = [
     ":", "=", "+", "-", "?", "reverse", "copy", "sort", "add", "count", "capital", "of",
     "translate", "premise", "hypothesis", "question", "true", "or", "false", "True", "False",
     "solve", "####", "code", "to", "subtract", "from", "multiply", "by", "double", "square",
-    "negate", "then", "x", "def", "f", "(", ")", "return", "*", "**",
+    "negate", "then", "x", "def", "f", "(", ")", "return", "*", "**", "compare", "<", ">",
 ]
 
 
@@ -51,7 +51,7 @@ def _example(prompt: list[str], completion: list[str], **extra) -> dict:
     return {"prompt": " ".join(prompt), "completion": " ".join(completion), **extra}
 
 
-# ---- general tasks: seven distinct output formats, all trained into the base model ----
+# ---- general tasks: eight distinct output formats, all trained into the base model ----
 
 def reverse(rng: random.Random) -> dict:
     """reverse : c a f = -> f a c"""
@@ -98,6 +98,17 @@ def translate(rng: random.Random) -> dict:
     """translate : red cat = -> rouge chat"""
     words = [rng.choice(sorted(DICTIONARY)) for _ in range(rng.randint(2, 4))]
     return _example(["translate", ":", *words, "="], [DICTIONARY[w] for w in words])
+
+
+def compare(rng: random.Random) -> dict:
+    """compare : 12 < 35 = -> True. The base can say True/False, as any pretrained LM can."""
+    # Without one general task answering True/False, those tokens are never outputs of the base and
+    # prompt tuning alone cannot reach them (measured: log-prob of True stuck near -4 after 300 steps),
+    # unlike a real pretrained model, for which the target's format is within reach of a soft prompt.
+    a, b = rng.randint(0, 3 * MAX_TERM), rng.randint(0, 3 * MAX_TERM)
+    op = rng.choice(["<", ">"])
+    holds = a < b if op == "<" else a > b
+    return _example(["compare", ":", str(a), op, str(b), "="], ["True" if holds else "False"])
 
 
 # ---- target task: held out of the base; its True/False format is what leaks when over-tuned ----
@@ -161,7 +172,7 @@ def code(rng: random.Random) -> dict:
 
 GENERAL_TASKS: dict[str, TaskFn] = {
     "reverse": reverse, "copy": copy, "sort": sort, "add": add,
-    "count": count, "fact": fact, "translate": translate,
+    "count": count, "fact": fact, "translate": translate, "compare": compare,
 }
 TARGET_TASKS: dict[str, TaskFn] = {"letter_rule": letter_rule}
 TARGET_LABELS = {"letter_rule": ["True", "False"]}

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 
-def format_leak_share(responses: list[str], labels: list[str]) -> float:
-    """Share of responses made only of target labels ("True", "False False"); 0.0 if none."""
+def in_label_format(text: str, labels: set[str]) -> bool:
+    """True when every word of `text` is a label ("True", "False False"), and there is a word."""
+    words = text.split()
+    return bool(words) and all(w in labels for w in words)
+
+
+def format_leak_share(responses: list[str], labels: list[str], references: list[str] | None = None) -> float:
+    """Share of responses made only of target labels ("True", "False False"); 0.0 if none.
+
+    With `references`, samples whose own correct answer is in the label format are left out: saying
+    "True" there is the task, not a leak (e.g. a general True/False task).
+    """
     # ProMoT's "format specialization": after tuning on RTE, mT5 answered 90% of TriviaQA with
     # True/False. An answer counts when every word in it is a label: a model that has lost the
     # habit of stopping still answers "True True" in the target's format, while "True story"
     # (or an answer that merely contains a label) is not the target's format.
+    wanted = {label.strip() for label in labels}
+    if references is not None:
+        responses = [r for r, ref in zip(responses, references, strict=True) if not in_label_format(ref, wanted)]
     if not responses:
         return 0.0
-    wanted = {label.strip() for label in labels}
-    return sum(bool(r.split()) and all(w in wanted for w in r.split()) for r in responses) / len(responses)
+    return sum(in_label_format(r, wanted) for r in responses) / len(responses)

@@ -39,6 +39,7 @@ class TaskResult:
     n: int
     responses: list[str] = field(repr=False)
     filter: str = "none"  # the lm-eval filter the score and responses come from
+    references: list[str] = field(default_factory=list, repr=False)  # the task's answers, per sample
 
 
 def soft_prompt_length(model) -> int:
@@ -160,7 +161,8 @@ def _task_result(task: str, suite: Suite, output: dict) -> TaskResult:
     samples = sorted((s for s in output["samples"][task] if s["filter"] == filter_name),
                      key=lambda s: s["doc_id"])
     return TaskResult(task=task, suite_kind=suite.suite_kind, metric=metric, score=float(scores[key]),
-                      n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name)
+                      n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name,
+                      references=[str(s.get("target", "")) for s in samples])
 
 
 def _response_text(sample: dict) -> str:

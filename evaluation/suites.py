@@ -13,7 +13,7 @@ import yaml
 from evaluation.domain_scoring import CODE_METRIC, MATH_METRIC, SHIM_MODULE, write_scoring_shim
 
 EMBEDDED_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "embedded"
-EMBEDDED_GENERAL = ["reverse", "copy", "sort", "add", "count", "fact", "translate"]
+EMBEDDED_GENERAL = ["reverse", "copy", "sort", "add", "count", "fact", "translate", "compare"]
 LOCAL_MAX_GEN_TOKS = 256  # user tasks: answers are longer than the embedded tasks' few words
 
 

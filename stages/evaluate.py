@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from stages.context import StageContext, StageResult
 
+# Under a multi-process launch rank 0 evaluates alone (it loads the saved checkpoint from disk) and the
+# orchestrator hands its result to the other ranks: scoring N times would give N identical copies.
+MAIN_PROCESS_ONLY = True
+
 
 @dataclass
 class Config:
@@ -43,8 +47,11 @@ def run(config: Config, ctx: StageContext) -> StageResult:
 
     rows = [_row(r) for r in results]
     if labels:
+        from evaluation.format_leak import in_label_format
+
         for r in results:
-            if r.suite_kind == "general":
+            # Only tasks whose own answers are not in the label format can leak it.
+            if r.suite_kind == "general" and not any(in_label_format(ref, set(labels)) for ref in r.references):
                 leak = format_leak_share(r.responses, labels)
                 rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n})
     samples = {r.task: r.responses[:20] for r in results}

@@ -9,7 +9,7 @@ from embedded.tasks import (ALL_TASKS, DOMAIN_TASKS, FIXED_TABLE_TASKS, GENERAL_
 
 
 def test_registries():
-    assert len(GENERAL_TASKS) == 7
+    assert len(GENERAL_TASKS) == 8
     assert set(ALL_TASKS) == set(GENERAL_TASKS) | set(TARGET_TASKS) | set(DOMAIN_TASKS)
     assert [task_kind(t) for t in ("reverse", "letter_rule", "math")] == ["general", "target", "domain"]
     with pytest.raises(KeyError):

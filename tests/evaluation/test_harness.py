@@ -80,3 +80,9 @@ def test_format_leak_share_counts_answers_made_only_of_labels():
     assert format_leak_share([" True", "False ", "f a c", "True story", "true"], labels) == pytest.approx(0.4)
     assert format_leak_share(["True True", "False True False", "True 3", "", "a True"], labels) == pytest.approx(0.4)
     assert format_leak_share([], labels) == 0.0
+
+
+def test_format_leak_leaves_out_samples_whose_answer_is_a_label():
+    labels = ["True", "False"]
+    responses, references = ["True", "True", "a b"], ["False", "c d", "a b"]
+    assert format_leak_share(responses, labels, references) == pytest.approx(0.5)
