@@ -7,7 +7,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot dmt retrain test validate ls clean
+.PHONY: setup promot dmt retrain test test-dist validate ls clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,9 @@ dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sw
 
 test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
 	$(PY) -m pytest -q
+
+test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3 (~1.5 min)
+	$(PY) -m pytest -q -m dist
 
 validate: $(STAMP)
 	$(RUN) validate recipes/promot.yaml

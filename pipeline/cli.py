@@ -32,31 +32,36 @@ def load(args):
 
 def cmd_run(args) -> int:
     """Train and evaluate every recipe in the file; write results.csv and report.md."""
+    from pipeline import ranks
+    from pipeline.deepspeed_config import check_launch, check_world
     from pipeline.orchestrator import run_dir_for, run_recipe
     from pipeline.validate import check_recipe
 
     path, recipe = load(args)
-    problems = check_recipe(recipe)
+    problems = check_recipe(recipe) or check_launch(recipe) or check_world(recipe, ranks.world_size())
     if problems:
         raise UserError("\n".join(problems))
     run_dir = run_dir_for(recipe, args.run_dir)
     _setup_logging()
     run_recipe(recipe, run_dir, path, only=args.only or [])
-    print(f"done: {run_dir}/report.md")
+    if ranks.is_main():
+        print(f"done: {run_dir}/report.md")
     return 0
 
 
 def cmd_validate(args) -> int:
-    """Check the recipe, its data, model and suites; train nothing."""
+    """Check the recipe, its data, model and suites, and its batch split and DeepSpeed config on N processes; train nothing."""
+    from pipeline.deepspeed_config import check_world
     from pipeline.validate import check_recipe
 
     _setup_logging(quiet=True)
     path, recipe = load(args)
-    problems = check_recipe(recipe)
+    problems = check_recipe(recipe) or check_world(recipe, args.world_size)
     if problems:
         raise UserError("\n".join(problems))
     n_stages = sum(len(s) for s in recipe.stages.values())
-    print(f"ok: {path}: {len(recipe.stages)} recipes, {n_stages} training stages, seeds {recipe.seeds}")
+    print(f"ok: {path}: {len(recipe.stages)} recipes, {n_stages} training stages, seeds {recipe.seeds}, "
+          f"{args.world_size} process(es)")
     return 0
 
 
@@ -132,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--run-dir", help="run folder (default: runs_root/name)")
             p.add_argument("--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)")
+        else:
+            p.add_argument("--world-size", type=int, default=1, metavar="N",
+                           help="check the batch split and DeepSpeed config for N processes (default 1)")
     p = sub.add_parser("retrain", help=cmd_retrain.__doc__, description=cmd_retrain.__doc__)
     p.add_argument("recipe", help="recipe YAML file, or a shipped recipe name (pipeline ls)")
     p.add_argument("--registry", required=True, help="registry folder: runs/, accepted.json, registry.jsonl")

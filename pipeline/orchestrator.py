@@ -1,6 +1,8 @@
 """The orchestrator: orders stages, hands each stage's checkpoint to the next, skips finished stages.
 
 It knows no training details: a stage is `STAGES[kind].run(config, ctx) -> StageResult`.
+Launched as several processes (README: Scale out), every rank walks the same stages; rank 0 alone
+decides what to skip, evaluates and writes (pipeline/ranks.py).
 """
 
 from __future__ import annotations
@@ -8,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
-from pipeline import results
+from pipeline import ranks, results
 from pipeline.atomic import write_json, write_text
 from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
 from pipeline.manifest import Manifest
@@ -32,13 +36,21 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     """Run every recipe x seed of a recipe file into `run_dir`, then write results and report."""
     import yaml
 
-    with RunLock(run_dir):
-        write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
-        manifest = Manifest.open(run_dir, recipe_path)
-        base_dir = resolve_base_model(recipe, manifest)
-        tokenizer = _load_tokenizer(base_dir, recipe.model.trust_remote_code)
-        sources, target = load_data(recipe, tokenizer, run_dir / "data", manifest)
+    main = ranks.is_main()
+    # Other ranks never write into the run folder: their copy of the held-out task files (read only by
+    # rank 0's evaluation) goes to a scratch folder.
+    with RunLock(run_dir) if main else nullcontext(), tempfile.TemporaryDirectory(prefix="forgetless-") as scratch:
+        if main:
+            write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
+        manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)
+        with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
+            base_dir = resolve_base_model(recipe, manifest)
+            tokenizer = _load_tokenizer(base_dir, recipe.model.trust_remote_code)
+            data_dir = run_dir / "data" if main else Path(scratch)
+            sources, target = load_data(recipe, tokenizer, data_dir, manifest)
         shared = _shared_context(recipe, target)
+        # Recorded for the reader; results need no correction for it: batch_size is global.
+        manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"]}
         base_eval = run_stage(manifest, run_dir / "base" / "evaluate", "base/evaluate", "evaluate",
                               _eval_config(recipe), StageContext(stage_dir=run_dir / "base" / "evaluate",
                                                                  model_dir=base_dir, seed=0, **shared))
@@ -49,12 +61,21 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                     continue
                 rows += results.stage_rows(name, seed, "base", base_eval.rows)
                 rows += run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sources, shared)
-        results.write_csv(run_dir / "results.csv", rows)
-        from pipeline.report import write_report
+        if main:
+            results.write_csv(run_dir / "results.csv", rows)
+            from pipeline.report import write_report
 
-        write_report(run_dir)
-        manifest.finish()
+            write_report(run_dir)
+            manifest.finish()
+        ranks.wait_for_everyone()  # no rank leaves (and no launcher reports success) before the report exists
     return run_dir
+
+
+class ReadOnlyManifest(Manifest):
+    """The manifest as ranks other than 0 hold it: updated in memory, never written."""
+
+    def save(self) -> None:
+        pass
 
 
 def load_data(recipe: RecipeFile, tokenizer, data_dir: Path, manifest: Manifest):
@@ -121,31 +142,49 @@ def stage_key(kind: str, config, ctx: StageContext) -> str:
 
 
 def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, config, ctx: StageContext) -> StageResult:
-    """Run one stage unless it is done, here or as an identical stage of another recipe; record the hand-off."""
+    """Run one stage unless it is done, here or as an identical stage of another recipe; record the hand-off.
+
+    Rank 0 decides and every rank follows, so all take the same branch; ranks other than 0 write nothing.
+    """
     from stages import STAGES
 
-    marker = stage_dir / DONE
     run_dir = stage_dir.parents[len(Path(stage_id).parts) - 1]
+    key = stage_key(kind, config, ctx)
+    finished = ranks.from_main(lambda: _finished_result(manifest, stage_dir, stage_id, key, run_dir))
+    if finished is not None:
+        return finished
+    log.info("run %s (%s)", stage_id, kind)
+    main = ranks.is_main()
+    if main:
+        manifest.stage_started(stage_id, kind, ctx)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if getattr(STAGES[kind], "MAIN_PROCESS_ONLY", False):
+        result = ranks.from_main(lambda: STAGES[kind].run(config, ctx))
+    else:  # a training stage: every rank trains its share of each batch
+        result = STAGES[kind].run(config, ctx)
+    seconds = round(time.perf_counter() - started, 2)
+    if main:
+        write_json(stage_dir / DONE, _result_json(result, seconds, run_dir))
+        manifest.stage_finished(stage_id, result, seconds, key)
+        shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # resume checkpoints: no longer needed
+    ranks.wait_for_everyone()  # the next stage may load what rank 0 just saved
+    return result
+
+
+def _finished_result(manifest: Manifest, stage_dir: Path, stage_id: str, key: str, run_dir: Path) -> StageResult | None:
+    """The stage's result if it needs no run: done here, or done as an identical stage (recorded as reused)."""
+    marker = stage_dir / DONE
     if marker.exists():
         log.info("skip %s (done)", stage_id)
         return _load_result(marker, run_dir)
-    key = stage_key(kind, config, ctx)
     twin = manifest.done_stage_with_key(key)
     if twin and (run_dir / twin / DONE).exists():
         # e.g. DMT's domain stage is the same in domain_only, mixed_sequential and every k of dmt.
         log.info("reuse %s for %s (identical inputs)", twin, stage_id)
         manifest.stage_reused(stage_id, twin, key)
         return _load_result(run_dir / twin / DONE, run_dir)
-    log.info("run %s (%s)", stage_id, kind)
-    manifest.stage_started(stage_id, kind, ctx)
-    started = time.perf_counter()
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    result = STAGES[kind].run(config, ctx)
-    seconds = round(time.perf_counter() - started, 2)
-    write_json(marker, _result_json(result, seconds, run_dir))
-    manifest.stage_finished(stage_id, result, seconds, key)
-    shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # resume checkpoints: no longer needed
-    return result
+    return None
 
 
 def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
@@ -161,6 +200,7 @@ def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
 
 def _shared_context(recipe: RecipeFile, target) -> dict:
     from evaluation.suites import SUITES, hub_suite
+    from pipeline.deepspeed_config import deepspeed_path
 
     ev = recipe.evaluation
     general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
@@ -169,7 +209,8 @@ def _shared_context(recipe: RecipeFile, target) -> dict:
     if target is not None:
         suites.append((target.suite, True))
     extra = {"suites": suites, "labels": target.labels if target else []}
-    return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra}
+    return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra,
+            "deepspeed": deepspeed_path(recipe)}
 
 
 def _eval_config(recipe: RecipeFile):

@@ -20,6 +20,7 @@ class StageContext:
     adapters: dict[str, Path] = field(default_factory=dict)  # soft prompts from earlier stages, by stage name
     adapter_dir: Path | None = None  # soft prompt attached for the target task, if any
     trust_remote_code: bool = False
+    deepspeed: str | None = None  # DeepSpeed JSON handed to the Trainer (TrainingArguments.deepspeed)
     extra: dict = field(default_factory=dict)  # evaluation settings, labels, suites
 
 

@@ -19,13 +19,15 @@ class Config(TrainingConfig):
     kind = "finetune"
 
 
-def frozen_prompt_trainer():
+def frozen_prompt_trainer(prompt_dir):
     """A Trainer whose checkpoints hold the full base weights, not just the frozen prompt.
 
     The Trainer saves a PeftModel as its adapter alone, which is right for prompt tuning but would
     lose every trained weight of ProMoT stage 2 (and break resume). Everything else stays the Trainer's.
+    The prompt never changes, so each checkpoint gets a copy of the adapter it came from (`prompt_dir`).
     """
     import os
+    import shutil
 
     from safetensors.torch import load_file
     from transformers import Trainer
@@ -36,12 +38,14 @@ def frozen_prompt_trainer():
             if not self.args.should_save:
                 return
             wrapped = self.accelerator.unwrap_model(self.model)
-            if state_dict is not None:  # gathered by the Trainer (e.g. ZeRO-3): keep the base's own keys
-                prefix = "base_model.model."
-                state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                              if k.startswith(prefix) and "prompt_encoder" not in k}
-            wrapped.get_base_model().save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
-            wrapped.save_pretrained(os.path.join(output_dir, "adapter"))
+            base = wrapped.get_base_model()
+            if any(hasattr(p, "ds_id") for p in base.parameters()):  # ZeRO-3: only the Trainer's gathered copy is whole
+                prefix = next(name for name, module in wrapped.named_modules() if module is base) + "."
+                state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            else:  # whole weights on this rank: saved as the base model names them
+                state_dict = None
+            base.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
+            shutil.copytree(prompt_dir, os.path.join(output_dir, "adapter"), dirs_exist_ok=True)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
 
@@ -64,20 +68,34 @@ def freeze_prompt_train_model(peft_model) -> None:
 
 def run(config: Config, ctx: StageContext) -> StageResult:
     """Fine-tune all weights, save a plain transformers folder, and pass the (unchanged) prompt on."""
-    from stages.model_io import attach_prompt, load_model, save_model
-    from stages.training import run_trainer
+    import shutil
 
-    model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
+    from pipeline import ranks
+    from stages.model_io import attach_prompt, load_model
+    from stages.training import forget_deepspeed, run_trainer, training_arguments
+
+    # Arguments first: under ZeRO-3 the model then loads straight into its shards.
+    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed)
     adapter_in = ctx.adapters[config.prompt_from] if config.prompt_from else None
-    trainee = model
-    if adapter_in is not None:
-        trainee = attach_prompt(model, adapter_in, trainable=False)
-        freeze_prompt_train_model(trainee)
-    metrics = run_trainer(trainee, tokenizer, ctx.train_data, config, ctx.stage_dir / "trainer", ctx.seed,
-                          ctx.max_length, trainer_class=frozen_prompt_trainer() if adapter_in else None)
-    model_dir = save_model(model, tokenizer, ctx.stage_dir / "model")  # `model` is the base inside the wrapper
+    model_dir = ctx.stage_dir / "model"
+    try:
+        model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
+        trainee = model
+        if adapter_in is not None:
+            trainee = attach_prompt(model, adapter_in, trainable=False)
+            freeze_prompt_train_model(trainee)
+        metrics, trainer = run_trainer(trainee, tokenizer, ctx.train_data, config, args, ctx.max_length,
+                                       trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None)
+        # The Trainer's save gathers ZeRO-3 shards; rank 0 writes a plain save_pretrained folder.
+        trainer.save_model(str(model_dir))
+    finally:
+        forget_deepspeed()
+    if ranks.is_main():  # safetensors only, as load_model reads it: no pickled TrainingArguments
+        (model_dir / "training_args.bin").unlink(missing_ok=True)
     adapter_out = None
     if adapter_in is not None:
         adapter_out = ctx.stage_dir / "adapter"
-        trainee.save_pretrained(str(adapter_out))  # saves only the (frozen) prompt
+        if ranks.is_main():  # the (unchanged) prompt, next to the model rather than inside it
+            shutil.rmtree(adapter_out, ignore_errors=True)  # left by an attempt that died before DONE.json
+            shutil.move(model_dir / "adapter", adapter_out)
     return StageResult(model_dir=model_dir, adapter_dir=adapter_out, metrics=metrics)

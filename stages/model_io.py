@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,39 @@ def attach_prompt(model, adapter_dir: Path, trainable: bool = False):
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
-def save_model(model, tokenizer, out_dir: Path) -> Path:
-    """Save a plain transformers folder (safetensors) that loads without this tool."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(out_dir))
+def save_prompt(peft_model, out_dir: Path) -> Path:
+    """Save a soft prompt as a PEFT adapter; every rank calls it, rank 0 writes."""
+    from pipeline import ranks
+
+    with prompt_gathered(peft_model):
+        peft_model.save_pretrained(str(out_dir), is_main_process=ranks.is_main())
     return out_dir
+
+
+@contextmanager
+def prompt_gathered(peft_model):
+    """The whole soft prompt on every rank, for PEFT to save.
+
+    Under ZeRO-3 each rank holds a shard of the prompt: DeepSpeed gathers it (a collective, so every rank
+    enters). PEFT saves a trainable prompt by running the prompt encoder, on rank 0 alone, which under
+    ZeRO-3 waits forever for the other ranks (transformers#29980). For prompt tuning that forward returns
+    the embedding weight itself, so PEFT reads the weight instead, as it does for a frozen prompt.
+    """
+    gather = nullcontext()
+    if prompt_is_sharded(peft_model):
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(list(peft_model.prompt_encoder.parameters()))
+    config = peft_model.active_peft_config
+    inference_mode = config.inference_mode
+    with gather:
+        config.inference_mode = True
+        try:
+            yield
+        finally:
+            config.inference_mode = inference_mode
+
+
+def prompt_is_sharded(peft_model) -> bool:
+    """True when ZeRO-3 has split the soft prompt across ranks (its parameters carry a DeepSpeed id)."""
+    return any(hasattr(p, "ds_id") for p in peft_model.prompt_encoder.parameters())

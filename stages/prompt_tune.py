@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from stages.context import StageContext, StageResult
 from stages.train_config import TrainingConfig
@@ -62,21 +63,45 @@ def peft_config(config: Config, model_dir, labels: list[str]):
     )
 
 
+def prompt_trainer():
+    """A Trainer whose checkpoints can hold a soft prompt that ZeRO-3 has sharded (see model_io.prompt_gathered)."""
+    from transformers import Trainer
+
+    from stages.model_io import prompt_is_sharded, save_prompt
+
+    class PromptTrainer(Trainer):
+        def save_model(self, output_dir=None, _internal_call=False):
+            peft_model = self.accelerator.unwrap_model(self.model)
+            if not prompt_is_sharded(peft_model):
+                return super().save_model(output_dir, _internal_call)
+            # The Trainer's own ZeRO-3 save would hang in PEFT; DeepSpeed's checkpoint, written next to
+            # this adapter, is what a resume reads.
+            save_prompt(peft_model, Path(output_dir or self.args.output_dir))
+
+    return PromptTrainer
+
+
 def run(config: Config, ctx: StageContext) -> StageResult:
     """Train the prompt and save it as a PEFT adapter; the model weights pass through unchanged."""
     import torch
     from peft import get_peft_model
 
-    from stages.model_io import load_model
-    from stages.training import run_trainer
+    from stages.model_io import load_model, save_prompt
+    from stages.training import forget_deepspeed, run_trainer, training_arguments
 
-    torch.manual_seed(ctx.seed)  # the sampled-vocabulary / random init depends on it
-    model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
-    peft_model = get_peft_model(model, peft_config(config, ctx.model_dir, ctx.extra.get("labels", [])))
-    metrics = run_trainer(peft_model, tokenizer, ctx.train_data, config, ctx.stage_dir / "trainer", ctx.seed,
-                          ctx.max_length)
-    metrics["trainable_parameters"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    adapter_dir = ctx.stage_dir / "adapter"
-    peft_model.save_pretrained(str(adapter_dir))
+    # Arguments first: under ZeRO-3 the model then loads straight into its shards.
+    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed) if config.steps else None
+    try:
+        torch.manual_seed(ctx.seed)  # the sampled-vocabulary / random init depends on it
+        model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
+        peft_model = get_peft_model(model, peft_config(config, ctx.model_dir, ctx.extra.get("labels", [])))
+        metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
+                                 trainer_class=prompt_trainer())
+        # ds_numel: a ZeRO-3 parameter's full size (its numel() is the local shard's)
+        metrics["trainable_parameters"] = sum(getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters()
+                                              if p.requires_grad)
+        adapter_dir = save_prompt(peft_model, ctx.stage_dir / "adapter")
+    finally:
+        forget_deepspeed()
     # The weights did not change, so the next stage starts from the same checkpoint.
     return StageResult(model_dir=ctx.model_dir, adapter_dir=adapter_dir, metrics=metrics)

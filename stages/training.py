@@ -1,25 +1,45 @@
-"""Run one training stage with the transformers Trainer: answer-only loss, fixed seeds, no loop of our own."""
+"""Run one training stage with the transformers Trainer: answer-only loss, fixed seeds, no loop of our own.
+
+Distribution is the Trainer's: launched as N processes (accelerate launch, torchrun, deepspeed) it shards each
+step's batch over them, and with a DeepSpeed config it hands the model to DeepSpeed (ZeRO 0-3).
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from pipeline.errors import UserError
 from stages.preemption import preemption_callback
-from stages.sft_data import tokenize_for_sft
+from stages.sft_data import sft_collator, tokenize_for_sft
 from stages.train_config import TrainingConfig
 
 
-def training_arguments(config: TrainingConfig, output_dir: Path, seed: int):
-    """Map our typed stage config onto transformers.TrainingArguments."""
+def per_device_batch(config: TrainingConfig, world_size: int) -> int:
+    """Examples per process per forward: our batch_size is global, so results compare across world sizes."""
+    share = config.grad_accum * world_size
+    if config.batch_size % share:
+        raise UserError(f"{config.name}.batch_size: {config.batch_size} is not divisible by grad_accum "
+                        f"{config.grad_accum} x {world_size} processes")
+    return config.batch_size // share
+
+
+def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deepspeed: str | None = None,
+                       world_size: int | None = None):
+    """Map our typed stage config onto transformers.TrainingArguments (create it before loading the model:
+    under ZeRO-3 from_pretrained then loads each weight straight into its shards)."""
     import torch
     from transformers import TrainingArguments
 
-    per_device = config.batch_size // config.grad_accum
+    from pipeline import ranks
+
+    world_size = world_size or ranks.world_size()
+    if deepspeed:
+        join_deepspeed()
     return TrainingArguments(
         output_dir=str(output_dir),
         max_steps=config.steps,
-        per_device_train_batch_size=per_device,
+        per_device_train_batch_size=per_device_batch(config, world_size),
         gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.lr,
         lr_scheduler_type=config.scheduler.value,
@@ -36,30 +56,57 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int):
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=False,
+        deepspeed=deepspeed,
+        **deepspeed_precision(deepspeed),
     )
 
 
-def run_trainer(model, tokenizer, train_data, config: TrainingConfig, output_dir: Path, seed: int, max_length: int,
-                trainer_class=None) -> dict:
-    """Train `model` in place on prompt/completion rows; returns loss history and throughput."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+def deepspeed_precision(deepspeed) -> dict:
+    """bf16/fp16 switched on in the DeepSpeed JSON (a path or its dict) turn on the Trainer's too: transformers
+    insists they agree, and our stage configs have no precision of their own ("auto" means fp32)."""
+    if not deepspeed:
+        return {}
+    import json
 
-    set_seed(seed)
+    config = deepspeed if isinstance(deepspeed, dict) else json.loads(Path(deepspeed).read_text())
+    return {mode: True for mode in ("bf16", "fp16")
+            if isinstance(config.get(mode), dict) and config[mode].get("enabled") is True}
+
+
+def join_deepspeed() -> None:
+    """Set DeepSpeed up in this process before the model loads.
+
+    On a CPU, DeepSpeed compiles a C++ shared-memory all-reduce at start-up that only its inference kernels
+    use: marked unavailable, training needs no compiler (gloo all-reduces). And ZeRO-3 loading (zero.Init)
+    takes the world size from deepspeed.comm, which accelerate sets up on GPUs only: unjoined, a CPU run looks
+    like 1 process to it and fails DeepSpeed's batch check (train_batch_size != micro x accum x 1).
+    """
+    import deepspeed
+    import torch
+
+    from pipeline.ranks import BARRIER_TIMEOUT
+
+    if not torch.cuda.is_available():
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if torch.distributed.is_initialized():  # join the launcher's process group; never start one
+        deepspeed.comm.init_distributed(auto_mpi_discovery=False, timeout=BARRIER_TIMEOUT)
+
+
+def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_length: int, trainer_class=None):
+    """Train `model` in place on prompt/completion rows; returns (metrics, trainer), the trainer None at 0 steps."""
+    from transformers import Trainer, set_seed
+
     rows = tokenize_for_sft(train_data, tokenizer, max_length)
     if config.steps == 0:  # e.g. the "frozen untrained prompt" control: nothing to optimise
         return {"train_loss": None, "loss_history": [], "train_seconds": 0.0, "tokens_per_second": None,
-                "train_rows": len(rows)}
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, return_tensors="pt")
-    trainer = (trainer_class or Trainer)(
-        model=model,
-        args=training_arguments(config, output_dir, seed),
-        train_dataset=rows,
-        data_collator=collator,
-    )
-    from transformers.trainer_utils import get_last_checkpoint
-
+                "train_rows": len(rows)}, None
+    set_seed(args.seed)
+    collator = sft_collator(tokenizer)
+    trainer = (trainer_class or Trainer)(model=model, args=args, train_dataset=rows, data_collator=collator,
+                                         processing_class=tokenizer)  # saved next to every checkpoint
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
-    last = get_last_checkpoint(str(output_dir)) if output_dir.exists() else None
+    output_dir = Path(args.output_dir)
+    last = last_complete_checkpoint(output_dir)
     preemption = preemption_callback()
     trainer.add_callback(preemption)
     preemption.install()
@@ -79,7 +126,22 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, output_dir
         "tokens_per_second": round(tokens / seconds, 1),
         "train_rows": len(rows),
         "resumed_from": last,
-    }
+    }, trainer
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint the Trainer finished: it writes trainer_state.json after the weights, optimizer
+    and RNG states, so a folder without one was cut short by a kill and cannot be resumed from."""
+    done = [path for path in output_dir.glob("checkpoint-*") if (path / "trainer_state.json").exists()]
+    return str(max(done, key=lambda path: int(path.name.rsplit("-", 1)[1]))) if done else None
+
+
+def forget_deepspeed() -> None:
+    """Clear transformers' global ZeRO-3 switch at the end of a stage: left on, the next from_pretrained (rank 0's
+    evaluation, say) would shard the model across ranks that are not loading it, and wait for them forever."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
 
 
 def _mean_length(rows) -> float:

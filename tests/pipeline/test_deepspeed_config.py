@@ -1,0 +1,88 @@
+"""DeepSpeed configs checked for N processes on one CPU, launching nothing: each mistake is one line naming file and field."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import load_recipe
+from pipeline.deepspeed_config import check_launch, check_world
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "configs" / "deepspeed").glob("*.json"))
+ZERO2 = json.loads((ROOT / "configs" / "deepspeed" / "zero2.json").read_text())
+RECIPE = """\
+name: demo
+target: {}
+recipes:
+  sft:
+    - {kind: finetune, steps: 5, batch_size: 16}
+  promot:
+    - {kind: prompt_tune, steps: 5, batch_size: 16, grad_accum: 2}
+    - {kind: finetune, steps: 5, batch_size: 16, prompt_from: prompt_tune}
+"""
+
+
+def recipe_with(tmp_path, deepspeed: dict | Path | None):
+    path = deepspeed
+    if isinstance(deepspeed, dict):
+        path = tmp_path / "ds.json"
+        path.write_text(json.dumps(deepspeed))
+    (tmp_path / "recipe.yaml").write_text(RECIPE + (f"deepspeed: {path}\n" if path else ""))
+    return load_recipe(tmp_path / "recipe.yaml")
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("world_size", [1, 2, 8])
+def test_shipped_configs_pass_for_any_world_size_that_divides_the_batch(tmp_path, config, world_size):
+    assert check_world(recipe_with(tmp_path, config), world_size) == []
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"zero_optimisation": {"stage": 2}}, "zero_optimisation: not a DeepSpeed setting (did you mean zero_optimization?)"),
+    ({"zero_optimization": {**ZERO2["zero_optimization"], "stgae": 2}}, "zero_optimization.stgae: Extra inputs"),
+    ({"zero_optimization": {**ZERO2["zero_optimization"], "stage": 4}}, "zero_optimization.stage: Input should be"),
+    ({"train_batch_size": 64}, "train_batch_size: 64 here, but the stage gives 16"),
+    ({"bf16": {"enabled": True}, "fp16": {"enabled": True}}, "fp16: bfloat16 and fp16 modes cannot be simultaneously"),
+    ({"zero_optimization": {"stage": 3}}, "zero_optimization.stage3_gather_16bit_weights_on_model_save: must be true"),
+])
+def test_each_mistake_is_one_line_naming_file_and_field(tmp_path, change, field):
+    problems = check_world(recipe_with(tmp_path, {**ZERO2, **change}), 2)
+    # identical for every stage, so reported once per stage; each is one line starting with the file
+    assert problems and all("\n" not in p and p.startswith(f"{tmp_path / 'ds.json'}: {field}") for p in problems)
+    assert {p.split(" (recipes.")[0] for p in problems} == {problems[0].split(" (recipes.")[0]}
+
+
+def test_batch_that_does_not_split_over_the_processes_names_the_stage(tmp_path):
+    problems = check_world(recipe_with(tmp_path, None), 3)  # located at the recipe's line
+    assert problems == [
+        f"{tmp_path / 'recipe.yaml'}:4: recipes.sft.finetune.batch_size: 16 is not divisible by grad_accum 1 x 3 processes",
+        f"{tmp_path / 'recipe.yaml'}:6: recipes.promot.prompt_tune.batch_size: 16 is not divisible by grad_accum 2 x 3 processes",
+        f"{tmp_path / 'recipe.yaml'}:6: recipes.promot.finetune.batch_size: 16 is not divisible by grad_accum 1 x 3 processes",
+    ]
+    assert check_world(recipe_with(tmp_path, None), 16) == [
+        f"{tmp_path / 'recipe.yaml'}:6: recipes.promot.prompt_tune.batch_size: 16 is not divisible by grad_accum 2 x 16 processes"]
+
+
+def test_missing_or_broken_file(tmp_path):
+    assert check_world(recipe_with(tmp_path, tmp_path / "nope.json"), 1) == [
+        f"deepspeed: {tmp_path / 'nope.json'}: file not found"]
+    (tmp_path / "bad.json").write_text('{"train_batch_size": "auto",\n oops}')
+    assert check_world(recipe_with(tmp_path, tmp_path / "bad.json"), 1) == [
+        f"{tmp_path / 'bad.json'}:2: invalid JSON (Expecting property name enclosed in double quotes)"]
+
+
+def test_deepspeed_without_a_launcher_says_how_to_launch(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    (problem,) = check_launch(recipe_with(tmp_path, ZERO2))
+    assert "DeepSpeed needs a launcher" in problem and "accelerate launch" in problem
+
+
+def test_validate_world_size_on_the_command_line(tmp_path, capsys):
+    recipe_with(tmp_path, {**ZERO2, "zero_optimisation": {}})
+    assert main(["validate", str(tmp_path / "recipe.yaml"), "--world-size", "4"]) == 2
+    assert "error: " in capsys.readouterr().err
+    recipe_with(tmp_path, ZERO2)
+    assert main(["validate", str(tmp_path / "recipe.yaml"), "--world-size", "4"]) == 0
+    assert "4 process(es)" in capsys.readouterr().out
