@@ -78,7 +78,7 @@ def _greedy_by_hand(model, tokenizer, prompt: str) -> str:
         if token == tokenizer.eos_token_id:
             break
         new.append(token)
-    return tokenizer.decode(new)
+    return tokenizer.decode(new, skip_special_tokens=True)  # as lm-eval decodes generations
 
 
 def _generate(lm: HFLM, tokenizer, prompts: list[str]) -> list[str]:
