@@ -38,7 +38,7 @@ def cmd_run(args) -> int:
     from pipeline.validate import check_recipe
 
     path, recipe = load(args)
-    problems = check_recipe(recipe) or check_launch(recipe) or check_world(recipe, ranks.world_size())
+    problems = check_recipe(recipe) or [*check_world(recipe, ranks.world_size()), *check_launch(recipe)]
     if problems:
         raise UserError("\n".join(problems))
     run_dir = run_dir_for(recipe, args.run_dir)

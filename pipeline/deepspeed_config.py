@@ -125,7 +125,12 @@ def _fill_auto(raw: dict, args, steps: int) -> tuple[dict, list[str]]:
 
 def _deepspeed_verdict(filled: dict, raw: dict, world_size: int) -> list[str]:
     """DeepSpeed's own checks (types, ZeRO stage, batch arithmetic, bf16+fp16), and keys it never read."""
+    import logging
+
     import pydantic
+
+    # Importing DeepSpeed on a machine without a GPU logs an accelerator warning: noise for a check.
+    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
     from deepspeed.runtime.config import DeepSpeedConfig
 
     class ForWorldSize(DeepSpeedConfig):
