@@ -68,6 +68,7 @@ class Manifest:
             "input_adapter": str(ctx.adapter_dir) if ctx.adapter_dir else None,
             "input_prompts": {k: str(v) for k, v in ctx.adapters.items()},
             "data_rows": ctx.data_rows,
+            "data_notes": ctx.data_notes,
         }
         self.save()
 

@@ -115,7 +115,7 @@ def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sou
         stage_dir = run_dir / stage_id
         mix = stage_mix(config, seed, sources)
         ctx = StageContext(stage_dir=stage_dir, model_dir=model_dir, seed=seed, adapters=dict(adapters),
-                           train_data=mix.dataset, data_rows=mix.counts, **shared)
+                           train_data=mix.dataset, data_rows=mix.counts, data_notes=mix.notes, **shared)
         result = run_stage(manifest, stage_dir, stage_id, config.kind, config, ctx)
         model_dir, adapter = result.model_dir, result.adapter_dir or adapter
         if config.kind == "prompt_tune":

@@ -17,6 +17,7 @@ class StageContext:
     max_length: int
     train_data: Any = None  # datasets.Dataset with prompt/completion columns
     data_rows: dict = field(default_factory=dict)  # rows drawn per source, for the manifest
+    data_notes: list = field(default_factory=list)  # e.g. "k x N rounds to 0; keeping 1 example"
     adapters: dict[str, Path] = field(default_factory=dict)  # soft prompts from earlier stages, by stage name
     adapter_dir: Path | None = None  # soft prompt attached for the target task, if any
     trust_remote_code: bool = False

@@ -45,6 +45,7 @@ def test_k_draw_is_recorded_and_domain_stage_is_shared(finished_run):
     stages = json.loads((finished_run / "manifest.json").read_text())["stages"]
     # 1/256 of 64 math and 32 code rows rounds to 0: one example of each is kept, never dropped.
     assert stages["seed0/dmt@k=1-256/general"]["data_rows"] == {"general": 80, "math": 1, "code": 1}
+    assert "math: 1/256 x 64 rows rounds to 0; keeping 1 example" in stages["seed0/dmt@k=1-256/general"]["data_notes"][0]
     assert stages["seed0/dmt@k=1-16/general"]["data_rows"] == {"general": 80, "math": 4, "code": 2}
     assert stages["seed0/sequential/code"]["data_rows"] == {"code": 32}
     assert stages["seed0/dmt@k=1-16/domain"] == {**stages["seed0/dmt@k=1-16/domain"], "status": "reused",
