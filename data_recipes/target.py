@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_recipes.catalog import DEFAULT_EMBEDDED_ROWS as EMBEDDED_TRAIN_ROWS  # noqa: F401 (used by retrain)
-from data_recipes.catalog import EMBEDDED_PREFIX, rows_fingerprint  # noqa: F401
+from data_recipes.catalog import EMBEDDED_PREFIX
 
 
 @dataclass
