@@ -51,7 +51,7 @@ def check_suites(recipe: RecipeFile) -> list[str]:
 
 def check_target(recipe: RecipeFile) -> list[str]:
     """The target data exists: an embedded task, a local file, or a hub id."""
-    from data_recipes.target import EMBEDDED_PREFIX
+    from data_recipes.catalog import EMBEDDED_PREFIX
 
     problems = []
     if recipe.target is None:
