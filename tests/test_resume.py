@@ -95,3 +95,11 @@ def test_second_run_on_the_same_folder_is_refused(tiny_base, tmp_path):
     proc.wait()
     assert second.returncode == 2
     assert f"run folder is in use by process {proc.pid}" in second.stderr
+
+
+def test_same_recipe_same_seed_gives_identical_results(tiny_base, reference, tmp_path):
+    """Determinism: a second, uninterrupted run of the same command in a fresh folder."""
+    run = start(command(tiny_base, tmp_path / "again"))
+    out, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, out
+    assert (tmp_path / "again" / "results.csv").read_text() == reference
