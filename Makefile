@@ -7,7 +7,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot dmt retrain test test-dist validate ls clean
+.PHONY: setup promot dmt retrain test test-dist validate ls clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,9 @@ test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
 
 test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3 (~1.5 min)
 	$(PY) -m pytest -q -m dist
+
+bench: $(STAMP)  ## pipeline vs plain Trainer throughput, CLI start-up, eval share (~2 min) -> docs/benchmarks.md
+	$(PY) -m bench
 
 validate: $(STAMP)
 	$(RUN) validate recipes/promot.yaml
