@@ -117,7 +117,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     recipe = builder.build(RecipeFile, data)
     raw_recipes = data.get("recipes") if isinstance(data, dict) else None
     if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
-        stages = build_stages(raw_recipes, raw_recipes, builder, data)  # checked even when other fields failed
+        stages = build_stages(raw_recipes, builder, data)  # checked even when other fields failed
         if recipe is not None:
             recipe.stages = stages
     if builder.problems:
@@ -128,11 +128,11 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     return recipe
 
 
-def build_stages(recipes: dict, raw: dict, builder: Builder, raw_root: dict) -> dict:
+def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
     """Turn each recipe's list of stage mappings into typed stage configs, checking the hand-offs."""
     from stages import STAGES
 
-    lines = getattr(raw, "lines", {})
+    lines = getattr(recipes, "lines", {})
     built = {}
     for recipe_name, items in recipes.items():
         where = lines.get(recipe_name)
