@@ -45,7 +45,9 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)
         with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
             base_dir = resolve_base_model(recipe, manifest)
-            tokenizer = _load_tokenizer(base_dir, recipe.model.trust_remote_code)
+            from stages.model_io import load_tokenizer
+
+            tokenizer = load_tokenizer(base_dir, recipe.model.trust_remote_code)
             data_dir = run_dir / "data" if main else Path(scratch)
             sources, target = load_data(recipe, tokenizer, data_dir, manifest)
         shared = _shared_context(recipe, target)
@@ -217,12 +219,6 @@ def _eval_config(recipe: RecipeFile):
     from stages.evaluate import Config
 
     return Config(limit=recipe.evaluation.limit, batch_size=recipe.evaluation.batch_size)
-
-
-def _load_tokenizer(model_dir, trust_remote_code: bool):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:

@@ -9,14 +9,22 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def load_model(model_dir: Path | str, trust_remote_code: bool = False):
-    """Load a causal LM and its tokenizer from a folder or hub id; pad falls back to eos."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(model_dir: Path | str, trust_remote_code: bool = False):
+    """Load a tokenizer from a folder or hub id; a missing pad token falls back to eos."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         log.warning("tokenizer of %s has no pad token; using eos (%r)", model_dir, tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_dir: Path | str, trust_remote_code: bool = False):
+    """Load a causal LM and its tokenizer from a folder or hub id; pad falls back to eos."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(model_dir, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir), trust_remote_code=trust_remote_code, use_safetensors=True
     )
