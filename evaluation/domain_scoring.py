@@ -7,15 +7,17 @@ shim is a module beside the YAML that re-exports them (see `write_scoring_shim`)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from evaluation.code_eval import check_completion
+from evaluation.code_eval import build_program, check_completion, check_completions
 from evaluation.math_answer import answers_match
 
 MATH_METRIC = "math_acc"  # 1 when the final number of the generation equals the reference's
 CODE_METRIC = "pass@1"  # 1 when the greedy generation passes the example's tests in the sandbox
 CODE_TIMEOUT_S = 5.0  # per program; a generated infinite loop costs this much, then scores 0
 SHIM_MODULE = "forgetless_scoring"
+_verdicts: dict[str, bool] = {}  # program -> passed, left by precheck_code for score_code to take
 
 
 def score_math(doc: dict, results: list[str]) -> dict[str, float]:
@@ -26,7 +28,30 @@ def score_math(doc: dict, results: list[str]) -> dict[str, float]:
 def score_code(doc: dict, results: list[str]) -> dict[str, float]:
     """Run one generated function against the doc's tests in a sandboxed child process."""
     # Never exec here: the evaluating process holds the model and the caller's files.
-    return {CODE_METRIC: float(check_completion(doc, results[0], timeout_s=CODE_TIMEOUT_S).passed)}
+    passed = _verdicts.pop(build_program(doc, results[0]), None)
+    if passed is None:  # not prechecked (a task YAML without the filter)
+        passed = check_completion(doc, results[0], timeout_s=CODE_TIMEOUT_S).passed
+    return {CODE_METRIC: float(passed)}
+
+
+def precheck_code(resps: list, docs: list[dict]) -> list:
+    """lm-eval `custom` filter, last in a code task's chain: run every generation's tests at once.
+
+    lm-eval scores documents one by one; this runs their sandboxes side by side (one child process per
+    program, as many at a time as this process has CPUs) and leaves each verdict for `score_code`.
+    The responses pass through unchanged.
+    """
+    resps = list(resps)
+    completions = [r if isinstance(r, str) else r[0] for r in resps]
+    results = check_completions(docs, completions, timeout_s=CODE_TIMEOUT_S, workers=sandbox_workers())
+    for doc, completion, result in zip(docs, completions, results):
+        _verdicts[build_program(doc, completion)] = result.passed
+    return resps
+
+
+def sandbox_workers() -> int:
+    """Sandboxes run at once: one per CPU this process may use, at most 8 (each takes up to 512 MB)."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 SHIM_SOURCE = '''"""Written by forgetless: lets lm-eval's `!function {module}.score_*` find the domain scorers."""
@@ -34,10 +59,10 @@ SHIM_SOURCE = '''"""Written by forgetless: lets lm-eval's `!function {module}.sc
 import sys
 
 try:
-    from evaluation.domain_scoring import score_code, score_math
+    from evaluation.domain_scoring import precheck_code, score_code, score_math
 except ImportError:  # lm-eval's CLI outside the environment forgetless is installed in
     sys.path.insert(0, {root!r})
-    from evaluation.domain_scoring import score_code, score_math
+    from evaluation.domain_scoring import precheck_code, score_code, score_math
 '''
 
 

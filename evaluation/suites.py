@@ -96,8 +96,8 @@ def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kin
         "dataset_kwargs": {"data_files": {"test": str(jsonl_path)}},
         "output_type": "generate_until",
         "test_split": "test",
-        "doc_to_text": "{{prompt}}",
-        "doc_to_target": "{{test}}" if scorer is Scorer.CODE else "{{completion}}",
+        "doc_to_text": "prompt",  # column names, not Jinja templates: no compile per document
+        "doc_to_target": "test" if scorer is Scorer.CODE else "completion",
         # lm-eval always adds the tokenizer's eos to `until`, so an empty list means "stop at eos".
         "generation_kwargs": {"until": _stops(scorer, rows), "do_sample": False, "max_gen_toks": max_gen_toks},
         **_scoring(scorer),
@@ -109,6 +109,9 @@ def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kin
         # safe_dump cannot write the `!function` tag; lm-eval resolves it next to the YAML, hence the shim.
         write_scoring_shim(out_dir)
         text += f"process_results: !function {SHIM_MODULE}.score_{scorer.value}\n"
+    if scorer is Scorer.CODE:  # lm-eval's default filter, then every program run side by side (precheck_code)
+        text += ("filter_list:\n- name: none\n  filter:\n  - function: take_first\n  - function: custom\n"
+                 f"    filter_fn: !function {SHIM_MODULE}.precheck_code\n")
     (out_dir / f"{name}.yaml").write_text(text)
     return Suite(name, kind, [name], str(out_dir), labels)
 

@@ -18,6 +18,12 @@ class Config(TrainingConfig):
 
     kind = "finetune"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.packing and self.prompt_from:
+            raise ValueError(f"{self.name}.packing: not available with prompt_from (PEFT prepends the soft prompt "
+                             f"to each row, not to each packed example)")
+
 
 def frozen_prompt_trainer(prompt_dir):
     """A Trainer whose checkpoints hold the full base weights, not just the frozen prompt.

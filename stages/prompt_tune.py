@@ -35,6 +35,9 @@ class Config(TrainingConfig):
         super().__post_init__()
         if self.num_virtual_tokens < 1:
             raise ValueError(f"{self.name}.num_virtual_tokens: must be >= 1, got {self.num_virtual_tokens}")
+        if self.packing:
+            raise ValueError(f"{self.name}.packing: not available for prompt tuning (PEFT prepends the soft prompt "
+                             f"to each row, not to each packed example)")
         if self.init == PromptInit.TEXT and not self.init_text:
             raise ValueError(f"{self.name}.init_text: required when init is 'text'")
 

@@ -38,6 +38,8 @@ class TrainingConfig:
     logging_steps: int = 25
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (resume restarts from the last)"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per stage"})
+    packing: bool = field(default=False, metadata={"help": "padding-free batches: each step's examples packed into rows of max_length, attention kept within each example (same loss, fewer pad tokens)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass: less memory, more compute"})
 
     def __post_init__(self):
         self.name = self.name or self.kind

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import UserError
 from stages.preemption import preemption_callback
+from stages.packing import check_packing, packed_collator
 from stages.sft_data import sft_collator, tokenize_for_sft
 from stages.train_config import TrainingConfig
 
@@ -49,6 +50,7 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
+        **{checkpointing_field(TrainingArguments): config.gradient_checkpointing},
         report_to=[],
         seed=seed,
         data_seed=seed,
@@ -59,6 +61,12 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
         deepspeed=deepspeed,
         **deepspeed_precision(deepspeed),
     )
+
+
+def checkpointing_field(arguments_class) -> str:
+    """transformers renamed gradient_checkpointing (deprecated, removed in v6) to activation_checkpointing."""
+    fields = arguments_class.__dataclass_fields__
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
 
 
 def deepspeed_precision(deepspeed) -> dict:
@@ -102,6 +110,9 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
                 "train_rows": len(rows)}, None
     set_seed(args.seed)
     collator = sft_collator(tokenizer)
+    if config.packing:
+        check_packing(model, rows)
+        collator = packed_collator(tokenizer, max_length)
     trainer = (trainer_class or Trainer)(model=model, args=args, train_dataset=rows, data_collator=collator,
                                          processing_class=tokenizer)  # saved next to every checkpoint
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
