@@ -28,24 +28,28 @@ def score_math(doc: dict, results: list[str]) -> dict[str, float]:
 def score_code(doc: dict, results: list[str]) -> dict[str, float]:
     """Run one generated function against the doc's tests in a sandboxed child process."""
     # Never exec here: the evaluating process holds the model and the caller's files.
-    passed = _verdicts.pop(build_program(doc, results[0]), None)
+    program = build_program(doc, results[0])
+    passed = _verdicts.get(program)
     if passed is None:  # not prechecked (a task YAML without the filter)
         passed = check_completion(doc, results[0], timeout_s=CODE_TIMEOUT_S).passed
     return {CODE_METRIC: float(passed)}
 
 
 def precheck_code(resps: list, docs: list[dict]) -> list:
-    """lm-eval `custom` filter, last in a code task's chain: run every generation's tests at once.
+    """lm-eval `custom` filter, last in a code task's chain: run every distinct program at once.
 
     lm-eval scores documents one by one; this runs their sandboxes side by side (one child process per
-    program, as many at a time as this process has CPUs) and leaves each verdict for `score_code`.
-    The responses pass through unchanged.
+    program, as many at a time as this process has CPUs), each distinct program once (a weak model repeats
+    itself), and leaves the verdicts for `score_code`. The responses pass through unchanged.
     """
     resps = list(resps)
     completions = [r if isinstance(r, str) else r[0] for r in resps]
-    results = check_completions(docs, completions, timeout_s=CODE_TIMEOUT_S, workers=sandbox_workers())
-    for doc, completion, result in zip(docs, completions, results):
-        _verdicts[build_program(doc, completion)] = result.passed
+    distinct = {build_program(doc, c): (doc, c) for doc, c in zip(docs, completions)}
+    pairs = list(distinct.values())
+    results = check_completions([d for d, _ in pairs], [c for _, c in pairs], timeout_s=CODE_TIMEOUT_S,
+                                workers=sandbox_workers())
+    _verdicts.clear()  # this task's verdicts only
+    _verdicts.update({program: result.passed for program, result in zip(distinct, results)})
     return resps
 
 

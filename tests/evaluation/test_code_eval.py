@@ -60,18 +60,24 @@ def test_pass_at_1():
         pass_at_1([])
 
 
-def test_precheck_runs_every_program_once_and_score_code_reads_its_verdicts(monkeypatch):
+def test_precheck_runs_each_distinct_program_once_and_score_code_reads_its_verdicts(monkeypatch):
     from evaluation import domain_scoring
 
-    docs = [{"test": "assert f(2) == 4", "entry_point": "f"}] * 2 + [{"test": "assert g() == 1", "entry_point": "g"}]
-    completions = ["def f(x):\n    return x * 2", "def f(x):\n    return x + 3", "def g():\n    return 1"]
+    docs = [{"test": "assert f(2) == 4", "entry_point": "f"}] * 3 + [{"test": "assert g() == 1", "entry_point": "g"}]
+    completions = ["def f(x):\n    return x * 2", "def f(x):\n    return x + 3", "def f(x):\n    return x * 2",
+                   "def g():\n    return 1"]
+    ran = []
+    real = domain_scoring.check_completions
+    monkeypatch.setattr(domain_scoring, "check_completions", lambda p, c, **kw: ran.extend(c) or real(p, c, **kw))
     resps = domain_scoring.precheck_code(iter(completions), docs)  # lm-eval hands filters a lazy map
     assert resps == completions
+    assert sorted(ran) == sorted(set(completions))  # the repeated program ran once
 
     def no_second_run(*args, **kwargs):
         raise AssertionError("score_code ran a program the precheck had already run")
 
     monkeypatch.setattr(domain_scoring, "check_completion", no_second_run)
     scores = [domain_scoring.score_code(doc, [c])["pass@1"] for doc, c in zip(docs, completions)]
-    assert scores == [1.0, 0.0, 1.0]
-    assert domain_scoring._verdicts == {}  # taken, not kept: a later run checks its programs afresh
+    assert scores == [1.0, 0.0, 1.0, 1.0]
+    domain_scoring.precheck_code(["def g():\n    return 2"], docs[3:])
+    assert list(domain_scoring._verdicts.values()) == [False]  # a later task starts afresh

@@ -1,0 +1,104 @@
+"""Padding-free batches (`packing: true`) against padded ones: tokens/s and the loss, on the DMT recipe's mixes."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.stats import summary
+
+STEPS, BATCH, MAX_LENGTH, SEED = 60, 32, 48, 0  # recipes/dmt.yaml: batch 32, max_length 48
+ROWS = {"math": 4000, "code": 4000, "general": 7000}  # recipes/dmt.yaml's data section
+MIXES = {  # name: (stage data, replay sources, k), as the recipe's stages declare them
+    "dmt_stage1 (math + code)": (("math", "code"), (), None),
+    "dmt_stage2 (general + 1/256 of math + code)": (("general",), ("math", "code"), "1/256"),
+    "multi_task (math + code + general)": (("math", "code", "general"), (), None),
+}
+
+
+def mixes() -> dict:
+    """Each mix built as the DMT stages build theirs (data_recipes.mixes.build_mix over the embedded sources)."""
+    from datasets import Dataset
+
+    from data_recipes.catalog import embedded_rows
+    from data_recipes.mixes import Mix, Portion, build_mix, parse_fraction
+
+    sources = {name: Dataset.from_list(embedded_rows(f"embedded:{name}", "train", rows)) for name, rows in ROWS.items()}
+    built = {}
+    for name, (data, replay, k) in MIXES.items():
+        portions = (Portion(data),) + ((Portion(replay, parse_fraction(k)),) if replay else ())
+        built[name] = build_mix(Mix(portions, SEED), sources).dataset
+    return built
+
+
+class Counter:
+    """Wraps a collator: counts the real tokens of the examples it gets and the cells of the tensors it builds."""
+
+    def __init__(self, inner):
+        self.inner, self.tokens, self.cells = inner, 0, 0
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        self.tokens += sum(len(f["input_ids"]) for f in features)
+        self.cells += batch["input_ids"].numel()
+        return batch
+
+
+def stage_run(data, packing: bool, base: Path, out: Path) -> dict:
+    """Our finetune stage, packing on or off; returns seconds, tokens, tensor cells and the per-step losses."""
+    import stages.training as training
+    from stages import finetune
+    from stages.context import StageContext
+
+    counters = []
+    originals = training.sft_collator, training.packed_collator
+    training.sft_collator = lambda *a: counters.append(Counter(originals[0](*a))) or counters[-1]
+    training.packed_collator = lambda *a: counters.append(Counter(originals[1](*a))) or counters[-1]
+    try:
+        ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=MAX_LENGTH, train_data=data)
+        config = finetune.Config(steps=STEPS, batch_size=BATCH, lr=1e-3, logging_steps=5, packing=packing)
+        started = time.perf_counter()
+        result = finetune.run(config, ctx)
+        wall = time.perf_counter() - started
+    finally:
+        training.sft_collator, training.packed_collator = originals
+    counter = counters[-1]
+    return {"wall_s": wall, "train_s": result.metrics["train_seconds"], "tokens": counter.tokens,
+            "cells": counter.cells, "losses": result.metrics["loss_history"]}
+
+
+def measure(repetitions: int = 3, log=print) -> dict:
+    """Padded and packed runs alternate within each repetition; ratios are packed over padded, per repetition."""
+    from embedded.model import ensure_base_model
+
+    base = ensure_base_model()
+    results = {}
+    for name, data in mixes().items():
+        runs = {False: [], True: []}
+        for rep in range(repetitions):
+            for packing in ((False, True) if rep % 2 == 0 else (True, False)):
+                out = Path(tempfile.mkdtemp(prefix="bench-packing-"))
+                try:
+                    run = stage_run(data, packing, base, out)
+                finally:
+                    shutil.rmtree(out, ignore_errors=True)
+                runs[packing].append(run)
+                log(f"  rep {rep} {name[:10]:10s} packing={packing!s:5s} {run['tokens']} tokens in {run['cells']} "
+                    f"cells, {run['wall_s']:.2f} s wall, {run['tokens'] / run['wall_s']:,.0f} tok/s")
+        padded, packed = runs[False], runs[True]
+        assert all(a["tokens"] == b["tokens"] for a, b in zip(padded, packed)), f"{name}: token counts differ"
+        gaps = [max(abs(a - b) for a, b in zip(p["losses"], q["losses"])) for p, q in zip(packed, padded)]
+        results[name] = {
+            "rows": len(data), "tokens": padded[0]["tokens"],
+            "padded_cells": padded[0]["cells"], "packed_cells": packed[0]["cells"],
+            "ratio_wall": summary([p["tokens"] / p["wall_s"] / (q["tokens"] / q["wall_s"]) for p, q in zip(packed, padded)]),
+            "ratio_train": summary([q["train_s"] / p["train_s"] for p, q in zip(packed, padded)]),
+            "padded_tok_s": summary([q["tokens"] / q["wall_s"] for q in padded], 1),
+            "packed_tok_s": summary([p["tokens"] / p["wall_s"] for p in packed], 1),
+            "max_loss_gap": max(gaps), "losses_compared": len(packed[0]["losses"]),
+            "final_loss": {"padded": padded[0]["losses"][-1], "packed": packed[0]["losses"][-1]},
+        }
+    return {"model": str(base), "steps": STEPS, "batch_size": BATCH, "max_length": MAX_LENGTH,
+            "repetitions": repetitions, "mixes": results}
