@@ -34,7 +34,7 @@ dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sw
 test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
 	$(PY) -m pytest -q
 
-test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3 (~1.5 min)
+test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3, preemption, retrain (~3 min)
 	$(PY) -m pytest -q -m dist
 
 bench: $(STAMP)  ## pipeline vs plain Trainer throughput, CLI start-up, eval share (~2 min) -> docs/benchmarks.md

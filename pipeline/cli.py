@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.errors import UserError
+from pipeline import ranks
+from pipeline.errors import UserError, every_rank
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -30,17 +31,28 @@ def load(args):
     return path, load_recipe(path, args.set or [])
 
 
-def cmd_run(args) -> int:
-    """Train and evaluate every recipe in the file; write results.csv and report.md."""
-    from pipeline import ranks
+def load_checked(args):
+    """Load the recipe on every rank and check it on rank 0 alone (it reads the data once and logs its warnings
+    once). Its problems are every rank's: each reads the same file and --set, and all get rank 0's verdict."""
     from pipeline.deepspeed_config import check_launch, check_world
-    from pipeline.orchestrator import run_dir_for, run_recipe
     from pipeline.validate import check_recipe
 
-    path, recipe = load(args)
-    problems = check_recipe(recipe) or [*check_world(recipe, ranks.world_size()), *check_launch(recipe)]
+    try:
+        path, recipe = load(args)
+    except UserError as err:
+        raise every_rank(err)
+    problems = ranks.from_main(lambda: check_recipe(recipe) or [*check_world(recipe, ranks.world_size()),
+                                                                *check_launch(recipe)])
     if problems:
-        raise UserError("\n".join(problems))
+        raise every_rank(UserError("\n".join(problems)))
+    return path, recipe
+
+
+def cmd_run(args) -> int:
+    """Train and evaluate every recipe in the file; write results.csv and report.md."""
+    from pipeline.orchestrator import run_dir_for, run_recipe
+
+    path, recipe = load_checked(args)
     run_dir = run_dir_for(recipe, args.run_dir)
     _setup_logging()
     run_recipe(recipe, run_dir, path, only=args.only or [])
@@ -96,17 +108,14 @@ def cmd_report(args) -> int:
 def cmd_retrain(args) -> int:
     """Retrain on new data; promote the model only if it passes the recipe's gate (exit 1 if refused)."""
     from pipeline.retrain import export, retrain, summary
-    from pipeline.validate import check_recipe
 
-    path, recipe = load(args)
-    problems = check_recipe(recipe)
-    if problems:
-        raise UserError("\n".join(problems))
+    path, recipe = load_checked(args)
     _setup_logging()
-    outcome = retrain(recipe, path, Path(args.registry))
-    if args.export:
-        export(outcome, Path(args.export))
-    print(summary(outcome))
+    outcome = retrain(recipe, path, Path(args.registry))  # the same on every rank: rank 0 decided it
+    if ranks.is_main():
+        if args.export:
+            export(outcome, Path(args.export))
+        print(summary(outcome))
     return outcome.exit_code
 
 
@@ -160,13 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line each on stderr and exit code 2."""
+    """Entry point: user errors become one line each on stderr and exit code 2.
+
+    Under a launcher an error every rank raised is printed by rank 0 alone, and the other ranks exit only after it
+    has: the launcher stops all ranks as soon as one exits, which could cut rank 0 off before it says anything.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except UserError as err:  # raised anywhere: config, data loaders, run lock, preemption
-        for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+        rank, world = ranks.launched()
+        if rank == 0 or not err.every_rank:
+            for line in str(err).splitlines():
+                print(f"error: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr, flush=True)
+        if err.every_rank and world > 1:
+            ranks.wait_for_everyone()
         return getattr(err, "exit_code", 2)
 
 

@@ -25,6 +25,12 @@ def state():
     return PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT)
 
 
+def launched() -> tuple[int, int]:
+    """(rank, world size) as the launcher set them in the environment, (0, 1) without one. Reads no process
+    group and imports no torch, so the CLI can ask it on any path (errors of import-light commands included)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def world_size() -> int:
     """How many processes share each optimizer step (1 without a launcher)."""
     return state().num_processes
@@ -48,3 +54,20 @@ def from_main(compute):
     if state().num_processes > 1:
         broadcast_object_list(box, from_process=0)
     return box[0]
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest `value` any rank holds: one scalar all-reduce, cheap enough for every training step.
+
+    It never starts a process group: in a single process (or before the launcher's group is joined) it returns
+    `value` untouched. The tensor lives where the backend reduces: CPU for gloo, this rank's GPU for NCCL.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if "nccl" in dist.get_backend() else "cpu"
+    box = torch.tensor([value], dtype=torch.int32, device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box.item())

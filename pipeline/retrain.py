@@ -6,6 +6,8 @@
 
 Training happens outside the registry lock, so a long run never blocks another job's check; the lock
 is held only to read the pointer and, at the end, to gate and promote against the pointer as it is then.
+Launched as several processes, every rank trains; rank 0 alone reads and writes the registry and hands
+its decisions (the run folder, then the outcome) to the others.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import gate as gates
+from pipeline import ranks
 from pipeline.config import RecipeFile
-from pipeline.errors import UserError
+from pipeline.errors import UserError, every_rank
 from pipeline.registry import Registry, entry_for
 
 EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
@@ -41,17 +44,29 @@ def gate_of(recipe: RecipeFile) -> gates.GateConfig:
     """The recipe file's gate (defaults when it has none); its recipe must exist in the file."""
     gate = recipe.gate or gates.GateConfig()
     if gate.recipe not in recipe.stages:
-        raise UserError(f"gate.recipe: {gate.recipe!r} is not a recipe of this file; one of {sorted(recipe.stages)}")
+        raise every_rank(UserError(f"gate.recipe: {gate.recipe!r} is not a recipe of this file; "
+                                   f"one of {sorted(recipe.stages)}"))
     return gate
 
 
 def retrain(recipe: RecipeFile, recipe_path: Path, registry_root: Path) -> Outcome:
-    """Run one scheduled retraining against a registry folder."""
-    from pipeline.fingerprint import fingerprint
+    """Run one scheduled retraining against a registry folder; every rank returns rank 0's outcome."""
     from pipeline.orchestrator import run_recipe
 
     gate = gate_of(recipe)
     registry = Registry(registry_root)
+    started = ranks.from_main(lambda: start(recipe, gate, registry))
+    if isinstance(started, Outcome):
+        return started
+    run_dir, prints = started
+    run_recipe(recipe, run_dir, recipe_path, only=[gate.recipe])
+    return ranks.from_main(lambda: judge(run_dir, gate, registry, prints))
+
+
+def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
+    """Rank 0: 'nothing to do' if the accepted run had these inputs, else (the run folder to train in, fingerprint)."""
+    from pipeline.fingerprint import fingerprint
+
     prints = fingerprint(recipe, gate.recipe)
     with registry.locked():
         accepted = registry.accepted()
@@ -61,7 +76,11 @@ def retrain(recipe: RecipeFile, recipe_path: Path, registry_root: Path) -> Outco
     resumed = (run_dir / "manifest.json").exists()  # a killed or refused job's folder for the same data
     print(f"retrain: fingerprint {prints['fingerprint'][:12]} differs from the accepted run's; "
           f"{'resuming' if resumed else 'training'} {gate.recipe!r} in {run_dir}", flush=True)
-    run_recipe(recipe, run_dir, recipe_path, only=[gate.recipe])
+    return run_dir, prints
+
+
+def judge(run_dir: Path, gate: gates.GateConfig, registry: Registry, prints: dict) -> Outcome:
+    """Rank 0, after training: gate the run against the pointer as it is now; promote it if it passes."""
     with registry.locked():
         accepted = registry.accepted()  # re-read: another job may have promoted while we trained
         if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
