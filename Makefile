@@ -37,7 +37,7 @@ test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
 test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3, preemption, retrain (~3 min)
 	$(PY) -m pytest -q -m dist
 
-bench: $(STAMP)  ## pipeline vs plain Trainer throughput, CLI start-up, eval share (~2 min) -> docs/benchmarks.md
+bench: $(STAMP)  ## pipeline vs plain Trainer (speed, memory), packing, CLI start-up, eval share (~8 min) -> docs/benchmarks.md
 	$(PY) -m bench
 
 validate: $(STAMP)
