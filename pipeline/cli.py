@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:  # raised anywhere: config, data loaders, run lock, preemption
         rank, world = ranks.launched()
         if rank == 0 or not err.every_rank:
-            for line in str(err).splitlines():
+            for line in dict.fromkeys(str(err).splitlines()):  # a stage shared by recipes (a YAML anchor) errs once
                 print(f"error: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr, flush=True)
         if err.every_rank and world > 1:
             ranks.wait_for_everyone()
