@@ -129,12 +129,15 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
     preemption.raise_if_stopped(trainer.state.global_step, output_dir)
     seconds = time.perf_counter() - started
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-    tokens = config.steps * config.batch_size * _mean_length(rows)
+    # Only the steps this call ran: a resumed stage started at its checkpoint's step.
+    steps_run = trainer.state.global_step - (int(last.rsplit("-", 1)[1]) if last else 0)
+    tokens = steps_run * config.batch_size * _mean_length(rows)
     return {
         "train_loss": output.training_loss,
         "loss_history": losses,
         "train_seconds": round(seconds, 3),
         "tokens_per_second": round(tokens / seconds, 1),
+        "steps_run": steps_run,
         "train_rows": len(rows),
         "resumed_from": last,
     }, trainer

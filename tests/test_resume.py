@@ -1,5 +1,6 @@
 """Crash safety: kill -9 mid-stage, SIGTERM, then rerun the same command -> the same results as no crash."""
 
+import json
 import os
 import signal
 import subprocess
@@ -68,6 +69,10 @@ def test_kill_9_mid_stage_then_rerun_gives_identical_results(tiny_base, referenc
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     assert (run_dir / "results.csv").read_text() == reference
+    metrics = json.loads((run_dir / "seed0" / "promot" / stage / "DONE.json").read_text())["metrics"]
+    resumed_at = int(metrics["resumed_from"].rsplit("-", 1)[1])  # tokens/s counts only the steps rerun
+    assert resumed_at >= int(checkpoint.rsplit("-", 1)[1])
+    assert metrics["steps_run"] == {"prompt_tune": 12, "finetune": 48}[stage] - resumed_at
 
 
 def test_sigterm_saves_and_says_how_to_resume(tiny_base, reference, tmp_path):
