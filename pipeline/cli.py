@@ -176,15 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except UserError as err:  # raised anywhere: config, data loaders, run lock, preemption
         rank, world = ranks.launched()
         if rank == 0 or not err.every_rank:
             for line in dict.fromkeys(str(err).splitlines()):  # a stage shared by recipes (a YAML anchor) errs once
                 print(f"error: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr, flush=True)
         if err.every_rank and world > 1:
-            ranks.wait_for_everyone()
+            ranks.leave()
         return getattr(err, "exit_code", 2)
+    ranks.leave()  # every rank got here: finish together
+    return code
 
 
 def _setup_logging(quiet: bool = False) -> None:

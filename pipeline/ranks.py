@@ -46,6 +46,24 @@ def wait_for_everyone() -> None:
     state().wait_for_everyone()
 
 
+def leave() -> None:
+    """Wait for every rank, then leave the launcher's process group, before this process exits.
+
+    A rank that exits as soon as its own work is done (rank 1 after "nothing to do", say) while the group's
+    threads are still up is torn down by the C++ runtime and aborts ("terminate called without an active
+    exception", exit -6), failing the launch. A no-op without a process group (a single `pipeline run`).
+    """
+    import sys
+
+    if "torch" not in sys.modules:  # --help, ls, validate without a launcher: torch was never imported
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        wait_for_everyone()
+        dist.destroy_process_group()
+
+
 def from_main(compute):
     """Call `compute()` on rank 0 only and hand its (picklable) value to every rank."""
     from accelerate.utils import broadcast_object_list

@@ -8,14 +8,12 @@ rank's code: the ranks' own exit codes are in its failure table ("exitcode  : 14
 import json
 import os
 import signal
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
+from tests.processes import finish, start, wait_for
 from tests.pipeline.test_retrain import RECIPE, write_jsonl
-from tests.test_distributed import ACCELERATE, ROOT, free_port
+from tests.test_distributed import ACCELERATE, free_port
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 LAUNCH = [*ACCELERATE, "--config_file", "configs/accelerate/cpu_two_processes.yaml"]
@@ -41,24 +39,6 @@ def run_args(base, run_dir) -> list[str]:
         sets += [f"recipes.promot.{stage}.{key}" for key in ("batch_size=8", "save_steps=3")]
     args = ["run", "recipes/promot.yaml", "--only", "promot", "--run-dir", str(run_dir)]
     return args + [a for item in sets for a in ("--set", item)]
-
-
-def start(command, **env):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(proc, timeout=600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    return out
-
-
-def wait_for(path: Path, proc, timeout=240):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"process ended before {path} appeared:\n{finish(proc)}"
-        assert time.monotonic() < deadline, f"timed out waiting for {path}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import ROOT, start, wait_for
+
 pytestmark = pytest.mark.slow
 
 
@@ -32,19 +31,6 @@ def command(base, run_dir):
     for item in sets:
         args += ["--set", item]
     return args
-
-
-def start(args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(path: Path, proc, timeout=240):
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"process ended before {path} appeared:\n{proc.stdout.read()}"
-        assert time.time() < deadline, f"timed out waiting for {path}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
