@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bench.stats import summary
+from bench.throughput import CountingCollator
 
 STEPS, BATCH, MAX_LENGTH, SEED = 60, 32, 48, 0  # recipes/dmt.yaml: batch 32, max_length 48
 ROWS = {"math": 4000, "code": 4000, "general": 7000}  # recipes/dmt.yaml's data section
@@ -33,19 +34,6 @@ def mixes() -> dict:
     return built
 
 
-class Counter:
-    """Wraps a collator: counts the real tokens of the examples it gets and the cells of the tensors it builds."""
-
-    def __init__(self, inner):
-        self.inner, self.tokens, self.cells = inner, 0, 0
-
-    def __call__(self, features):
-        batch = self.inner(features)
-        self.tokens += sum(len(f["input_ids"]) for f in features)
-        self.cells += batch["input_ids"].numel()
-        return batch
-
-
 def stage_run(data, packing: bool, base: Path, out: Path) -> dict:
     """Our finetune stage, packing on or off; returns seconds, tokens, tensor cells and the per-step losses."""
     import stages.training as training
@@ -54,8 +42,8 @@ def stage_run(data, packing: bool, base: Path, out: Path) -> dict:
 
     counters = []
     originals = training.sft_collator, training.packed_collator
-    training.sft_collator = lambda *a: counters.append(Counter(originals[0](*a))) or counters[-1]
-    training.packed_collator = lambda *a: counters.append(Counter(originals[1](*a))) or counters[-1]
+    training.sft_collator = lambda *a: counters.append(CountingCollator(originals[0](*a))) or counters[-1]
+    training.packed_collator = lambda *a: counters.append(CountingCollator(originals[1](*a))) or counters[-1]
     try:
         ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=MAX_LENGTH, train_data=data)
         config = finetune.Config(steps=STEPS, batch_size=BATCH, lr=1e-3, logging_steps=5, packing=packing)

@@ -14,14 +14,16 @@ TARGET_ROWS, GENERAL_ROWS, GENERAL_K = 2000, 1000, "1/4"
 
 
 class CountingCollator:
-    """Wraps a collator and counts the non-pad input tokens of every batch it builds."""
+    """Wraps a collator: counts the real tokens of the examples it gets (the non-pad tokens of a padded batch)
+    and the cells of the tensors it builds (padding included)."""
 
     def __init__(self, inner):
-        self.inner, self.tokens = inner, 0
+        self.inner, self.tokens, self.cells = inner, 0, 0
 
     def __call__(self, features):
         batch = self.inner(features)
-        self.tokens += int(batch["attention_mask"].sum())
+        self.tokens += sum(len(f["input_ids"]) for f in features)
+        self.cells += batch["input_ids"].numel()
         return batch
 
 

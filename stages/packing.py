@@ -77,7 +77,7 @@ def check_packing(model, rows, tolerance: float = 1e-3) -> None:
             together = model(input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device),
                              use_cache=packed["use_cache"]).logits[0].float()
             alone = torch.cat([model(input_ids=torch.tensor([f["input_ids"]], device=device)).logits[0].float()
-                               for f in sorted(pair, key=lambda f: -len(f["input_ids"]))])
+                               for f in _first_fit(pair, len(packed["input_ids"][0]))[0]])  # in packed order
     finally:
         model.train(was_training)
     gap = (together - alone).abs().max().item()
