@@ -7,21 +7,33 @@ IGNORE_INDEX = -100  # label value the loss skips (transformers' convention)
 
 def encode_example(prompt: str, completion: str, tokenizer, max_length: int) -> dict:
     """Encode one example: prompt tokens are masked out of the loss, completion + eos are learned."""
+    batch = encode_batch({"prompt": [prompt], "completion": [completion]}, tokenizer, max_length)
+    return {key: values[0] for key, values in batch.items()}
+
+
+def encode_batch(batch: dict, tokenizer, max_length: int) -> dict:
+    """Encode a batch of prompt/completion columns with one tokenizer call per column (the fast tokenizers
+    encode a list in parallel, in Rust: about 10x faster than a call per example)."""
     # Prompt and completion are encoded separately, exactly as lm-eval encodes context and
     # continuation, so training and evaluation see the same token boundaries.
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False):
-        prompt_ids = [tokenizer.bos_token_id] + prompt_ids
-    input_ids = (prompt_ids + answer_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+    prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
+    answers = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+    out = {"input_ids": [], "attention_mask": [], "labels": []}
+    for prompt_ids, answer_ids in zip(prompts, answers):
+        prompt_ids, answer_ids = bos + prompt_ids, answer_ids + [tokenizer.eos_token_id]
+        input_ids = (prompt_ids + answer_ids)[:max_length]
+        out["input_ids"].append(input_ids)
+        out["attention_mask"].append([1] * len(input_ids))
+        out["labels"].append(([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length])
+    return out
 
 
 def tokenize_for_sft(dataset, tokenizer, max_length: int):
     """Map a `datasets.Dataset` with `prompt`/`completion` columns to input_ids/attention_mask/labels."""
     return dataset.map(
-        lambda row: encode_example(row["prompt"], row["completion"], tokenizer, max_length),
+        lambda batch: encode_batch(batch, tokenizer, max_length),
+        batched=True,
         remove_columns=dataset.column_names,
         desc="tokenize",
     )
