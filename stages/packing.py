@@ -57,30 +57,49 @@ def _first_fit(features, row_length: int) -> list[list]:
 
 
 def check_packing(model, rows, tolerance: float = 1e-3) -> None:
-    """Refuse to train if this model lets packed examples see each other.
+    """Refuse to train if this model lets packed examples see each other, or ignores their position ids.
 
     transformers keeps attention within each packed example only for models built on its masking utilities;
-    older or remote-code models would silently attend across examples. Two examples run packed in one row and
-    run alone must give the same logits; called on every rank (a forward is collective under ZeRO-3).
+    older or remote-code models would silently attend across examples. One packed row of two examples, a then
+    b, is checked twice; called on every rank (a forward is collective under ZeRO-3):
+    - b's logits must not move when a's tokens change: a masked-out example adds exactly zero to attention,
+      in any dtype, so this holds to float precision even in bf16;
+    - the packed logits must match each example run alone, within the rounding of the model's dtype (half
+      precision computes the two differently shaped passes with visible rounding differences).
     """
     import torch
 
     pair = [rows[i] for i in range(min(2, len(rows)))]
     if len(pair) < 2 or any(hasattr(p, "ds_id") for p in model.parameters()):
         return  # ZeRO-3 shards exist only inside the DeepSpeed engine: the check runs unsharded
-    packed = packed_collator(None, sum(len(f["input_ids"]) for f in pair), pad_id=0)(pair)
+    first, second = _first_fit(pair, sum(len(f["input_ids"]) for f in pair))[0]  # the packer's order
+    vocab = model.get_input_embeddings().num_embeddings
+    altered = {"input_ids": [(token + 1) % vocab for token in first["input_ids"]], "labels": first["labels"]}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             device = next(model.parameters()).device
-            together = model(input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device),
-                             use_cache=packed["use_cache"]).logits[0].float()
+            logits = [_packed_logits(model, [a, second], device) for a in (first, altered)]
             alone = torch.cat([model(input_ids=torch.tensor([f["input_ids"]], device=device)).logits[0].float()
-                               for f in _first_fit(pair, len(packed["input_ids"][0]))[0]])  # in packed order
+                               for f in (first, second)])
     finally:
         model.train(was_training)
-    gap = (together - alone).abs().max().item()
-    if gap > tolerance * max(1.0, alone.abs().max().item()):
-        raise UserError(f"packing: {type(model).__name__} attends across packed examples (logits differ by {gap:.3g}); "
-                        f"set packing: false for this model")
+    scale = max(1.0, alone.abs().max().item())
+    start = len(first["input_ids"])
+    leak = (logits[0][start:] - logits[1][start:]).abs().max().item()
+    if leak > 1e-5 * scale:
+        raise UserError(f"packing: {type(model).__name__} attends across packed examples (an example's logits "
+                        f"move by {leak:.3g} when the one packed before it changes); set packing: false for this model")
+    dtype = next(model.parameters()).dtype
+    rounding = max(tolerance, 8 * torch.finfo(dtype).eps) if dtype.is_floating_point else tolerance
+    gap = (logits[0] - alone).abs().max().item()
+    if gap > rounding * scale:
+        raise UserError(f"packing: {type(model).__name__} gives packed examples other logits than alone (differ by "
+                        f"{gap:.3g}: position ids ignored?); set packing: false for this model")
+
+
+def _packed_logits(model, pair, device):
+    packed = packed_collator(None, sum(len(f["input_ids"]) for f in pair), pad_id=0)(pair)
+    return model(input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device),
+                 use_cache=packed["use_cache"]).logits[0].float()

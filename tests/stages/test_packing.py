@@ -95,11 +95,44 @@ class LeakyModel(torch.nn.Module):
     def forward(self, input_ids, position_ids=None, use_cache=None):
         return SimpleNamespace(logits=self.embed(input_ids).cumsum(dim=1))
 
+    def get_input_embeddings(self):
+        return self.embed
+
+
+class PositionBlindModel(LeakyModel):
+    """Each position sees only its own token, plus a position embedding counted from the row's start."""
+
+    def __init__(self):
+        super().__init__()
+        self.position = torch.nn.Embedding(300, 8)
+
+    def forward(self, input_ids, position_ids=None, use_cache=None):
+        return SimpleNamespace(logits=self.embed(input_ids) + self.position(torch.arange(input_ids.shape[1])))
+
 
 def test_a_model_that_attends_across_examples_is_refused(mixed, tokenizer):
     rows = tokenize_for_sft(mixed, tokenizer, 48)
     with pytest.raises(UserError, match="packing: LeakyModel attends across packed examples"):
         check_packing(LeakyModel(), rows)
+
+
+def test_a_model_that_ignores_position_ids_is_refused(mixed, tokenizer):
+    rows = tokenize_for_sft(mixed, tokenizer, 48)
+    with pytest.raises(UserError, match="packing: PositionBlindModel gives packed examples other logits than alone"):
+        check_packing(PositionBlindModel(), rows)
+
+
+def test_llama_in_bf16_passes_despite_half_precision_rounding():
+    """bf16 rounds a packed row and a lone example differently (0.002 here): no reason to refuse the model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    net = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128))
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(4, 256, (n,), generator=generator).tolist(), "labels": [1] * n}
+            for n in (120, 60)]
+    check_packing(net.to(torch.bfloat16), rows)
 
 
 def test_llama_keeps_attention_within_each_example(mixed, tokenizer, tiny_model_dir):  # noqa: F811
