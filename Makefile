@@ -7,7 +7,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot dmt retrain test test-dist validate ls clean bench
+.PHONY: setup promot dmt retrain test test-dist validate ls clean bench bench-gpu
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP,
 
 bench: $(STAMP)  ## pipeline vs plain Trainer (speed, memory), packing, CLI start-up, eval share (~8 min) -> docs/benchmarks.md
 	$(PY) -m bench
+
+BENCH_GPU_ARGS ?=
+bench-gpu: $(STAMP)  ## on a CUDA GPU: tokens/s, MFU, GPU memory, our stages vs a plain Trainer, 0.5B Llama in bf16 -> bench/results/gpu.json
+	$(PY) -m bench.gpu $(BENCH_GPU_ARGS)
 
 validate: $(STAMP)
 	$(RUN) validate recipes/promot.yaml

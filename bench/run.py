@@ -72,12 +72,22 @@ def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, me
                      f"{_ok(r['share'] <= TARGETS['eval_share'])} |")
     if not share:
         lines.append("| (no finished runs/promot or runs/dmt found) | | | | |")
-    lines += render_packing(packing) + render_memory(memory)
-    lines += ["", "## Not measured yet", "",
-              "- anything on a GPU (tokens/s, MFU, GPU memory): no GPU was lent to the sessions that wrote this; "
-              "these figures are CPU-only",
-              ""]
-    return "\n".join(lines)
+    lines += render_packing(packing) + render_memory(memory) + render_gpu()
+    return "\n".join(lines + [""])
+
+
+def render_gpu() -> list[str]:
+    """The GPU section from bench/results/gpu.json (written by `make bench-gpu` on a GPU machine), if any."""
+    from bench import gpu
+
+    if gpu.RESULTS.exists():
+        return gpu.render(json.loads(gpu.RESULTS.read_text()))
+    return ["", "## GPU: not measured yet", "",
+            "No GPU was lent to the sessions that wrote this page, so every figure above is CPU-only. On a CUDA "
+            "machine, `make bench-gpu` (`python -m bench.gpu`: a randomly initialised 0.55B Llama in bf16, our "
+            "finetune stage padded and packed against a plain Trainer, each mode in a fresh process) writes "
+            "`bench/results/gpu.json` with tokens/s, MFU and peak GPU memory, and the next `make bench` puts them "
+            "here."]
 
 
 def render_packing(p: dict) -> list[str]:

@@ -87,7 +87,9 @@ def check_stage(raw: dict, config, world_size: int) -> list[str]:
     from stages.training import deepspeed_precision, training_arguments
 
     args = training_arguments(config, Path("unused"), seed=0, world_size=world_size)
-    precision = {"bf16": False, "fp16": False, **deepspeed_precision(raw)}  # as a run sets them
+    precision = {"bf16": config.bf16, "fp16": False, **deepspeed_precision(raw)}  # as a run sets them
+    if precision["fp16"] and config.bf16:
+        return ["fp16.enabled: true here, but the stage sets bf16: true; use one precision"]
     view = SimpleNamespace(**{**vars(args), "world_size": world_size, **precision},
                            get_warmup_steps=args.get_warmup_steps)
     filled, problems = _fill_auto(raw, view, config.steps)

@@ -40,6 +40,7 @@ class TrainingConfig:
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per stage"})
     packing: bool = field(default=False, metadata={"help": "padding-free batches: each step's examples packed into rows of max_length, attention kept within each example (same loss, fewer pad tokens)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass: less memory, more compute"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (autocast) on a GPU that supports it; the weights keep the dtype they load in"})
 
     def __post_init__(self):
         self.name = self.name or self.kind

@@ -35,6 +35,9 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
     from pipeline import ranks
 
     world_size = world_size or ranks.world_size()
+    precision = {"bf16": config.bf16, **deepspeed_precision(deepspeed)}
+    if precision.get("fp16") and config.bf16:
+        raise UserError(f"{config.name}.bf16: the DeepSpeed config turns fp16 on; use one precision")
     if deepspeed:
         join_deepspeed()
     return TrainingArguments(
@@ -59,7 +62,7 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
         remove_unused_columns=False,
         disable_tqdm=False,
         deepspeed=deepspeed,
-        **deepspeed_precision(deepspeed),
+        **precision,
     )
 
 
@@ -71,7 +74,7 @@ def checkpointing_field(arguments_class) -> str:
 
 def deepspeed_precision(deepspeed) -> dict:
     """bf16/fp16 switched on in the DeepSpeed JSON (a path or its dict) turn on the Trainer's too: transformers
-    insists they agree, and our stage configs have no precision of their own ("auto" means fp32)."""
+    insists they agree ("auto" there follows the stage's own `bf16`)."""
     if not deepspeed:
         return {}
     import json

@@ -86,3 +86,13 @@ def test_validate_world_size_on_the_command_line(tmp_path, capsys):
     recipe_with(tmp_path, ZERO2)
     assert main(["validate", str(tmp_path / "recipe.yaml"), "--world-size", "4"]) == 0
     assert "4 process(es)" in capsys.readouterr().out
+
+
+def test_a_bf16_stage_with_an_fp16_deepspeed_config_is_one_line_per_stage(tmp_path):
+    text = RECIPE.replace("{kind: finetune, steps: 5, batch_size: 16}", "{kind: finetune, steps: 5, batch_size: 16, bf16: true}")
+    (tmp_path / "ds.json").write_text(json.dumps({**ZERO2, "fp16": {"enabled": True}}))
+    (tmp_path / "recipe.yaml").write_text(text + f"deepspeed: {tmp_path / 'ds.json'}\n")
+    assert check_world(load_recipe(tmp_path / "recipe.yaml"), 2) == [
+        f"{tmp_path / 'ds.json'}: fp16.enabled: true here, but the stage sets bf16: true; use one precision "
+        "(recipes.sft.finetune, 2 processes)"]
+

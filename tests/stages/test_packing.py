@@ -146,3 +146,16 @@ def test_llama_keeps_attention_within_each_example(mixed, tokenizer, tiny_model_
 def test_packing_with_a_soft_prompt_is_a_config_error(make):
     with pytest.raises(ValueError, match="packing: not available"):
         make()
+
+
+def test_bf16_switches_on_the_trainers_mixed_precision(tmp_path, tiny_model_dir, mixed):  # noqa: F811
+    from stages.training import training_arguments
+
+    assert training_arguments(finetune.Config(bf16=True), tmp_path, seed=0, world_size=1).bf16
+    assert not training_arguments(finetune.Config(), tmp_path, seed=0, world_size=1).bf16
+    losses = {}
+    for bf16 in (False, True):
+        config = finetune.Config(steps=2, batch_size=8, logging_steps=1, bf16=bf16)
+        losses[bf16] = finetune.run(config, ctx(tmp_path / str(bf16), tiny_model_dir, mixed)).metrics["loss_history"]
+    # autocast rounds the forward to bf16 (about 3 significant digits): close, and not bit-identical
+    assert losses[True] == pytest.approx(losses[False], rel=0.05) and losses[True] != losses[False]
