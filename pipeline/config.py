@@ -13,7 +13,7 @@ from data_recipes.catalog import SourceConfig
 from pipeline.gate import GateConfig
 from pipeline.sweep import expand_sweeps, sweep_override
 from stages.train_config import PLAIN_NAME
-from pipeline.typed_yaml import Builder, ConfigError, load_yaml
+from pipeline.typed_yaml import Builder, ConfigError, LineDict, load_yaml
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
 
@@ -148,8 +148,7 @@ def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
                 trainable = sorted(k for k in STAGES if k != "evaluate")
                 builder.error(f"{path}.kind", line, f"unknown stage kind {kind!r}; one of {trainable}")
                 continue
-            body = {k: v for k, v in item.items() if k != "kind"}
-            body = type(item)(body)
+            body = LineDict({k: v for k, v in item.items() if k != "kind"})  # a --set mapping has no lines
             body.lines = getattr(item, "lines", {})
             config = builder.build(STAGES[kind].Config, body, path, line)
             if config is not None:
@@ -198,7 +197,13 @@ def apply_override(data: dict, item: str, builder: Builder) -> None:
     if not sep or not key:
         builder.error(f"--set {item}", None, "expected key=value")
         return
-    if sweep_override(data, key, raw_value):
+    try:
+        if sweep_override(data, key, raw_value):
+            return
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        builder.error(f"--set {key}", None, f"value {raw_value!r} is not valid YAML ({problem})")
         return
     node = data
     parts = key.split(".")
@@ -211,7 +216,6 @@ def apply_override(data: dict, item: str, builder: Builder) -> None:
             builder.error(f"--set {key}", None, f"cannot descend into {part!r}")
             return
     last = parts[-1]
-    value = yaml.safe_load(raw_value)
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
         node[int(last)] = value
     elif isinstance(node, dict):

@@ -92,6 +92,21 @@ def test_set_overrides_apply_and_are_validated(tmp_path):
     assert any("evaluation.batch_size: must be >= 1" in p for p in problems(path, ["evaluation.batch_size=0"]))
 
 
+def test_set_with_a_value_that_is_not_yaml_is_one_line(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    assert problems(path, ["seeds=[0"]) == [
+        f"{path}: --set seeds: value '[0' is not valid YAML (expected ',' or ']', but got '<stream end>')"]
+    assert problems(path, ["sft.lr=1e-3,[2"]) == [
+        f"{path}: --set sft.lr: value '1e-3,[2' is not valid YAML (expected ',' or ']', but got '<stream end>')"]
+
+
+def test_set_can_replace_the_whole_recipes_mapping(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    recipe = load_recipe(path, ["recipes={mine: [{kind: finetune, steps: 2, lr: 0.01}]}"])
+    assert list(recipe.stages) == ["mine"] and recipe.stages["mine"][0].lr == 0.01
+    assert any("lr: must be > 0" in p for p in problems(path, ["recipes={mine: [{kind: finetune, lr: -1}]}"]))
+
+
 def test_missing_and_non_utf8_files(tmp_path):
     assert problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: file not found"]
     bad = tmp_path / "bad.yaml"
