@@ -44,7 +44,23 @@ def check_world(recipe, world_size: int) -> list[str]:
                 per_device_batch(config, world_size)
             except UserError as err:
                 problems.append(f"recipes.{recipe_name}.{err}")
+            if config.bf16 and not bf16_available():
+                problems.append(f"recipes.{recipe_name}.{config.name}.bf16: this GPU has no bf16 "
+                                f"({gpu_name()}); set bf16: false")
     return locate(problems, recipe) or check_deepspeed(recipe, world_size)
+
+
+def bf16_available() -> bool:
+    """bf16 autocast runs on any CPU, and on GPUs from Ampere on."""
+    import torch
+
+    return not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+
+
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
 
 
 def check_launch(recipe) -> list[str]:

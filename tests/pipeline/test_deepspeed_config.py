@@ -96,3 +96,17 @@ def test_a_bf16_stage_with_an_fp16_deepspeed_config_is_one_line_per_stage(tmp_pa
         f"{tmp_path / 'ds.json'}: fp16.enabled: true here, but the stage sets bf16: true; use one precision "
         "(recipes.sft.finetune, 2 processes)"]
 
+
+
+def test_bf16_on_a_gpu_without_it_names_the_stage(tmp_path, monkeypatch):
+    import torch
+
+    text = RECIPE.replace("{kind: finetune, steps: 5, batch_size: 16}", "{kind: finetune, steps: 5, batch_size: 16, bf16: true}")
+    (tmp_path / "recipe.yaml").write_text(text)
+    recipe = load_recipe(tmp_path / "recipe.yaml")
+    assert check_world(recipe, 1) == []  # a CPU autocasts to bf16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100-SXM2-16GB")
+    assert check_world(recipe, 1) == [f"{tmp_path / 'recipe.yaml'}:4: recipes.sft.finetune.bf16: this GPU has no "
+                                      "bf16 (Tesla V100-SXM2-16GB); set bf16: false"]
