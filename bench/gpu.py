@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.memory import peak_rss_mb
 from bench.stats import summary
 from bench.throughput import CountingCollator
 
@@ -179,7 +179,7 @@ def run_mode(mode: str, model_dir: Path, steps: int, batch: int, max_length: int
     finally:
         shutil.rmtree(out, ignore_errors=True)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # RSS: the process's peak so far
+            else peak_rss_mb())  # RSS: the process's peak so far
     counter = box[-1]
     return {"mode": mode, "device": device_name(), "tokens": counter.tokens, "cells": counter.cells, "wall_s": wall,
             "train_s": train_s, "steady_tokens": counter.tokens - counter.batches[0], "steady_s": timer.seconds,

@@ -1,7 +1,7 @@
 """Peak host memory (RSS) of a full fine-tune: our stage vs a plain Trainer script, and gradient checkpointing.
 
 Each measurement is a fresh process (`python -m bench.memory MODE`), so one run's peak cannot hide another's;
-the parent reads the child's peak from `resource.getrusage(RUSAGE_CHILDREN)` deltas and its JSON line.
+the child reports its own peak in a JSON line.
 """
 
 from __future__ import annotations
@@ -52,8 +52,18 @@ def child(mode: str) -> dict:
             _pipeline(base, data, out, checkpointing=mode == "pipeline_checkpointing")
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"mode": mode, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"mode": mode, "peak_rss_mb": peak_rss_mb(),
             "seconds": time.perf_counter() - started}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    from the parent through fork and exec, so a child of a 1.2 GB parent reported at least 1.2 GB."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # no /proc (macOS): ru_maxrss, in bytes there
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
 
 
 def _plain(base: Path, data, out: Path) -> None:
