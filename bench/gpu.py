@@ -323,7 +323,7 @@ def render(results: dict) -> list[str]:
              + (f"{peak / 1e12:g} TFLOP/s ({results['peak_source']})." if peak else "unknown, so no MFU.")
              + " **steps 2..N**: from the end of the first optimizer step (its warm-up left out) to the end of the "
              "last, GPU synchronised, tokens of those steps; **wall**: all tokens over the whole call (load, "
-             "tokenize, train, save; our stage also writes its resume checkpoint).", "",
+             "tokenize, train, save).", "",
              "| mode | tokens / cells | tok/s (steps 2..N) | tok/s (wall) | model TFLOP/s | MFU | peak memory MB | "
              "attention, dtype, bf16 autocast |", "|---|---|---|---|---|---|---|---|"]
     for mode, r in results["modes"].items():

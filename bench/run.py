@@ -42,8 +42,8 @@ def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, me
         f"{tput['steps']} steps, max_length {tput['max_length']}, same collator (`sft_collator` over `tokenize_for_sft`). "
         "Tokens = non-pad input tokens the collator actually handed to the model (soft-prompt tokens not counted), "
         "identical for both sides. Plain and pipeline runs alternate within each repetition. "
-        "**Wall** times the whole call (load model, tokenize, train, save; our stage also writes its resume "
-        "checkpoint); **train()** times `Trainer.train` only. The plain baseline for prompt tuning is the same "
+        "**Wall** times the whole call (load model, tokenize, train, save; our stage also checks its "
+        "inputs and records its metrics); **train()** times `Trainer.train` only. The plain baseline for prompt tuning is the same "
         "Trainer on a PEFT prompt-tuning model (16 virtual tokens, random init, as in the stage); "
         f"the mix is {tput['mix']}, built with `data_recipes.mixes.build_mix`.",
         "",

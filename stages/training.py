@@ -121,7 +121,8 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
     output_dir = Path(args.output_dir)
     last = last_complete_checkpoint(output_dir)
-    preemption = preemption_callback()
+    trainer.add_callback(no_final_checkpoint())
+    preemption = preemption_callback()  # after it: a signal at the last step still saves a checkpoint
     trainer.add_callback(preemption)
     preemption.install()
     started = time.perf_counter()
@@ -144,6 +145,21 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
         "train_rows": len(rows),
         "resumed_from": last,
     }, trainer
+
+
+def no_final_checkpoint():
+    """A TrainerCallback that skips the checkpoint transformers saves at the last step (it always does with
+    save_strategy "steps"). The stage saves its model right after, so that checkpoint, the weights plus the
+    optimizer state (3x the weights with AdamW), only costs time and disk; a crash between the two resumes
+    from the checkpoint before it."""
+    from transformers import TrainerCallback
+
+    class NoFinalCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+    return NoFinalCheckpoint()
 
 
 def last_complete_checkpoint(output_dir: Path) -> str | None:

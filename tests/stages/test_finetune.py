@@ -141,3 +141,13 @@ def test_training_batches_are_right_padded_even_for_a_left_padding_tokenizer():
     assert short[: len(rows[1]["input_ids"])] == rows[1]["input_ids"]  # text first, pads after
     assert batch["labels"][1].tolist()[len(rows[1]["labels"]):] == [-100] * (len(short) - len(rows[1]["labels"]))
     assert tokenizer.padding_side == "left"  # the caller's tokenizer is left as it was
+
+
+def test_no_checkpoint_at_the_last_step_only_the_periodic_ones(tmp_path, tiny_model_dir, data):
+    config = finetune.Config(steps=7, batch_size=8, save_steps=3, save_total_limit=5)
+    finetune.run(config, ctx(tmp_path / "ft", tiny_model_dir, data))
+    saved = sorted(p.name for p in (tmp_path / "ft" / "trainer").glob("checkpoint-*"))
+    assert saved == ["checkpoint-3", "checkpoint-6"]  # not checkpoint-7: the model is saved right after
+    config = finetune.Config(steps=6, batch_size=8, save_steps=3, save_total_limit=5)
+    finetune.run(config, ctx(tmp_path / "ft6", tiny_model_dir, data))
+    assert sorted(p.name for p in (tmp_path / "ft6" / "trainer").glob("checkpoint-*")) == ["checkpoint-3"]
