@@ -35,9 +35,7 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
     from pipeline import ranks
 
     world_size = world_size or ranks.world_size()
-    precision = {"bf16": config.bf16, **deepspeed_precision(deepspeed)}
-    if precision.get("fp16") and config.bf16:
-        raise UserError(f"{config.name}.bf16: the DeepSpeed config turns fp16 on; use one precision")
+    precision = {"bf16": config.bf16, **deepspeed_precision(deepspeed)}  # fp16 with bf16: refused by validation
     if deepspeed:
         join_deepspeed()
     return TrainingArguments(
