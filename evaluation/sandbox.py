@@ -69,9 +69,8 @@ def run_python(code: str, timeout_s: float = 5.0, memory_mb: int = 512) -> Sandb
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 return SandboxResult(False, Status.TIMEOUT, f"timed out after {timeout_s:g}s [{network}]")
-            output.seek(max(0, output.seek(0, os.SEEK_END) - 4096))
-            last_line = (output.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
-        return _classify(process.returncode, last_line[:500], network)
+            last_line = _last_line(output)
+        return _classify(process.returncode, last_line, network)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -93,6 +92,12 @@ def _child_env(workdir: str) -> dict:
     # Only what Python needs; one thread per numeric library keeps RLIMIT_AS and NPROC meaningful.
     return {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _last_line(output) -> str:
+    """The last line a program printed (from the end of its output file), at most 500 characters."""
+    output.seek(max(0, output.seek(0, os.SEEK_END) - 4096))
+    return (output.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1][:500]
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -239,18 +244,20 @@ def _serve_one(code: str, timeout_s: float, memory_mb: int, limit_processes: boo
             if pid == 0:
                 _forked_child(code, workdir, output.fileno(), timeout_s, memory_mb, limit_processes)
             deadline, status = time.monotonic() + timeout_s, None
-            while status is None and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
                 done, exit_status = os.waitpid(pid, os.WNOHANG)
-                status = exit_status if done else time.sleep(0.001)
+                if done:
+                    status = exit_status
+                    break
+                time.sleep(0.001)
             if status is None:  # timed out: the child and anything it started
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:  # not yet in a session of its own
                     os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-            output.seek(max(0, output.seek(0, os.SEEK_END) - 4096))
-            last_line = (output.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
-        return {"timed_out": status is None, "last_line": last_line[:500],
+            last_line = _last_line(output)
+        return {"timed_out": status is None, "last_line": last_line,
                 "returncode": None if status is None else os.waitstatus_to_exitcode(status)}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
