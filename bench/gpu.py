@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.memory import peak_rss_mb
 from bench.stats import summary
-from bench.throughput import CountingCollator
+from bench.throughput import CountingCollator, counted_collators
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "gpu.json"
@@ -216,20 +216,14 @@ def _pipeline(model_dir, data, out, steps, batch, max_length, box, packing) -> f
     """Our stage called directly, as bench/packing.py's stage_run; returns its train() seconds."""
     import torch
 
-    import stages.training as training
     from stages import finetune
     from stages.context import StageContext
 
-    originals = training.sft_collator, training.packed_collator
-    training.sft_collator = lambda *a: box.append(BatchCounter(originals[0](*a))) or box[-1]
-    training.packed_collator = lambda *a: box.append(BatchCounter(originals[1](*a))) or box[-1]
-    try:
+    with counted_collators(box, BatchCounter):
         ctx = StageContext(stage_dir=out, model_dir=Path(model_dir), seed=SEED, max_length=max_length, train_data=data)
         config = finetune.Config(steps=steps, batch_size=batch, lr=LR, logging_steps=LOGGING_STEPS, packing=packing,
                                  bf16=torch.cuda.is_available())
         return finetune.run(config, ctx).metrics["train_seconds"]
-    finally:
-        training.sft_collator, training.packed_collator = originals
 
 
 def run_child(mode: str, model_dir: Path, steps: int, batch: int, max_length: int) -> dict:

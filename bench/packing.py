@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.stats import summary
-from bench.throughput import CountingCollator
+from bench.throughput import counted_collators
 
 BATCH, SEED = 32, 0  # recipes/dmt.yaml: batch 32
 EMBEDDED_ROWS = {"math": 4000, "code": 4000, "general": 7000}  # recipes/dmt.yaml's data section
@@ -69,22 +69,15 @@ def mixes(sources: dict) -> dict:
 
 def stage_run(data, packing: bool, base: Path, out: Path, max_length: int, steps: int) -> dict:
     """Our finetune stage, packing on or off; returns seconds, tokens, tensor cells and the per-step losses."""
-    import stages.training as training
     from stages import finetune
     from stages.context import StageContext
 
-    counters = []
-    originals = training.sft_collator, training.packed_collator
-    training.sft_collator = lambda *a: counters.append(CountingCollator(originals[0](*a))) or counters[-1]
-    training.packed_collator = lambda *a: counters.append(CountingCollator(originals[1](*a))) or counters[-1]
-    try:
+    with counted_collators([]) as counters:
         ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=max_length, train_data=data)
         config = finetune.Config(steps=steps, batch_size=BATCH, lr=1e-3, logging_steps=5, packing=packing)
         started = time.perf_counter()
         result = finetune.run(config, ctx)
         wall = time.perf_counter() - started
-    finally:
-        training.sft_collator, training.packed_collator = originals
     counter = counters[-1]
     return {"wall_s": wall, "train_s": result.metrics["train_seconds"], "tokens": counter.tokens,
             "cells": counter.cells, "losses": result.metrics["loss_history"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.stats import summary
@@ -25,6 +26,21 @@ class CountingCollator:
         self.tokens += sum(len(f["input_ids"]) for f in features)
         self.cells += batch["input_ids"].numel()
         return batch
+
+
+@contextmanager
+def counted_collators(box: list, counter=CountingCollator):
+    """While inside, every collator our stages build (padded or packed) is wrapped in `counter` and appended
+    to `box`: the stage's own data path, counted without changing it."""
+    import stages.training as training
+
+    originals = training.sft_collator, training.packed_collator
+    training.sft_collator = lambda *a: box.append(counter(originals[0](*a))) or box[-1]
+    training.packed_collator = lambda *a: box.append(counter(originals[1](*a))) or box[-1]
+    try:
+        yield box
+    finally:
+        training.sft_collator, training.packed_collator = originals
 
 
 def datasets():
@@ -76,13 +92,10 @@ def plain_run(kind: str, base: Path, data, out: Path, counter_box: list) -> tupl
 
 def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list) -> tuple[float, float]:
     """Our stage called directly with a StageContext. Returns (wall seconds, its train() seconds)."""
-    import stages.training as training
     from stages import finetune, prompt_tune
     from stages.context import StageContext
 
-    original = training.sft_collator
-    training.sft_collator = lambda tok: counter_box.append(CountingCollator(original(tok))) or counter_box[-1]
-    try:
+    with counted_collators(counter_box):
         ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=MAX_LENGTH, train_data=data,
                            extra={"labels": ["True", "False"]})
         started = time.perf_counter()
@@ -92,8 +105,6 @@ def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list) -> t
         else:
             result = finetune.run(finetune.Config(steps=STEPS, batch_size=BATCH, lr=1e-3), ctx)
         return time.perf_counter() - started, result.metrics["train_seconds"]
-    finally:
-        training.sft_collator = original
 
 
 WORKLOADS = {  # name: (stage kind, data)
