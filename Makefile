@@ -1,22 +1,46 @@
-# Every target sets itself up: a virtual environment with torch pinned to the CPU-friendly 2.13.0.
+# Every target sets itself up: a virtual environment with exactly the versions in the lock (README: "Tested versions").
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LOCK    := requirements.lock.txt
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 RUN     := $(VENV)/bin/pipeline
+PIP_VERSION := 26.3
+UV_VERSION  := 0.13.9
 export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot dmt retrain test test-dist validate ls clean bench bench-gpu
+.PHONY: setup promot dmt retrain test test-dist test-latest lock validate ls clean bench bench-gpu
 
-$(STAMP): pyproject.toml
+# The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
+# (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q pip==$(PIP_VERSION)
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the project
+setup: $(STAMP)  ## create .venv and install the locked versions and the project
+
+# Where uv finds torch's CPU build: this machine's wheel folder when it has one, else PyTorch's CPU index.
+TORCH_CPU ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+TOOLS     := .venv-tools
+lock:  ## regenerate requirements.lock.txt: the newest versions pyproject.toml's ranges allow (review the diff, then make test)
+	test -x $(TOOLS)/bin/uv || (python3 -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv==$(UV_VERSION))
+	$(TOOLS)/bin/uv pip compile pyproject.toml --extra test --upgrade --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu $(TORCH_CPU) --custom-compile-command "make lock" -o $(LOCK)
+
+# Not the lock: the newest versions pyproject.toml allows, in a venv of their own, to see upstream changes early
+# (.github/workflows/test-latest.yml runs it on a schedule; it never blocks main). Exit status: pytest's.
+LATEST ?= .venv-latest
+test-latest:  ## the tests against the newest allowed versions: prints what moved past the lock, then which tests fail
+	rm -rf $(LATEST) && python3 -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q --upgrade pip
+	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[test]"
+	$(LATEST)/bin/python -m tests.lock drift
+	FORGETLESS_LATEST=1 $(LATEST)/bin/python -m pytest -q -rfE -p no:cacheprovider
 
 promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
 	$(RUN) run recipes/promot.yaml

@@ -21,6 +21,7 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 
+from evaluation.generation import generate_tokens, prepends_embeddings, soft_prompt_length
 from evaluation.suites import Suite
 
 
@@ -42,41 +43,17 @@ class TaskResult:
     references: list[str] = field(default_factory=list, repr=False)  # the task's answers, per sample
 
 
-def soft_prompt_length(model) -> int:
-    """Virtual tokens an active PEFT prompt-learning adapter adds in front of every input (0 if none)."""
-    from peft import PeftModel
-
-    # `disable_adapter()` on a prompt-learning model swaps forward/generate back to the base
-    # model and only records that in this flag; no public accessor exists.
-    if not isinstance(model, PeftModel) or getattr(model, "_adapters_disabled", False):
-        return 0
-    config = model.active_peft_config
-    return config.num_virtual_tokens if config.is_prompt_learning else 0
-
-
-def _prepends_embeddings(model) -> bool:
-    """True for adapters (prompt tuning, P-tuning) that concatenate learned embeddings to the input."""
-    from peft import PeftType
-
-    return soft_prompt_length(model) > 0 and model.active_peft_config.peft_type in (
-        PeftType.PROMPT_TUNING, PeftType.P_TUNING)
-
-
 class SoftPromptHFLM(HFLM):
-    """HFLM whose batched, left-padded generation keeps a soft prompt at the right positions.
+    """HFLM whose generation decodes a soft prompt correctly (evaluation.generation says why PEFT's does not).
 
-    PEFT's prompt-tuning `generate` drops `position_ids` ("not supported for parameter efficient
-    tuning"), so the base model numbers positions 0..n over [soft prompt, left padding, input]:
-    each padded row sees its input shifted away from the prompt by its padding length and greedy
-    answers change with the batch (tests/evaluation/test_soft_prompt_scoring.py). Here the prompt
-    is prepended by hand and the base model's `generate` derives positions from the attention
-    mask, which skips the padding. Log-likelihood scoring needs no fix: it right-pads and lm-eval
-    already drops the extra virtual-token logits.
+    Log-likelihood scoring needs no fix: it right-pads, runs no cache, and lm-eval already drops the
+    extra virtual-token logits (tests/evaluation/test_soft_prompt_scoring.py checks both against a
+    by-hand computation).
     """
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         """Greedy/sampled continuation of `context`; returns context + new tokens like HFLM."""
-        if not _prepends_embeddings(self.model):
+        if not prepends_embeddings(self.model):
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         # Same decoding defaults as HFLM._model_generate: temperature 0 means greedy.
         generation_kwargs["temperature"] = generation_kwargs.get("temperature", 0.0)
@@ -85,16 +62,11 @@ class SoftPromptHFLM(HFLM):
         if generation_kwargs.get("do_sample") is False and generation_kwargs["temperature"] == 0.0:
             generation_kwargs.pop("temperature")
         attention_mask = generation_kwargs.pop("attention_mask")
-        batch = context.shape[0]
-        token_embeds = self.model.word_embeddings(context)
-        soft_prompt = self.model.get_prompt(batch_size=batch).to(token_embeds.dtype)
-        prompt_mask = attention_mask.new_ones(batch, soft_prompt.shape[1])
-        # Fed only embeddings, generate returns only the new tokens: stop criteria look from 0.
-        new_tokens = self.model.get_base_model().generate(
-            inputs_embeds=torch.cat([soft_prompt, token_embeds], dim=1),
-            attention_mask=torch.cat([prompt_mask, attention_mask], dim=1),
+        new_tokens = generate_tokens(
+            self.model, context, attention_mask,
             max_new_tokens=max_length - context.shape[1],
-            stopping_criteria=stop_sequences_criteria(self.tokenizer, stop, 0, batch),
+            # Only new tokens come back: the stop criteria look from position 0.
+            stopping_criteria=stop_sequences_criteria(self.tokenizer, stop, 0, context.shape[0]),
             pad_token_id=self.tokenizer.pad_token_id,
             use_cache=True,
             **generation_kwargs,

@@ -39,3 +39,17 @@ def test_retrain_workflow_contract():
     assert "~/.cache/forgetless" in steps["actions/cache"]["with"]["path"]
     assert steps["actions/upload-artifact"]["if"] == "always()"  # a refused model still leaves its report
     assert any("GITHUB_STEP_SUMMARY" in s.get("run", "") and s.get("if") == "always()" for s in job["steps"])
+
+
+def test_test_latest_workflow_is_scheduled_and_never_blocks_main():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "test-latest.yml").read_text())
+    triggers = set(workflow.get("on", workflow.get(True)))
+    assert triggers == {"schedule", "workflow_dispatch"}  # not push / pull_request: it gates nothing
+    runs = "".join(step.get("run", "") for step in workflow["jobs"]["test-latest"]["steps"])
+    assert "make test-latest" in runs
+
+
+def test_makefile_installs_through_the_lock():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCK    := requirements.lock.txt" in makefile
+    assert "pip install -q -r $(LOCK)" in makefile and "--no-deps --no-build-isolation -e ." in makefile

@@ -15,6 +15,7 @@ from lm_eval.models.huggingface import HFLM
 from peft import PeftModel, PromptTuningConfig, get_peft_model
 
 from embedded.tasks import make_examples
+from evaluation.generation import generate
 from evaluation.harness import make_lm
 
 VIRTUAL_TOKENS = 8
@@ -119,18 +120,17 @@ def test_batched_generation_matches_greedy_by_hand(which, request, tokenizer, ex
     assert got == want
 
 
-def test_plain_hflm_shifts_the_soft_prompt_under_left_padding(prompted, tokenizer, examples):
-    """Why SoftPromptHFLM exists: PEFT drops position_ids in generate, so padding moves the input.
+def test_generate_helper_matches_greedy_by_hand(base, prompted, tokenizer, examples):
+    """evaluation.generation.generate, what the README tells users to load with: one left-padded batch.
 
-    If this starts failing, PEFT or lm-eval fixed it upstream and the workaround can go.
+    PeftModel.generate gets this wrong (tests/evaluation/test_upstream_generation.py pins how).
     """
     prompts = [e["prompt"] for e in examples]
-    lm = HFLM(pretrained=prompted, tokenizer=tokenizer, batch_size=len(prompts))
-    got = _generate(lm, tokenizer, prompts)
-    want = [_greedy_by_hand(prompted, tokenizer, p) for p in prompts]
-    longest = max(range(len(prompts)), key=lambda i: len(_ids(tokenizer, prompts[i])))
-    assert got[longest] == want[longest]  # the unpadded row is right...
-    assert got != want  # ...but padded rows are not
+    assert generate(prompted, tokenizer, prompts, max_new_tokens=MAX_GEN_TOKS) == \
+        [_greedy_by_hand(prompted, tokenizer, p) for p in prompts]
+    with prompted.disable_adapter():  # any other task: the raw model
+        assert generate(prompted, tokenizer, prompts, max_new_tokens=MAX_GEN_TOKS) == \
+            [_greedy_by_hand(base, tokenizer, p) for p in prompts]
 
 
 def test_adapter_changes_outputs(base, prompted, tokenizer, examples):
