@@ -73,6 +73,9 @@ class Scorer(str, Enum):
 # whole-function format keeps "\ndef" and "\n@" out, since its answer may define helpers first.
 HUMANEVAL_STOPS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"]
 FUNCTION_STOPS = ["\nclass", "\n#", "\nprint", "\nif", "\n```"]
+# exact_match applies these to the answer and the reference alike: the strip filter alone stripped only the
+# answer, and converters write references with the leading space a completion is trained with (" small").
+EDGE_WHITESPACE = [r"^\s+", r"\s+$"]
 _REQUIRED = {Scorer.EXACT: ("prompt", "completion"), Scorer.MATH: ("prompt", "completion"),
              Scorer.CODE: ("prompt", "test", "entry_point")}
 
@@ -128,7 +131,7 @@ def _scoring(scorer: Scorer) -> dict:
     if scorer is Scorer.EXACT:
         return {"filter_list": strip, "metric_list": [{
             "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-            "ignore_case": False, "ignore_punctuation": False}]}
+            "ignore_case": False, "ignore_punctuation": False, "regexes_to_ignore": EDGE_WHITESPACE}]}
     if scorer is Scorer.MATH:
         return {"filter_list": strip,
                 "metric_list": [{"metric": MATH_METRIC, "aggregation": "mean", "higher_is_better": True}]}

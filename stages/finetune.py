@@ -72,6 +72,23 @@ def freeze_prompt_train_model(peft_model) -> None:
         param.requires_grad = "prompt_encoder" not in name
 
 
+def point_adapter_at(adapter_dir, model_dir) -> None:
+    """The prompt belongs to the stage-2 model now: name it as the adapter's base, for AutoPeftModel.
+
+    Stage 1 saved the original base's path there; loading the adapter with
+    AutoPeftModelForCausalLM.from_pretrained would put the prompt on that model instead. Absolute,
+    since PEFT resolves the path from wherever the user loads it.
+    """
+    import json
+
+    from pipeline.atomic import write_json
+
+    config_file = adapter_dir / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = str(model_dir.resolve())
+    write_json(config_file, config)
+
+
 def run(config: Config, ctx: StageContext) -> StageResult:
     """Fine-tune all weights, save a plain transformers folder, and pass the (unchanged) prompt on."""
     import shutil
@@ -104,4 +121,5 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         if ranks.is_main():  # the (unchanged) prompt, next to the model rather than inside it
             shutil.rmtree(adapter_out, ignore_errors=True)  # left by an attempt that died before DONE.json
             shutil.move(model_dir / "adapter", adapter_out)
+            point_adapter_at(adapter_out, model_dir)
     return StageResult(model_dir=model_dir, adapter_dir=adapter_out, metrics=metrics)

@@ -81,6 +81,22 @@ def test_final_model_and_prompt_load_with_plain_libraries(finished_run):
     assert with_prompt.active_peft_config.num_virtual_tokens == 16
 
 
+def test_auto_peft_model_puts_the_prompt_on_the_stage_2_model(finished_run):
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    run_dir, _ = finished_run
+    stage = run_dir / "seed0" / "promot" / "finetune"
+    loaded = AutoPeftModelForCausalLM.from_pretrained(stage / "adapter").get_base_model()
+    stage_2 = AutoModelForCausalLM.from_pretrained(stage / "model")
+    base = AutoModelForCausalLM.from_pretrained(json.loads((run_dir / "manifest.json").read_text())[
+        "stages"]["seed0/prompt_tuning/prompt_tune"]["input_model"])
+    for name, weight in stage_2.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], weight), name
+    assert any(not torch.equal(w, base.state_dict()[n]) for n, w in stage_2.state_dict().items())
+
+
 def test_rerun_skips_completed_stages(finished_run, monkeypatch):
     import stages
 
