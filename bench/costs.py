@@ -30,7 +30,7 @@ def tiny_run(run_dir: Path) -> list[str]:
     from embedded.model import ensure_base_model
 
     steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4}
-    sets = [f"model.path={ensure_base_model()}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64",
+    sets = [f"model.path={ensure_base_model()}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4",
             *[f"recipes.{k}.steps={v}" for k, v in steps.items()], *[f"recipes.{k}.batch_size=8" for k in steps]]
     args = ["run", "recipes/promot.yaml", "--run-dir", str(run_dir)]
     for item in sets:

@@ -11,6 +11,7 @@ import yaml
 
 from data_recipes.catalog import SourceConfig
 from pipeline.gate import GateConfig
+from pipeline.recipe_paths import resolve_recipe_paths
 from pipeline.sweep import expand_sweeps, sweep_override
 from stages.train_config import PLAIN_NAME
 from pipeline.typed_yaml import Builder, ConfigError, LineDict, load_yaml
@@ -61,12 +62,14 @@ class EvaluationConfig:
     general_suite: str = field(default="embedded_general", metadata={"help": "a registered suite (pipeline ls)"})
     domain_suites: list[str] = field(default_factory=list, metadata={"help": "registered domain suites, e.g. embedded_math"})
     general_tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval task names; replace the suite"})
-    limit: int | None = field(default=100, metadata={"help": "examples per task (None: all)"})
+    limit: int | None = field(default=100, metadata={"help": "examples per general / domain task (None: all)"})
+    target_limit: int | None = field(default=None, metadata={"help": "examples of the target's test set (None: all)"})
     batch_size: int = 64
 
     def __post_init__(self):
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"evaluation.limit: must be >= 1, got {self.limit}")
+        for name in ("limit", "target_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"evaluation.{name}: must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 1:
             raise ValueError(f"evaluation.batch_size: must be >= 1, got {self.batch_size}")
 
@@ -111,6 +114,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     for key in [k for k in data if str(k).startswith("x-")]:
         del data[key]  # `x-` keys only hold YAML anchors shared by stages (as in docker-compose)
     builder = Builder(str(path))
+    resolve_recipe_paths(data, path.parent)  # before --set: command-line paths stay relative to the working folder
     for item in overrides:
         apply_override(data, item, builder)
     expand_sweeps(data, builder)

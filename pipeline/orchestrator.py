@@ -15,6 +15,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from data_recipes.catalog import EMBEDDED_PREFIX
 from pipeline import ranks, results
 from pipeline.atomic import write_json, write_text
 from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
@@ -218,7 +219,11 @@ def _shared_context(recipe: RecipeFile, target) -> dict:
 def _eval_config(recipe: RecipeFile):
     from stages.evaluate import Config
 
-    return Config(limit=recipe.evaluation.limit, batch_size=recipe.evaluation.batch_size)
+    target_limit = recipe.evaluation.target_limit
+    if recipe.target is not None and recipe.target.train.startswith(EMBEDDED_PREFIX):
+        # An embedded target's test split is generated at a fixed size: test_rows takes the first rows of it.
+        target_limit = min(target_limit or recipe.target.test_rows, recipe.target.test_rows)
+    return Config(limit=recipe.evaluation.limit, target_limit=target_limit, batch_size=recipe.evaluation.batch_size)
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from stages.context import StageContext, StageResult
+
+log = logging.getLogger(__name__)
 
 # Under a multi-process launch rank 0 evaluates alone (it loads the saved checkpoint from disk) and the
 # orchestrator hands its result to the other ranks: scoring N times would give N identical copies.
@@ -16,7 +19,8 @@ class Config:
     """Evaluation settings; built by the orchestrator from the recipe's `evaluation` section."""
 
     name: str = "evaluate"
-    limit: int | None = 100
+    limit: int | None = 100  # examples per general / domain task
+    target_limit: int | None = None  # examples of the target's test set (None: all of them)
     batch_size: int = 64
 
     kind = "evaluate"
@@ -32,18 +36,18 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
     model.eval()
     # The evaluation window is the model's own context (answers can be longer than training rows).
-    settings = {"limit": config.limit, "batch_size": config.batch_size, "max_length": None}
+    settings = {"batch_size": config.batch_size, "max_length": None}
     suites = ctx.extra["suites"]
     # The prompt is only for the task it was tuned on: every other task sees the raw model,
     # scored before the prompt is attached at all.
     results = []
     for suite, _ in [s for s in suites if not s[1]]:
-        results += evaluate_suite(model, tokenizer, suite, **settings)
+        results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit, **settings), suite)
     prompted = [suite for suite, attach in suites if attach]
     if prompted:
         scorer = model if ctx.adapter_dir is None else attach_prompt(model, ctx.adapter_dir)
         for suite in prompted:
-            results += evaluate_suite(scorer, tokenizer, suite, **settings)
+            results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
 
     rows = [_row(r) for r in results]
     if labels:
@@ -57,6 +61,15 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     samples = {r.task: r.responses[:20] for r in results}
     return StageResult(model_dir=ctx.model_dir, adapter_dir=ctx.adapter_dir, rows=rows,
                        metrics={"samples": samples})
+
+
+def _scored(results: list, suite) -> list:
+    """Say what was scored, n included: a cap on examples is never silent."""
+    counts = sorted({r.n for r in results})
+    mean = sum(r.score for r in results) / len(results)
+    log.info("%s %s: %s %.3f over %d task(s), n = %s per task", suite.suite_kind, suite.name, results[0].metric,
+             mean, len(results), "/".join(map(str, counts)))
+    return results
 
 
 def _row(result) -> dict:

@@ -45,7 +45,7 @@ def runs(tiny_base, tmp_path_factory):
 
 def launch(name: str, base: Path, root: Path) -> Path:
     run_dir = root / name
-    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64"]
+    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4"]
     for stage in ("0", "1"):  # batch_size is global: 8 per step on 1 process and on 2
         sets += [f"recipes.promot.{stage}.{key}" for key in ("steps=4", "batch_size=8", "logging_steps=1",
                                                              "save_steps=2")]

@@ -33,7 +33,7 @@ def pipeline(*args, module=("-m", "pipeline")) -> list[str]:
 
 
 def run_args(base, run_dir) -> list[str]:
-    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64",
+    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4",
             "recipes.promot.0.steps=4", "recipes.promot.1.steps=12"]
     for stage in ("0", "1"):  # batch_size is global: 4 per process
         sets += [f"recipes.promot.{stage}.{key}" for key in ("batch_size=8", "save_steps=3")]

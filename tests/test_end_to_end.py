@@ -21,7 +21,8 @@ def tiny_base(tmp_path_factory):
 
 def tiny_overrides(base):
     steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4}
-    return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64",
+    # evaluation.limit caps the general tasks only; the target's test set has its own size.
+    return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=6",
             *[f"recipes.{k}.steps={v}" for k, v in steps.items()],
             *[f"recipes.{k}.batch_size=8" for k in steps]]
 
@@ -68,6 +69,7 @@ def test_results_schema(finished_run):
     general = promot[(promot.suite == "general") & (promot.metric != "format_leak")]
     assert len(general) == 3 * 8 and (general.n == 4).all()
     assert len(promot[promot.metric == "format_leak"]) == 3 * 7  # not on compare, whose answers are True/False
+    assert (promot[promot.suite == "target"].n == 6).all()
     assert "ProMoT vs SFT: the bar" in (run_dir / "report.md").read_text()
 
 

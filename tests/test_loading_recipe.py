@@ -32,7 +32,8 @@ def promot_run(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
     run_dir = tmp_path_factory.mktemp("runs") / "promot"
-    settings = [f"model.path={base}", "seeds=[0]", f"evaluation.limit={LIMIT}", "target.train_rows=32",
+    settings = [f"model.path={base}", "seeds=[0]", f"evaluation.limit={LIMIT}", f"target.test_rows={LIMIT}",
+                "target.train_rows=32",
                 "recipes.promot.0.steps=2", "recipes.promot.0.batch_size=8",
                 # A tiny learning rate keeps the random model's peaked answers through stage 2.
                 "recipes.promot.1.steps=2", "recipes.promot.1.batch_size=8", "recipes.promot.1.lr=1e-6"]

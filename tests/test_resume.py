@@ -23,7 +23,7 @@ def tiny_base(tmp_path_factory):
 def command(base, run_dir):
     # Stage 2 runs well past the checkpoints the tests wait for, so a fast machine cannot finish the
     # stage (and clear its checkpoints) between two polls.
-    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64",
+    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4",
             "recipes.promot.0.steps=12", "recipes.promot.1.steps=48", "recipes.promot.0.save_steps=3",
             "recipes.promot.1.save_steps=3", "recipes.promot.0.batch_size=8", "recipes.promot.1.batch_size=8"]
     args = [sys.executable, "-m", "pipeline", "run", str(ROOT / "recipes" / "promot.yaml"), "--only", "promot",
