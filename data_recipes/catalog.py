@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_GENERAL = "embedded:general"  # all seven general tasks of the embedded base, evenly
@@ -19,10 +23,21 @@ class SourceConfig:
     rows: int | None = field(default=None, metadata={"help": "cap on rows (embedded: rows to generate)"})
     format: str = field(default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"})
     split: str = field(default="train", metadata={"help": "split to read"})
+    on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
 
     def __post_init__(self):
         if self.rows is not None and self.rows < 1:
             raise ValueError(f"rows: must be >= 1, got {self.rows}")
+        if self.on_bad_rows not in ("error", "skip"):
+            raise ValueError(f"on_bad_rows: must be 'error' or 'skip', got {self.on_bad_rows!r}")
+
+
+class LoadedSource(NamedTuple):
+    """A source's prompt/completion rows, its content fingerprint, and how many bad rows were dropped."""
+
+    data: object  # datasets.Dataset
+    fingerprint: str
+    dropped: int = 0
 
 
 def rows_fingerprint(rows: list[dict]) -> str:
@@ -44,8 +59,8 @@ def embedded_rows(source: str, split: str, rows: int | None) -> list[dict]:
     return make_examples(source[len(EMBEDDED_PREFIX):], split, n)
 
 
-def load_source(config: SourceConfig, tokenizer):
-    """Load one source as a datasets.Dataset of prompt/completion rows, plus its content fingerprint."""
+def load_source(config: SourceConfig, tokenizer) -> LoadedSource:
+    """Load one source as prompt/completion rows: the first `rows` rows of it, converted, bad ones per on_bad_rows."""
     from datasets import Dataset
 
     from data_recipes.formats import detect_format, to_examples
@@ -53,17 +68,20 @@ def load_source(config: SourceConfig, tokenizer):
 
     if config.source.startswith(EMBEDDED_PREFIX):
         rows = embedded_rows(config.source, config.split, config.rows)
-        return Dataset.from_list(rows), rows_fingerprint(rows)
+        return LoadedSource(Dataset.from_list(rows), rows_fingerprint(rows))
     raw = load_rows(config.source, split=config.split)
+    if config.rows:  # the cap first: a bad row past it is never read into training, so it is no error
+        raw = raw.select(range(min(config.rows, len(raw))))
     fmt = detect_format(raw.column_names) if config.format == "auto" else config.format
-    data = to_examples(raw, fmt, tokenizer, source=config.source)
-    if config.rows:
-        data = data.select(range(min(config.rows, len(data))))
+    data = to_examples(raw, fmt, tokenizer, source=config.source, on_bad_rows=config.on_bad_rows)
+    dropped = len(raw) - len(data)
+    if dropped:
+        log.warning("%s: dropped %d of %d rows that do not convert (on_bad_rows: skip)", config.source, dropped, len(raw))
     try:
         print_ = fingerprint(config.source)
     except OSError:
         print_ = f"hub:{config.source}"
-    return data, print_
+    return LoadedSource(data, print_, dropped)
 
 
 def known_sources() -> list[str]:

@@ -108,22 +108,43 @@ def detect_format(column_names) -> str:
     raise DataError(f"cannot detect the data format from columns {sorted(columns)} (expected {expected})")
 
 
-def to_examples(dataset: datasets.Dataset, format: str, tokenizer=None, source: str | None = None) -> datasets.Dataset:
-    """Convert a dataset to `prompt`/`completion` rows (keeping `test`/`entry_point`); format may be "auto"."""
+BAD_ROWS = ("error", "skip")
+
+
+def to_examples(dataset: datasets.Dataset, format: str, tokenizer=None, source: str | None = None,
+                on_bad_rows: str = "error") -> datasets.Dataset:
+    """Convert a dataset to `prompt`/`completion` rows (keeping `test`/`entry_point`); format may be "auto".
+
+    A row that does not convert (a missing or empty field, an unknown role) raises a DataError naming
+    the first one and counting them all; with on_bad_rows="skip" the bad rows are dropped instead.
+    """
     if format == "auto":
         format = detect_format(dataset.column_names)
     if format not in FORMATS:
         raise DataError(f"unknown data format '{format}' (choose from {', '.join(FORMATS)}, auto)")
+    if on_bad_rows not in BAD_ROWS:
+        raise DataError(f"on_bad_rows: must be one of {list(BAD_ROWS)}, got {on_bad_rows!r}")
     convert = FORMATS[format]
 
     def convert_row(row, index):
         try:
-            return convert(row, index, tokenizer)
+            return {**convert(row, index, tokenizer), "_bad": ""}
         except DataError as error:
-            raise DataError(f"{source}: {error}" if source else str(error)) from None
+            return {"prompt": "", "completion": "", "_bad": str(error)}
 
     removed = [name for name in dataset.column_names if name not in KEPT_COLUMNS]
-    return dataset.map(convert_row, with_indices=True, remove_columns=removed, desc=f"format {format}")
+    examples = dataset.map(convert_row, with_indices=True, remove_columns=removed, desc=f"format {format}")
+    problems = [(i, text) for i, text in enumerate(examples["_bad"]) if text]
+    if problems and on_bad_rows == "error":
+        where = f"{source}: " if source else ""
+        more = ""
+        if len(problems) > 1:
+            shown = ", ".join(str(i) for i, _ in problems[:10]) + (", ..." if len(problems) > 10 else "")
+            more = f" ({len(problems)} bad rows in all: rows {shown})"
+        raise DataError(f"{where}{problems[0][1]}{more}; on_bad_rows: skip drops bad rows")
+    if problems:
+        examples = examples.filter(lambda row: not row["_bad"], desc="drop bad rows")
+    return examples.remove_columns("_bad")
 
 
 def _required(row: dict, field: str, index: int, kind: type = str, allow_empty: bool = False):

@@ -18,25 +18,29 @@ class TargetData:
     labels: list[str]
     counts: dict = field(default_factory=dict)  # rows per source
     fingerprints: dict = field(default_factory=dict)  # sha256 per source
+    dropped: dict = field(default_factory=dict)  # bad rows dropped per source (on_bad_rows: skip)
 
 
 def load_target(config, tokenizer, data_dir: Path) -> TargetData:
     """Load the target task from the embedded generator or from the user's files / hub id."""
-    from data_recipes.catalog import SourceConfig, load_source
+    from data_recipes.catalog import load_source
 
-    train, train_print = load_source(SourceConfig(config.train, config.train_rows, config.format), tokenizer)
-    prints = {config.train: train_print}
+    train, train_print, dropped_train = load_source(config.source("train"), tokenizer)
+    prints, dropped = {config.train: train_print}, {}
+    if dropped_train:
+        dropped[config.train] = dropped_train
     if config.train.startswith(EMBEDDED_PREFIX):
         return TargetData(train=train, suite=_embedded_suite(config.train), labels=_labels(config),
                           counts={config.train: len(train)}, fingerprints=prints)
     if config.test:
-        test, prints[config.test] = load_source(SourceConfig(config.test, config.test_rows, config.format, "test"),
-                                                tokenizer)
+        test, prints[config.test], dropped_test = load_source(config.source("test"), tokenizer)
+        if dropped_test:
+            dropped[config.test] = dropped_test
     else:  # no test data given: hold out a fixed, seeded slice of the training file
         split = train.train_test_split(test_size=min(config.test_rows, len(train) // 5 or 1), seed=0)
         train, test = split["train"], split["test"]
     return TargetData(train=train, suite=_local_suite(config, test, data_dir), labels=_labels(config),
-                      counts={"train": len(train), "test": len(test)}, fingerprints=prints)
+                      counts={"train": len(train), "test": len(test)}, fingerprints=prints, dropped=dropped)
 
 
 def _labels(config) -> list[str]:

@@ -43,6 +43,13 @@ class TargetConfig:
     test_rows: int = field(default=200, metadata={"help": "rows of the test split to generate or keep"})
     labels: list[str] = field(default_factory=list, metadata={"help": "answer labels, for the format-leak measure"})
     max_answer_tokens: int = field(default=64, metadata={"help": "tokens generated per test answer (user data)"})
+    on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
+
+    def source(self, split: str = "train") -> SourceConfig:
+        """The train or test data as a data source: its file, row cap, format and bad-row rule."""
+        if split == "train":
+            return SourceConfig(self.train, self.train_rows, self.format, on_bad_rows=self.on_bad_rows)
+        return SourceConfig(self.test, self.test_rows, self.format, "test", on_bad_rows=self.on_bad_rows)
 
     def __post_init__(self):
         if not PLAIN_NAME.match(self.name):  # it names files inside the run folder
@@ -53,6 +60,8 @@ class TargetConfig:
             raise ValueError(f"target.max_answer_tokens: must be >= 1, got {self.max_answer_tokens}")
         if self.test_rows < 1:
             raise ValueError(f"target.test_rows: must be >= 1, got {self.test_rows}")
+        if self.on_bad_rows not in ("error", "skip"):
+            raise ValueError(f"target.on_bad_rows: must be 'error' or 'skip', got {self.on_bad_rows!r}")
 
 
 @dataclass

@@ -55,9 +55,9 @@ class Manifest:
                                    "build": json.loads(build.read_text()) if build.exists() else None}
         self.save()
 
-    def record_data(self, counts: dict, fingerprints: dict) -> None:
-        """Record row counts and content hashes of every data source."""
-        self.data["data"] = {"rows": counts, "sha256": fingerprints}
+    def record_data(self, counts: dict, fingerprints: dict, dropped: dict | None = None) -> None:
+        """Record row counts, content hashes and dropped bad rows (on_bad_rows: skip) of every data source."""
+        self.data["data"] = {"rows": counts, "sha256": fingerprints, "dropped_bad_rows": dropped or {}}
         self.save()
 
     def stage_started(self, stage_id: str, kind: str, ctx) -> None:

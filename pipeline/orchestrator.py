@@ -86,17 +86,20 @@ def load_data(recipe: RecipeFile, tokenizer, data_dir: Path, manifest: Manifest)
     from data_recipes.catalog import load_source
     from data_recipes.target import load_target
 
-    sources, counts, prints = {}, {}, {}
+    sources, counts, prints, dropped = {}, {}, {}, {}
     target = None
     if recipe.target is not None:
         target = load_target(recipe.target, tokenizer, data_dir)
         sources["target"] = target.train
         counts.update(target.counts)
         prints.update(target.fingerprints)
+        dropped.update(target.dropped)
     for name, config in recipe.data.items():
-        sources[name], prints[config.source] = load_source(config, tokenizer)
+        sources[name], prints[config.source], lost = load_source(config, tokenizer)
         counts[name] = len(sources[name])
-    manifest.record_data(counts, prints)
+        if lost:
+            dropped[config.source] = lost
+    manifest.record_data(counts, prints, dropped)
     return sources, target
 
 

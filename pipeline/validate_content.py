@@ -47,17 +47,17 @@ def check_content(recipe: RecipeFile) -> list[str]:
         return problems
     import datasets
 
-    from data_recipes.catalog import SourceConfig, load_source
+    from data_recipes.catalog import load_source
 
     datasets.disable_progress_bars()  # a check prints its findings, not progress bars
     sources = {name: (f"data.{name}", config) for name, config in recipe.data.items()}
     if recipe.target is not None:
         t = recipe.target
-        sources["target"] = ("target.train", SourceConfig(t.train, t.train_rows, t.format))
+        sources["target"] = ("target.train", t.source("train"))
     loaded = {}
     for name, (field, config) in sources.items():
         try:
-            loaded[name], _ = load_source(config, tokenizer)
+            loaded[name] = load_source(config, tokenizer).data
         except UserError as err:
             problems.append(f"{field}: {err}")
             continue
@@ -89,11 +89,11 @@ def check_truncation(field: str, source: str, data, tokenizer, max_length: int) 
 
 def warn_overlap(recipe: RecipeFile, train, tokenizer) -> None:
     """Warn when held-out test prompts also appear in the training data."""
-    from data_recipes.catalog import SourceConfig, load_source
+    from data_recipes.catalog import load_source
 
     t = recipe.target
     try:
-        test, _ = load_source(SourceConfig(t.test, t.test_rows, t.format, "test"), tokenizer)
+        test = load_source(t.source("test"), tokenizer).data
     except UserError as err:
         log.warning("target.test: %s", err)
         return

@@ -107,7 +107,19 @@ def test_bad_rows_name_field_and_row(name, row, message):
     rows = datasets.Dataset.from_list([SAMPLES[name], row])
     with pytest.raises(DataError) as raised:
         to_examples(rows, name, source="data.jsonl")
-    assert str(raised.value) == f"data.jsonl: {message}"
+    assert str(raised.value) == f"data.jsonl: {message}; on_bad_rows: skip drops bad rows"
+
+
+def test_every_bad_row_is_counted_and_skip_drops_them():
+    good = [{"prompt": f"q{i}", "completion": "a"} for i in range(5)]
+    rows = datasets.Dataset.from_list(good[:2] + [{"prompt": "q", "completion": ""}] + good[2:] +
+                                      [{"prompt": "q", "completion": " "}])
+    with pytest.raises(DataError) as raised:
+        to_examples(rows, "prompt_completion", source="data.jsonl")
+    assert str(raised.value) == ("data.jsonl: row 2: field 'completion' is missing or empty "
+                                 "(2 bad rows in all: rows 2, 6); on_bad_rows: skip drops bad rows")
+    kept = to_examples(rows, "prompt_completion", source="data.jsonl", on_bad_rows="skip")
+    assert kept["prompt"] == [r["prompt"] for r in good]
 
 
 def test_non_text_field_is_rejected():
