@@ -107,7 +107,12 @@ def ensure_base_model(spec: BaseModelSpec | None = None, cache_root: str | os.Pa
     if (final / MANIFEST).is_file():
         return final
     with open(root / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the build done
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process is building it: say so, then wait and find it done
+            print(f"forgetless: waiting for another process building the embedded base model into {final} "
+                  f"(lock {lock.name})", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / MANIFEST).is_file():
             return final
         # Holding the lock, anything left under this name is a crashed build: never trust it.

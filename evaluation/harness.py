@@ -150,19 +150,21 @@ def _response_text(sample: dict) -> str:
 
 @contextlib.contextmanager
 def _no_environment_survey():
-    """Skip the machine survey lm-eval ends every run with (torch's collect_env: pip, conda and nvidia-smi
-    subprocesses, about 0.4 s) for a results field nothing here reads; each evaluation stage paid it per suite."""
+    """Skip what lm-eval surveys at the end of every run for results fields nothing here reads: torch's
+    collect_env (pip, conda and nvidia-smi subprocesses, about 0.4 s per suite) and `git describe` in the
+    working folder, which prints "fatal: not a git repository" outside one (the manifest has the code version)."""
     import lm_eval.evaluator as evaluator
 
-    original = getattr(evaluator, "add_env_info", None)
-    if original is None:  # another lm-eval layout: nothing to skip
-        yield
-        return
-    evaluator.add_env_info = lambda storage: storage.update(pretty_env_info="not collected (forgetless)")
+    stand_ins = {"add_env_info": lambda storage: storage.update(pretty_env_info="not collected (forgetless)"),
+                 "get_git_commit_hash": lambda: None}
+    originals = {name: getattr(evaluator, name) for name in stand_ins if hasattr(evaluator, name)}
+    for name in originals:  # another lm-eval layout may lack one: nothing to skip there
+        setattr(evaluator, name, stand_ins[name])
     try:
         yield
     finally:
-        evaluator.add_env_info = original
+        for name, original in originals.items():
+            setattr(evaluator, name, original)
 
 
 @contextlib.contextmanager

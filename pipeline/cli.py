@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _setup_logging(quiet: bool = False) -> None:
     import logging
+    import warnings
+
+    # PEFT asks transformers for `is_gradient_checkpointing` at every adapter load (8 times a ProMoT run);
+    # the deprecation is for PEFT to act on, not the user.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
     if quiet:  # validate: only warnings, printed like the errors
         logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", force=True)

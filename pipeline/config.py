@@ -98,6 +98,7 @@ class RecipeFile:
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
     gate: GateConfig | None = field(default=None, metadata={"help": "promotion thresholds for `pipeline retrain`"})
     deepspeed: str | None = field(default=None, metadata={"help": "DeepSpeed JSON for every training stage, e.g. configs/deepspeed/zero2.json (README: Scale out)"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch (None: the cores this process may use / processes on this machine)"})
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
 
     def __post_init__(self):
@@ -114,6 +115,8 @@ class RecipeFile:
             raise ValueError("data.target: the name 'target' is reserved for the target section")
         if self.max_length < 8:
             raise ValueError(f"max_length: must be >= 8, got {self.max_length}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads: must be >= 1, got {self.threads}")
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:

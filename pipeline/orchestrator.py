@@ -22,6 +22,7 @@ from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
 from pipeline.manifest import Manifest
 from pipeline.run_lock import RunLock
 from pipeline.sweep import folder_name
+from pipeline.threads import set_threads
 from stages.context import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     import yaml
 
     main = ranks.is_main()
+    threads = set_threads(recipe.threads)
     # Other ranks never write into the run folder: their copy of the held-out task files (read only by
     # rank 0's evaluation) goes to a scratch folder.
     with RunLock(run_dir) if main else nullcontext(), tempfile.TemporaryDirectory(prefix="forgetless-") as scratch:
@@ -53,7 +55,8 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
             sources, target = load_data(recipe, tokenizer, data_dir, manifest)
         shared = _shared_context(recipe, target)
         # Recorded for the reader; results need no correction for it: batch_size is global.
-        manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"]}
+        manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
+                                   "threads": threads}
         base_eval = run_stage(manifest, run_dir / "base" / "evaluate", "base/evaluate", "evaluate",
                               _eval_config(recipe), StageContext(stage_dir=run_dir / "base" / "evaluate",
                                                                  model_dir=base_dir, seed=0, **shared))

@@ -68,8 +68,26 @@ def check_content(recipe: RecipeFile) -> list[str]:
             problems.append(f"{field}: {config.source}: no rows left after filtering")
             continue
         problems += check_truncation(field, config.source, loaded[name], tokenizer, recipe.max_length)
-    if recipe.target is not None and recipe.target.test and "target" in loaded:
-        warn_overlap(recipe, loaded["target"], tokenizer)
+    if recipe.target is not None and "target" in loaded:
+        problems += check_labels(recipe.target.labels, loaded["target"], tokenizer)
+        if recipe.target.test:
+            warn_overlap(recipe, loaded["target"], tokenizer)
+    return problems
+
+
+def check_labels(labels: list[str], train, tokenizer) -> list[str]:
+    """Each label is something the model can write, and an answer the target's data actually gives."""
+    problems = []
+    unknown = tokenizer.unk_token_id
+    words = {word for completion in train["completion"] for word in completion.split()}
+    for label in labels:
+        # As trained: after the prompt, with the leading space the converters give an answer.
+        ids = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
+        if unknown is not None and unknown in ids:
+            problems.append(f"target.labels: {label!r} encodes to the tokenizer's unknown token "
+                            f"{tokenizer.unk_token!r}: the model cannot write it")
+        elif label not in words:
+            problems.append(f"target.labels: {label!r} never occurs in the target's answers (target.train)")
     return problems
 
 

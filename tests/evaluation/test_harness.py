@@ -86,3 +86,9 @@ def test_format_leak_leaves_out_samples_whose_answer_is_a_label():
     labels = ["True", "False"]
     responses, references = ["True", "True", "a b"], ["False", "c d", "a b"]
     assert format_leak_share(responses, labels, references) == pytest.approx(0.5)
+
+
+def test_no_git_noise_outside_a_repository(model, tokenizer, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)  # lm-eval runs `git describe` here; outside a repository git complains
+    evaluate_suite(model, tokenizer, SUITES["embedded_target"], limit=1)
+    assert "not a git repository" not in capfd.readouterr().err
