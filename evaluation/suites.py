@@ -73,6 +73,9 @@ class Scorer(str, Enum):
 # whole-function format keeps "\ndef" and "\n@" out, since its answer may define helpers first.
 HUMANEVAL_STOPS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"]
 FUNCTION_STOPS = ["\nclass", "\n#", "\nprint", "\nif", "\n```"]
+# lm-eval's GSM8K stop sequences (lm_eval/tasks/gsm8k/gsm8k.yaml, generation_kwargs.until): a right answer
+# that runs on into another "Question:" is cut there, not scored on the next question's answer.
+GSM8K_STOPS = ["Question:", "</s>", "<|im_end|>"]
 # exact_match applies these to the answer and the reference alike: the strip filter alone stripped only the
 # answer, and converters write references with the leading space a completion is trained with (" small").
 EDGE_WHITESPACE = [r"^\s+", r"\s+$"]
@@ -120,6 +123,8 @@ def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kin
 
 
 def _stops(scorer: Scorer, rows: list[dict]) -> list[str]:
+    if scorer is Scorer.MATH:
+        return list(GSM8K_STOPS)
     if scorer is not Scorer.CODE:
         return []
     return HUMANEVAL_STOPS if all("def check(" in row["test"] for row in rows) else FUNCTION_STOPS

