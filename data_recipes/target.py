@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_recipes.catalog import EMBEDDED_PREFIX
+
+log = logging.getLogger(__name__)
+FINAL_ANSWER = re.compile(r"####\s*\S")
 
 
 @dataclass
@@ -19,6 +24,7 @@ class TargetData:
     counts: dict = field(default_factory=dict)  # rows per source
     fingerprints: dict = field(default_factory=dict)  # sha256 per source
     dropped: dict = field(default_factory=dict)  # bad rows dropped per source (on_bad_rows: skip)
+    scoring: dict = field(default_factory=dict)  # how the test answers are scored: scorer, max_answer_tokens
 
 
 def load_target(config, tokenizer, data_dir: Path) -> TargetData:
@@ -39,8 +45,28 @@ def load_target(config, tokenizer, data_dir: Path) -> TargetData:
     else:  # no test data given: hold out a fixed, seeded slice of the training file
         split = train.train_test_split(test_size=min(config.test_rows, len(train) // 5 or 1), seed=0)
         train, test = split["train"], split["test"]
-    return TargetData(train=train, suite=_local_suite(config, test, data_dir), labels=_labels(config),
-                      counts={"train": len(train), "test": len(test)}, fingerprints=prints, dropped=dropped)
+    from evaluation.suites import DEFAULT_ANSWER_TOKENS
+
+    scorer = target_scorer(config, test)
+    tokens = config.max_answer_tokens or DEFAULT_ANSWER_TOKENS[scorer]
+    log.info("target %s: %d test rows scored by %s, up to %d answer tokens", config.name, len(test), scorer, tokens)
+    return TargetData(train=train, suite=_local_suite(config, test, data_dir, scorer, tokens), labels=_labels(config),
+                      counts={"train": len(train), "test": len(test)}, fingerprints=prints, dropped=dropped,
+                      scoring={"scorer": scorer, "max_answer_tokens": tokens})
+
+
+def target_scorer(config, test) -> str:
+    """The scorer `target.scorer` names, or for auto the one the test answers call for."""
+    if config.scorer != "auto":
+        return config.scorer
+    if {"test", "entry_point"} <= set(test.column_names):
+        return "code"
+    answers = [answer.strip() for answer in test["completion"]]
+    if answers and all(FINAL_ANSWER.search(answer) for answer in answers):
+        return "math"
+    if config.labels and answers and all(answer in config.labels for answer in answers):
+        return "label"
+    return "exact"
 
 
 def _labels(config) -> list[str]:
@@ -60,14 +86,15 @@ def _embedded_suite(source: str):
     return suite
 
 
-def _local_suite(config, test, data_dir: Path):
+def _local_suite(config, test, data_dir: Path, scorer: str, tokens: int):
     """Write the held-out rows as JSONL and an lm-eval task YAML for them into the run folder."""
     from evaluation.suites import local_task_suite
     from pipeline.atomic import write_text
 
     test_file = data_dir / f"{config.name}_test.jsonl"
-    lines = (json.dumps({"prompt": r["prompt"], "completion": r["completion"]}) + "\n" for r in test)
+    columns = ["prompt", "completion"] + (["test", "entry_point"] if scorer == "code" else [])
+    lines = (json.dumps({c: r[c] for c in columns}) + "\n" for r in test)
     write_text(test_file, "".join(lines))
     # A folder of its own: lm-eval loads every YAML in the folder it is given.
     return local_task_suite(config.name, test_file, data_dir / "lm_eval_tasks", "target",
-                            max_gen_toks=config.max_answer_tokens)
+                            max_gen_toks=tokens, scorer=scorer)

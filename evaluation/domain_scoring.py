@@ -14,6 +14,7 @@ from evaluation.code_eval import build_program, check_completion, check_completi
 from evaluation.math_answer import answers_match
 
 MATH_METRIC = "math_acc"  # 1 when the final number of the generation equals the reference's
+LABEL_METRIC = "label_acc"  # 1 when the generation's first word is the reference label
 CODE_METRIC = "pass@1"  # 1 when the greedy generation passes the example's tests in the sandbox
 CODE_TIMEOUT_S = 5.0  # per program; a generated infinite loop costs this much, then scores 0
 SHIM_MODULE = "forgetless_scoring"
@@ -23,6 +24,17 @@ _verdicts: dict[str, bool] = {}  # program -> passed, left by precheck_code for 
 def score_math(doc: dict, results: list[str]) -> dict[str, float]:
     """Score one generation against a GSM8K-style reference (`... #### N`) by final-answer value."""
     return {MATH_METRIC: float(answers_match(results[0], doc["completion"]))}
+
+
+def first_word(text: str) -> str:
+    """The answer's first word without the punctuation around it: "True." and "True, because" give "True"."""
+    words = text.split()
+    return words[0].strip(".,;:!?\"'()[]") if words else ""
+
+
+def score_label(doc: dict, results: list[str]) -> dict[str, float]:
+    """Score a classification answer: its first word must be the reference label (case as written)."""
+    return {LABEL_METRIC: float(first_word(results[0]) == doc["completion"].strip())}
 
 
 def score_code(doc: dict, results: list[str]) -> dict[str, float]:
@@ -63,10 +75,10 @@ SHIM_SOURCE = '''"""Written by forgetless: lets lm-eval's `!function {module}.sc
 import sys
 
 try:
-    from evaluation.domain_scoring import precheck_code, score_code, score_math
+    from evaluation.domain_scoring import precheck_code, score_code, score_label, score_math
 except ImportError:  # lm-eval's CLI outside the environment forgetless is installed in
     sys.path.insert(0, {root!r})
-    from evaluation.domain_scoring import precheck_code, score_code, score_math
+    from evaluation.domain_scoring import precheck_code, score_code, score_label, score_math
 '''
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from evaluation.domain_scoring import CODE_METRIC, MATH_METRIC, SHIM_MODULE, write_scoring_shim
+from evaluation.domain_scoring import CODE_METRIC, LABEL_METRIC, MATH_METRIC, SHIM_MODULE, write_scoring_shim
 
 EMBEDDED_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "embedded"
 EMBEDDED_GENERAL = ["reverse", "copy", "sort", "add", "count", "fact", "translate", "compare"]
@@ -65,6 +65,7 @@ class Scorer(str, Enum):
     """How a local task scores a generation: exact text, final math answer, or sandboxed code tests."""
 
     EXACT = "exact"  # exact_match on the stripped generation
+    LABEL = "label"  # label_acc: the generation's first word is the reference label ("True." counts)
     MATH = "math"  # math_acc: GSM8K-style "#### N" (else last number) compared by value
     CODE = "code"  # pass@1: HumanEval rows (prompt/test/entry_point) or whole functions + asserts
 
@@ -79,7 +80,10 @@ GSM8K_STOPS = ["Question:", "</s>", "<|im_end|>"]
 # exact_match applies these to the answer and the reference alike: the strip filter alone stripped only the
 # answer, and converters write references with the leading space a completion is trained with (" small").
 EDGE_WHITESPACE = [r"^\s+", r"\s+$"]
-_REQUIRED = {Scorer.EXACT: ("prompt", "completion"), Scorer.MATH: ("prompt", "completion"),
+# Answer tokens generated per example when the task does not say (a label is a word, a solution is long).
+DEFAULT_ANSWER_TOKENS = {"exact": 64, "label": 8, "math": 256, "code": 512}
+_REQUIRED = {Scorer.EXACT: ("prompt", "completion"), Scorer.LABEL: ("prompt", "completion"),
+             Scorer.MATH: ("prompt", "completion"),
              Scorer.CODE: ("prompt", "test", "entry_point")}
 
 
@@ -137,9 +141,10 @@ def _scoring(scorer: Scorer) -> dict:
         return {"filter_list": strip, "metric_list": [{
             "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
             "ignore_case": False, "ignore_punctuation": False, "regexes_to_ignore": EDGE_WHITESPACE}]}
-    if scorer is Scorer.MATH:
+    if scorer in (Scorer.MATH, Scorer.LABEL):
+        metric = MATH_METRIC if scorer is Scorer.MATH else LABEL_METRIC
         return {"filter_list": strip,
-                "metric_list": [{"metric": MATH_METRIC, "aggregation": "mean", "higher_is_better": True}]}
+                "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}]}
     # No strip for code: a HumanEval body starts with its indentation. lm-eval's default filter takes
     # the single generation as is.
     return {"metric_list": [{"metric": CODE_METRIC, "aggregation": "mean", "higher_is_better": True}]}

@@ -31,6 +31,9 @@ class ModelConfig:
             raise ValueError("model.path: must not be empty")
 
 
+TARGET_SCORERS = ("auto", "exact", "label", "math", "code")
+
+
 @dataclass
 class TargetConfig:
     """The task we fine-tune on (ProMoT's target task)."""
@@ -42,7 +45,8 @@ class TargetConfig:
     train_rows: int | None = field(default=None, metadata={"help": "cap on training rows (None: all)"})
     test_rows: int = field(default=200, metadata={"help": "rows of the test split to generate or keep"})
     labels: list[str] = field(default_factory=list, metadata={"help": "answer labels, for the format-leak measure"})
-    max_answer_tokens: int = field(default=64, metadata={"help": "tokens generated per test answer (user data)"})
+    scorer: str = field(default="auto", metadata={"help": "exact, label, math, code, or auto: math for '#### N' answers, code for rows with test/entry_point, label when every answer is one of labels, else exact"})
+    max_answer_tokens: int | None = field(default=None, metadata={"help": "tokens generated per test answer (None: exact 64, label 8, math 256, code 512)"})
     on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
 
     def source(self, split: str = "train") -> SourceConfig:
@@ -56,7 +60,9 @@ class TargetConfig:
             raise ValueError(f"target.name: {self.name!r} must be a plain name (letters, digits, _ . -)")
         if self.train_rows is not None and self.train_rows < 1:
             raise ValueError(f"target.train_rows: must be >= 1, got {self.train_rows}")
-        if self.max_answer_tokens < 1:
+        if self.scorer not in TARGET_SCORERS:
+            raise ValueError(f"target.scorer: must be one of {list(TARGET_SCORERS)}, got {self.scorer!r}")
+        if self.max_answer_tokens is not None and self.max_answer_tokens < 1:
             raise ValueError(f"target.max_answer_tokens: must be >= 1, got {self.max_answer_tokens}")
         if self.test_rows < 1:
             raise ValueError(f"target.test_rows: must be >= 1, got {self.test_rows}")

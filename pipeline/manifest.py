@@ -55,9 +55,12 @@ class Manifest:
                                    "build": json.loads(build.read_text()) if build.exists() else None}
         self.save()
 
-    def record_data(self, counts: dict, fingerprints: dict, dropped: dict | None = None) -> None:
-        """Record row counts, content hashes and dropped bad rows (on_bad_rows: skip) of every data source."""
+    def record_data(self, counts: dict, fingerprints: dict, dropped: dict | None = None,
+                    target_scoring: dict | None = None) -> None:
+        """Record row counts, content hashes, dropped bad rows (on_bad_rows: skip) and how the target is scored."""
         self.data["data"] = {"rows": counts, "sha256": fingerprints, "dropped_bad_rows": dropped or {}}
+        if target_scoring:
+            self.data["data"]["target_scoring"] = target_scoring
         self.save()
 
     def stage_started(self, stage_id: str, kind: str, ctx) -> None:

@@ -102,7 +102,7 @@ def load_data(recipe: RecipeFile, tokenizer, data_dir: Path, manifest: Manifest)
         counts[name] = len(sources[name])
         if lost:
             dropped[config.source] = lost
-    manifest.record_data(counts, prints, dropped)
+    manifest.record_data(counts, prints, dropped, target.scoring if target else None)
     return sources, target
 
 

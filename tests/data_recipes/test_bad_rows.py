@@ -52,3 +52,4 @@ def test_skip_drops_it_and_the_manifest_counts_it(tmp_path, tiny_base):
     [(source, dropped)] = data["dropped_bad_rows"].items()
     assert source.endswith("train.jsonl") and dropped == 1
     assert data["rows"]["train"] + data["rows"]["test"] == 39
+    assert data["target_scoring"] == {"scorer": "exact", "max_answer_tokens": 64}  # chosen, and recorded

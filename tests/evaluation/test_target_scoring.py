@@ -46,15 +46,37 @@ class Oracle(LM):
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("fmt", sorted(ROWS))
-def test_right_answers_score_one_in_every_format(fmt, tmp_path):
+def _score(tmp_path, rows, answer=lambda row: row["completion"], **target):
+    """The target's (metric, score, max_gen_toks) when the model answers each test prompt with answer(row)."""
     data = tmp_path / "target.jsonl"
-    data.write_text("".join(json.dumps(ROWS[fmt](i)) + "\n" for i in range(6)))
-    target = load_target(TargetConfig(name="mine", train=str(data), test=str(data), format=fmt),
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_target(TargetConfig(name="mine", train=str(data), test=str(data), **target),
                          build_tokenizer(), tmp_path / "data")
     test_rows = [json.loads(line) for line in (tmp_path / "data" / "mine_test.jsonl").read_text().splitlines()]
-    answers = {row["prompt"]: row["completion"] for row in test_rows}
-    output = simple_evaluate(model=Oracle(answers), tasks=["mine"], task_manager=task_manager_for(target.suite),
-                             bootstrap_iters=0)
-    scores = output["results"]["mine"]
-    assert scores["exact_match,strip"] == 1.0, (fmt, test_rows[0])
+    output = simple_evaluate(model=Oracle({row["prompt"]: answer(row) for row in test_rows}), tasks=["mine"],
+                             task_manager=task_manager_for(loaded.suite), bootstrap_iters=0)
+    key = next(k for k in output["results"]["mine"] if "," in k and "_stderr" not in k)
+    tokens = output["configs"]["mine"]["generation_kwargs"]["max_gen_toks"]
+    return key.split(",")[0], output["results"]["mine"][key], tokens
+
+
+@pytest.mark.parametrize("fmt", sorted(ROWS))
+def test_right_answers_score_one_in_every_format(fmt, tmp_path):
+    metric, score, tokens = _score(tmp_path, [ROWS[fmt](i) for i in range(6)], format=fmt)
+    # GSM8K answers are scored by value, with room for the reasoning; the rest by exact text.
+    assert (metric, score, tokens) == (("math_acc", 1.0, 256) if fmt == "gsm8k" else ("exact_match", 1.0, 64))
+
+
+def test_labels_are_scored_by_the_answers_first_word(tmp_path):
+    rows = [{"prompt": f"is {i} even ?", "completion": " True" if i % 2 == 0 else " False"} for i in range(6)]
+    punctuated = lambda row: row["completion"] + ". Because it is."  # noqa: E731
+    assert _score(tmp_path, rows, punctuated, labels=["True", "False"]) == ("label_acc", 1.0, 8)
+    assert _score(tmp_path, rows, punctuated, scorer="exact")[:2] == ("exact_match", 0.0)
+
+
+def test_code_rows_are_run_against_their_tests(tmp_path):
+    rows = [{"prompt": f"def add_{i}(a):\n", "completion": f"    return a + {i}\n", "entry_point": f"add_{i}",
+             "test": f"def check(candidate):\n    assert candidate(1) == {1 + i}\n"} for i in range(4)]
+    assert _score(tmp_path, rows) == ("pass@1", 1.0, 512)
+    wrong = lambda row: "    return 0\n"  # noqa: E731
+    assert _score(tmp_path, rows, wrong, max_answer_tokens=32) == ("pass@1", 0.0, 32)
