@@ -62,16 +62,11 @@ def generate_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, **generation_kwargs) -> list[str]:
     """Greedy answers to `prompts` (one left-padded batch), decoded without special tokens.
 
-    Encodes like the evaluation (lm-eval's default for causal models: no special tokens added) and
-    decodes greedily unless `generation_kwargs` say otherwise, so a saved ProMoT model answers here
+    Encodes like training and the evaluation (data_recipes/encoding.py: what the tokenizer puts in front,
+    BOS included, then the prompt) and decodes greedily unless `generation_kwargs` say otherwise, so a saved ProMoT model answers here
     as it was scored. Pass the PeftModel for the target task and `disable_adapter()` for any other.
     """
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = padding_side
+    batch = _left_padded(tokenizer, prompts)
     device = next(model.parameters()).device
     generation_kwargs.setdefault("do_sample", False)
     generation_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -83,3 +78,16 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, 
     finally:
         model.train(was_training)
     return tokenizer.batch_decode(new, skip_special_tokens=True)
+
+
+def _left_padded(tokenizer, prompts: list[str]) -> dict:
+    """input_ids and attention_mask, left-padded, each prompt encoded by the one rule."""
+    from data_recipes.encoding import prompt_prefixes
+
+    encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    rows = [prefix + ids for prefix, ids in zip(prompt_prefixes(tokenizer, prompts), encoded)]
+    width = max(len(row) for row in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows])
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows])
+    return {"input_ids": input_ids, "attention_mask": mask}

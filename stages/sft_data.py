@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from data_recipes.encoding import prompt_prefixes
+
 IGNORE_INDEX = -100  # label value the loss skips (transformers' convention)
 
 
@@ -16,12 +18,12 @@ def encode_batch(batch: dict, tokenizer, max_length: int) -> dict:
     encode a list in parallel, in Rust: about 10x faster than a call per example)."""
     # Prompt and completion are encoded separately, exactly as lm-eval encodes context and
     # continuation, so training and evaluation see the same token boundaries.
+    # The prompt starts as the evaluation's does: with what the tokenizer puts in front (data_recipes/encoding.py).
     prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
     answers = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
     out = {"input_ids": [], "attention_mask": [], "labels": []}
-    for prompt_ids, answer_ids in zip(prompts, answers):
-        prompt_ids, answer_ids = bos + prompt_ids, answer_ids + [tokenizer.eos_token_id]
+    for prefix, prompt_ids, answer_ids in zip(prompt_prefixes(tokenizer, batch["prompt"]), prompts, answers):
+        prompt_ids, answer_ids = prefix + prompt_ids, answer_ids + [tokenizer.eos_token_id]
         input_ids = (prompt_ids + answer_ids)[:max_length]
         out["input_ids"].append(input_ids)
         out["attention_mask"].append([1] * len(input_ids))
@@ -43,7 +45,8 @@ def count_fully_truncated(dataset, tokenizer, max_length: int) -> int:
     """Count examples whose answer would be cut away entirely by max_length."""
     count = 0
     for row in dataset:
-        n_prompt = len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+        [prefix] = prompt_prefixes(tokenizer, [row["prompt"]])
+        n_prompt = len(prefix) + len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
         count += n_prompt >= max_length
     return count
 
