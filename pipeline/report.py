@@ -1,8 +1,9 @@
-"""report.md and report.png from results.csv: forgetting next to target gains, per recipe and stage."""
+"""report.md and report.png from results.csv: forgetting next to target gains, per recipe and stage.
+
+The picture itself is drawn by pipeline.report_plot."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -76,40 +77,23 @@ def promot_checks(mean, seeds) -> list[str]:
          f"{promot.general:.3f} / {base:.3f}" + (f" = {promot.general / base:.1%}" if base else "")),
         ("ProMoT target within 0.05 of SFT", abs(promot.target - sft.target) <= 0.05,
          f"{promot.target:.3f} vs {sft.target:.3f}"),
-        ("ProMoT format leak < 10%", promot.format_leak < 0.10, f"{promot.format_leak:.1%}"),
-        ("SFT format leak > 30%", sft.format_leak > 0.30, f"{sft.format_leak:.1%}"),
     ]
+    if "format_leak" in mean.columns:
+        checks += [("ProMoT format leak < 10%", promot.format_leak < 0.10, f"{promot.format_leak:.1%}"),
+                   ("SFT format leak > 30%", sft.format_leak > 0.30, f"{sft.format_leak:.1%}")]
+    else:  # a user's target without target.labels: the leak cannot be measured, and the report says so
+        checks += [(f"{side} format leak", None, "not measured: set target.labels") for side in ("ProMoT", "SFT")]
+    verdict = {True: "yes", False: "**no**", None: "n/a"}
     lines = ["| check | measured | pass |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, ok, value in checks]
+    lines += [f"| {name} | {value} | {verdict[ok if ok is None else bool(ok)]} |" for name, ok, value in checks]
     return lines
 
 
 def plot(table) -> bytes:
-    """PNG: general and target score across stages, one line per recipe (mean over seeds)."""
-    import matplotlib
+    """PNG: forgetting vs gain per recipe, format leak, and each recipe's stages on its own axis."""
+    from pipeline.report_plot import plot as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    second = "target" if "target" in table.columns else "domain"
-    for recipe, part in table.groupby("recipe", sort=False):
-        means = part.groupby("stage", sort=False)[["general", second]].mean()
-        for ax, column in zip(axes, ["general", second]):
-            ax.plot(range(len(means)), means[column], marker="o", label=recipe)
-            ax.set_xticks(range(len(means)), means.index, rotation=15)
-    titles = {"target": "target task (prompt where one exists)", "domain": "domain (math + code)"}
-    for ax, title in zip(axes, ["general suite (no prompt)", titles[second]]):
-        ax.set_title(title)
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("score")
-    axes[1].legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return draw(table)
 
 
 def write_report(run_dir: Path) -> Path:
@@ -137,5 +121,6 @@ def write_report(run_dir: Path) -> Path:
         from pipeline.report_dmt import dmt_sections
 
         parts += dmt_sections(frame, table, run_dir)
-    parts += ["## Per task (mean over seeds)", task_table(frame), "![scores across stages](report.png)"]
+    parts += ["## Per task (mean over seeds)", task_table(frame),
+              "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)"]
     return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")

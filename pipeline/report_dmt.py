@@ -71,34 +71,84 @@ def dmt_checks(table) -> list[str]:
     return lines + [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, ok, value in checks]
 
 
-def domain_general_plot(table) -> bytes:
-    """PNG: domain score against general score, one point per strategy and per k."""
-    import io
+def final_sd(frame):
+    """sd over seeds of final_scores()'s domain and general per recipe; NaN where a recipe has one seed."""
+    import pandas as pd
 
+    per_seed = [final_scores(frame[frame.seed == seed])[["domain", "general"]].assign(seed=seed)
+                for seed in frame.seed.unique()]
+    both = pd.concat(per_seed).rename_axis("recipe").reset_index()
+    return both.groupby("recipe", sort=False)[["domain", "general"]].std(ddof=1)  # NaN for one value
+
+
+def domain_general_figure(table, sd=None):
+    """Figure: domain score against general score, one point per strategy's final stage (± sd over seeds
+    where there is more than one), the base as the reference, the dmt@k sweep joined in order of k."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for recipe, row in table.drop(index="base", errors="ignore").iterrows():
-        ax.scatter(row.general, row.domain, s=40)
-        ax.annotate(str(recipe), (row.general, row.domain), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("general (mean of held-out general suite)")
-    ax.set_ylabel("domain (mean of math, code)")
+    from pipeline.report_plot import DPI, label_points, recipe_styles
+
+    strategies = [r for r in table.index if r != "base"]
+    styles = recipe_styles(strategies)
+    sd = sd.reindex(table.index) if sd is not None else None
+    nan = float("nan")
+
+    def err(recipe, column):
+        return nan if sd is None else float(sd.loc[recipe, column])
+
+    sweep = [recipe for _, recipe, _ in sweep_points(table)]
+
+    def draw(ax, size=9):
+        if "base" in table.index:
+            base = table.loc["base"]
+            ax.axvline(base.general, color="0.45", lw=1, ls="--", zorder=1)
+            ax.axhline(base.domain, color="0.45", lw=1, ls="--", zorder=1)
+            ax.plot([base.general], [base.domain], marker="*", markersize=size + 2, color="black",
+                    linestyle="none", label="base", zorder=2)
+        for a, b in zip(sweep, sweep[1:]):
+            ax.annotate("", (table.loc[b, "general"], table.loc[b, "domain"]),
+                        (table.loc[a, "general"], table.loc[a, "domain"]),
+                        arrowprops=dict(arrowstyle="-|>", color="0.55", lw=1, shrinkA=7, shrinkB=7), zorder=2)
+        for recipe in strategies:
+            row, style = table.loc[recipe], styles[recipe]
+            xerr, yerr = err(recipe, "general"), err(recipe, "domain")
+            ax.errorbar(row.general, row.domain, xerr=None if xerr != xerr else [xerr],
+                        yerr=None if yerr != yerr else [yerr], fmt=style["marker"], markersize=size,
+                        markerfacecolor="none", markeredgewidth=2, color=style["color"], elinewidth=1.2,
+                        capsize=4, label=recipe, zorder=3)
+        ax.grid(alpha=0.3)
+
+    fig, ax = plt.subplots(figsize=(8, 6.5), dpi=DPI)
+    ax.set_gid("domain_vs_general")
+    draw(ax)
     ax.set_xlim(-0.02, 1.05)
-    ax.set_ylim(-0.02, 1.05)
-    ax.grid(alpha=0.3)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_xlabel("general (mean of the held-out general suite)  →  kept general ability")
+    ax.set_ylabel("domain (mean of math, code)  →  learned the domain")
+    seeds = "one seed: no error bars" if sd is None or sd.isna().all().all() else "error bars: sd over seeds"
+    note = "; arrows: dmt@k as k grows" if len(sweep) > 1 else ""
+    ax.set_title(f"Final stage of each strategy ({seeds}{note})", fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    names = ([*strategies, "base"] if "base" in table.index else strategies)
+    label_points(ax, [(table.loc[r, "general"], table.loc[r, "domain"]) for r in names],
+                 [(err(r, "general"), err(r, "domain")) if r != "base" else (nan, nan) for r in names], names,
+                 [styles[r]["color"] if r != "base" else "black" for r in names], lambda inset: draw(inset, 8))
+    return fig
+
+
+def domain_general_plot(table, sd=None) -> bytes:
+    """PNG: domain score against general score, one point per strategy and per k, base as reference."""
+    from pipeline.report_plot import to_png
+
+    return to_png(domain_general_figure(table, sd))
 
 
 def dmt_sections(frame, table, run_dir) -> list[str]:
     """Markdown sections for a run with domain suites; also writes domain_vs_general.png."""
     final = final_scores(frame)
-    write_bytes(run_dir / "domain_vs_general.png", domain_general_plot(final))
+    write_bytes(run_dir / "domain_vs_general.png", domain_general_plot(final, final_sd(frame)))
     return ["## Strategies (final stage of each, in the shape of the DMT paper's Table 1)", strategy_table(final),
             "## DMT: the bar", "\n".join(dmt_checks(final)), "![domain vs general](domain_vs_general.png)"]

@@ -1,8 +1,11 @@
-"""report.md from results.csv: the ProMoT bar and the DMT strategies table, computed from the numbers given."""
+"""report.md and its figures from results.csv: the ProMoT bar, the DMT strategies table and the plots."""
 
 import pandas as pd
+import pytest
 
-from pipeline.report import write_report
+from pipeline.report import summarise, write_report
+from pipeline.report_dmt import domain_general_figure, final_scores, final_sd
+from pipeline.report_plot import figure
 from pipeline.results import write_csv
 
 GENERAL = ["embedded_copy", "embedded_sort"]
@@ -64,3 +67,180 @@ def test_dmt_report_table_and_bar(tmp_path):
     assert (tmp_path / "domain_vs_general.png").exists()
     frame = pd.read_csv(tmp_path / "results.csv")
     assert set(frame.suite) == {"general", "domain"}
+
+
+# report.png: the figure objects, not pixels. The old plot drew every recipe on one shared x axis (the last
+# recipe's stage names under everybody's points), hid prompt_tuning's line under promot's, and had no
+# format-leak panel and no error bars.
+
+
+def promot_frame(seeds=(0, 1)):
+    data = []
+    for seed in seeds:
+        wobble = 0.02 * seed
+        data += rows("sft", "base", 0.9, 0.5, 0.0, seed=seed)
+        data += rows("sft", "finetune", 0.2 + wobble, 0.98, 0.7, seed=seed)
+        data += rows("prompt_tuning", "base", 0.9, 0.5, 0.0, seed=seed)
+        data += rows("prompt_tuning", "prompt_tune", 0.9, 0.6 + wobble, 0.0, seed=seed)
+        data += rows("promot", "base", 0.9, 0.5, 0.0, seed=seed)
+        data += rows("promot", "prompt_tune", 0.9, 0.6 + wobble, 0.0, seed=seed)
+        data += rows("promot", "finetune", 0.85 - wobble, 0.96, 0.02 + wobble, seed=seed)
+    return pd.DataFrame(data)
+
+
+def axes_by_gid(fig):
+    found = {}
+    for ax in fig.axes:
+        found[ax.get_gid()] = ax
+        for child in ax.child_axes:
+            found[child.get_gid()] = child
+    return found
+
+
+def errorbars(ax):
+    from matplotlib.container import ErrorbarContainer
+
+    return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
+def recipe_markers(ax):
+    """Per recipe label: the errorbar container drawn for it."""
+    return {c.get_label(): c for c in errorbars(ax) if c.get_label() and not c.get_label().startswith("_")}
+
+
+def label_boxes(fig, ax):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return {t.get_text(): t.get_window_extent(renderer) for t in ax.texts
+            if (t.get_gid() or "").startswith("label:")}
+
+
+@pytest.fixture
+def close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_each_recipe_draws_its_own_stages_on_its_own_axis(close_figures):
+    fig = figure(summarise(promot_frame()))
+    axes = axes_by_gid(fig)
+    ticks = {r: [t.get_text() for t in axes[f"stages:{r}"].get_xticklabels()]
+             for r in ("sft", "prompt_tuning", "promot")}
+    assert ticks == {"sft": ["base", "finetune"], "prompt_tuning": ["base", "prompt_tune"],
+                     "promot": ["base", "prompt_tune", "finetune"]}
+    sft_general = errorbars(axes["stages:sft"])[0].lines[0]  # data line of the first errorbar: general
+    assert list(sft_general.get_xdata()) == [0, 1] and list(sft_general.get_ydata()) == pytest.approx([0.9, 0.21])
+
+
+def test_every_recipe_is_its_own_labelled_point_against_the_base(close_figures):
+    fig = figure(summarise(promot_frame()))
+    scatter = axes_by_gid(fig)["scatter"]
+    markers = recipe_markers(scatter)
+    assert set(markers) == {"sft", "prompt_tuning", "promot"}
+    points = {r: (c.lines[0].get_xdata()[0], c.lines[0].get_ydata()[0]) for r, c in markers.items()}
+    # x: final target minus base target; y: final general minus base general (means over seeds)
+    assert points["sft"] == pytest.approx((0.98 - 0.5, 0.21 - 0.9))
+    assert points["prompt_tuning"] == pytest.approx((0.61 - 0.5, 0.0))
+    assert points["promot"] == pytest.approx((0.96 - 0.5, 0.84 - 0.9))
+    assert all(c.lines[0].get_visible() for c in markers.values())
+    # each its own hollow marker, so points on top of each other stay visible
+    assert len({c.lines[0].get_marker() for c in markers.values()}) == 3
+    base = [line for line in scatter.lines if line.get_label() == "base"]
+    assert base and (base[0].get_xdata()[0], base[0].get_ydata()[0]) == (0, 0)
+    boxes = label_boxes(fig, scatter)
+    assert set(boxes) == {"sft", "prompt_tuning", "promot", "base"}
+    frame = scatter.get_window_extent()
+    for name, box in boxes.items():
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, name
+        assert not any(box.overlaps(other) for n, other in boxes.items() if n != name), name
+
+
+def test_format_leak_panel_per_recipe_with_the_base(close_figures):
+    fig = figure(summarise(promot_frame()))
+    leak = axes_by_gid(fig)["leak"]
+    assert [t.get_text() for t in leak.get_xticklabels()] == ["base", "sft", "prompt_tuning", "promot"]
+    heights = [bar.get_height() for bar in leak.patches]
+    assert heights == pytest.approx([0.0, 0.7, 0.0, 0.03])  # final stage, mean over seeds
+
+
+def test_error_bars_with_several_seeds(close_figures):
+    fig = figure(summarise(promot_frame(seeds=(0, 1, 2))))
+    axes = axes_by_gid(fig)
+    markers = recipe_markers(axes["scatter"])
+    assert all(c.has_xerr and c.has_yerr for c in markers.values())
+    # the sd over seeds: promot's general 0.85, 0.83, 0.81 -> sd 0.02
+    yerr = markers["promot"].lines[2][1].get_segments()[0]
+    assert yerr[1][1] - yerr[0][1] == pytest.approx(2 * 0.02)
+    assert [c.has_yerr for c in errorbars(axes["leak"]) if c.get_label() == "promot"] == [True]
+    assert all(c.has_yerr for c in errorbars(axes["stages:promot"]))
+    assert "sd over 3 seeds" in axes["scatter"].get_title()
+
+
+def test_no_error_bars_with_one_seed(close_figures):
+    fig = figure(summarise(promot_frame(seeds=(0,))))
+    axes = axes_by_gid(fig)
+    markers = recipe_markers(axes["scatter"])
+    assert markers and not any(c.has_xerr or c.has_yerr for c in markers.values())
+    assert not errorbars(axes["leak"])  # no zero-length bar either
+    assert not any(c.has_yerr for c in errorbars(axes["stages:promot"]))
+    assert "no error bars" in axes["scatter"].get_title()
+
+
+def test_recipes_on_the_same_spot_share_one_label(close_figures):
+    frame = pd.DataFrame(rows("sft", "base", 0.5, 0.5, 0.0) + rows("sft", "finetune", 0.5, 0.5, 0.0)
+                         + rows("promot", "base", 0.5, 0.5, 0.0) + rows("promot", "finetune", 0.5, 0.5, 0.0))
+    fig = figure(summarise(frame))
+    scatter = axes_by_gid(fig)["scatter"]
+    assert set(recipe_markers(scatter)) == {"sft", "promot"}
+    assert list(label_boxes(fig, scatter)) == ["sft = promot = base"]
+
+
+def dmt_frame(seeds=(0,)):
+    data = []
+    for seed in seeds:
+        w = 0.01 * seed
+        data += rows("general_only", "base", 0.97, math=0.03, code=0.0, seed=seed)
+        data += rows("general_only", "general", 0.98 + w, math=0.02, code=0.0, seed=seed)
+        data += rows("sequential", "base", 0.97, math=0.03, code=0.0, seed=seed)
+        data += rows("sequential", "code", 0.1, math=0.0, code=0.7, seed=seed)
+        data += rows("sequential", "general", 0.975, math=0.03, code=0.01 + w, seed=seed)
+        data += rows("domain_only", "base", 0.97, math=0.03, code=0.0, seed=seed)
+        data += rows("domain_only", "domain", 0.13, math=0.12, code=0.72 - w, seed=seed)
+        for k, code in (("1/256", 0.37), ("1/16", 0.62)):
+            data += rows(f"dmt@k={k}", "base", 0.97, math=0.03, code=0.0, seed=seed)
+            data += rows(f"dmt@k={k}", "domain", 0.13, math=0.12, code=0.72, seed=seed)
+            data += rows(f"dmt@k={k}", "general", 0.985, math=0.1, code=code + w, seed=seed)
+    return pd.DataFrame(data)
+
+
+def test_dmt_report_png_uses_domain_gain_and_has_no_leak_panel(close_figures):
+    fig = figure(summarise(dmt_frame()))
+    axes = axes_by_gid(fig)
+    assert "leak" not in axes
+    assert "domain" in axes["scatter"].get_xlabel()
+    assert [t.get_text() for t in axes["stages:sequential"].get_xticklabels()] == ["base", "code", "general"]
+    assert set(recipe_markers(axes["scatter"])) == {"general_only", "sequential", "domain_only", "dmt@k=1/256",
+                                                    "dmt@k=1/16"}
+    # general_only, sequential and the base crowd the origin: they are labelled in a zoomed inset
+    zoom = axes["scatter-zoom"]
+    assert set(label_boxes(fig, zoom)) == {"general_only", "sequential", "base"}
+    assert set(label_boxes(fig, axes["scatter"])) == {"domain_only", "dmt@k=1/256", "dmt@k=1/16"}
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
+def test_dmt_domain_vs_general_has_the_base_every_strategy_and_sd_over_seeds(close_figures, seeds):
+    frame = dmt_frame(seeds)
+    fig = domain_general_figure(final_scores(frame), final_sd(frame))
+    axes = axes_by_gid(fig)
+    ax = axes["domain_vs_general"]
+    markers = recipe_markers(ax)
+    assert set(markers) == {"general_only", "sequential", "domain_only", "dmt@k=1/256", "dmt@k=1/16"}
+    assert all(c.has_xerr == (len(seeds) > 1) and c.has_yerr == (len(seeds) > 1) for c in markers.values())
+    assert [line.get_label() for line in ax.lines if line.get_label() == "base"] == ["base"]
+    labels = {**label_boxes(fig, ax), **(label_boxes(fig, axes["domain_vs_general-zoom"])
+                                         if "domain_vs_general-zoom" in axes else {})}
+    assert set(labels) == {*markers, "base"}
+    main = label_boxes(fig, ax)
+    assert not any(a.overlaps(b) for n, a in main.items() for m, b in main.items() if n != m)
