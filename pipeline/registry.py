@@ -9,6 +9,10 @@
 The pointer is the single commit point: registry.jsonl is rewritten first, accepted.json last, both
 atomically, and readers ignore history lines after the pointer's run. A job killed at any moment leaves
 the previous pointer and a consistent history; its run folder is just one that was never accepted.
+
+Only a missing accepted.json means "no model yet". A pointer that is not an entry (`[]`, `{}`, `null`, no
+run_id) is refused by every reader, and `check()` (run by retrain before it trains) also refuses history
+lines that do not parse or lack a field promotion writes, and a pointer whose run is not in the history.
 """
 
 from __future__ import annotations
@@ -23,6 +27,16 @@ from pipeline.atomic import write_json, write_text
 from pipeline.errors import UserError
 
 POINTER, HISTORY, LOCK, RUNS, RUN_INFO = "accepted.json", "registry.jsonl", "registry.lock", "runs", "retrain.json"
+
+# Every field entry_for writes, with the JSON types it writes (None: any value, null included).
+_TEXT, _NUMBER = (str,), (int, float)
+FIELDS = {
+    "run_id": _TEXT, "run_dir": _TEXT, "time": _TEXT, "fingerprint": _TEXT, "data": None, "code_version": None,
+    "recipe": _TEXT, "stage": _TEXT, "scores": (dict,), "gate": (list,), "model": (str, type(None)),
+    "adapter": (str, type(None)), "models": (dict,),
+}
+_JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "a number", float: "a number",
+               bool: "true/false", type(None): "null"}
 
 
 class Registry:
@@ -48,24 +62,63 @@ class Registry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def accepted(self) -> dict | None:
-        """The accepted run's entry, or None before the first promotion."""
+        """The accepted run's entry, or None before the first promotion (no accepted.json); a corrupt one is an error."""
         path = self.root / POINTER
-        return _read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        entry = _read_json(path)
+        problem = _entry_problem(entry, ("run_id", "scores"))
+        if problem:
+            raise UserError(f"{path}: {problem}; not a registry entry (restore it: it is the accepted run's "
+                            f"line of {HISTORY})")
+        return entry
 
     def history(self) -> list[dict]:
         """Every promotion up to the accepted one (lines of a promotion killed half-way are ignored)."""
-        path = self.root / HISTORY
-        entries = []
-        for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
-            try:
-                entries.append(json.loads(line))
-            except ValueError as err:
-                raise UserError(f"{path}:{number}: not JSON ({err})") from None
+        entries = self._history_lines(("run_id",))
         accepted = self.accepted()
         ids = [e.get("run_id") for e in entries]
         if accepted is None or accepted["run_id"] not in ids:
             return []
         return entries[: len(ids) - ids[::-1].index(accepted["run_id"])]
+
+    def check(self) -> None:
+        """Refuse a corrupt registry before any work: the pointer and every history line must be whole entries
+        as promotion writes them, and the accepted run must be in the history (promotion rewrites the history
+        up to it, so a pointer that is not there would drop every earlier line). Reads only; creates nothing."""
+        pointer, path = self.accepted(), self.root / POINTER
+        if pointer is not None:
+            problem = _entry_problem(pointer, FIELDS)
+            if problem:
+                raise UserError(f"{path}: {problem}; not a registry entry (restore it: it is the accepted run's "
+                                f"line of {HISTORY})")
+        entries = self._history_lines(FIELDS)
+        if pointer is None and len(entries) > 1:  # a first promotion killed before its pointer leaves one line
+            raise UserError(f"{path}: missing, but {self.root / HISTORY} holds {len(entries)} promotions "
+                            f"(restore it: it is the accepted run's line, normally the last)")
+        if pointer is not None and pointer["run_id"] not in {e["run_id"] for e in entries}:
+            raise UserError(f"{path}: accepted run {pointer['run_id']!r} is not in {self.root / HISTORY} "
+                            f"(the history is written before the pointer; restore the file that lost it)")
+
+    def _history_lines(self, fields) -> list[dict]:
+        path = self.root / HISTORY
+        try:
+            lines = path.read_text().splitlines() if path.exists() else []
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: cannot read ({err})") from None
+        entries = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                raise UserError(f"{path}:{number}: empty line; every line is one promotion's entry")
+            try:
+                entry = json.loads(line)
+            except ValueError as err:
+                raise UserError(f"{path}:{number}: not JSON ({err})") from None
+            problem = _entry_problem(entry, fields)
+            if problem:
+                raise UserError(f"{path}:{number}: {problem}; not a registry entry")
+            entries.append(entry)
+        return entries
 
     def promote(self, entry: dict) -> None:
         """Append `entry` to the history, then move the pointer to it (call with the lock held)."""
@@ -116,6 +169,28 @@ def _model_paths(run_dir: Path, stage: dict) -> dict:
         return None if path is None else str((run_dir / path).resolve())
 
     return {"model": absolute(stage.get("output_model")), "adapter": absolute(stage.get("output_adapter"))}
+
+
+def _entry_problem(entry, fields) -> str | None:
+    """What keeps `entry` from being a registry entry with `fields` (names, or FIELDS' name -> types), or None."""
+    if not isinstance(entry, dict):
+        return f"{_json_name(entry)} instead of an object"
+    missing = [name for name in fields if name not in entry]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for name in fields:
+        types = FIELDS[name]
+        if types is not None and (isinstance(entry[name], bool) or not isinstance(entry[name], types)):
+            return f"{name} is {_json_name(entry[name])}, not {' or '.join(dict.fromkeys(_JSON_NAMES[t] for t in types))}"
+    if not entry["run_id"]:
+        return "run_id is empty"
+    if "scores" in fields and any(isinstance(v, bool) or not isinstance(v, _NUMBER) for v in entry["scores"].values()):
+        return "scores holds a value that is not a number"
+    return None
+
+
+def _json_name(value) -> str:
+    return "a list" if isinstance(value, list) else _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 def _read_json(path: Path):

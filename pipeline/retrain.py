@@ -1,6 +1,7 @@
 """Scheduled retraining: new data in, gated model out.
 
-    fingerprint the inputs -> nothing new since the accepted run? stop ("nothing to do")
+    check the registry (a corrupt pointer or history line is an error, never "no model yet")
+    -> fingerprint the inputs -> nothing new since the accepted run? stop ("nothing to do")
     -> train the gated recipe into <registry>/runs/<id> -> gate it against the base and the accepted run
     -> promote only if every check passes (exit 0), else print the failing checks (exit 1)
 
@@ -67,6 +68,7 @@ def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
     """Rank 0: 'nothing to do' if the accepted run had these inputs, else (the run folder to train in, fingerprint)."""
     from pipeline.fingerprint import fingerprint
 
+    registry.check()  # before anything is trained or created: a broken registry would fail only at promotion
     prints = fingerprint(recipe, gate.recipe)
     with registry.locked():
         accepted = registry.accepted()
@@ -82,6 +84,7 @@ def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
 def judge(run_dir: Path, gate: gates.GateConfig, registry: Registry, prints: dict) -> Outcome:
     """Rank 0, after training: gate the run against the pointer as it is now; promote it if it passes."""
     with registry.locked():
+        registry.check()  # as it is now, before anything is written
         accepted = registry.accepted()  # re-read: another job may have promoted while we trained
         if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
             return Outcome("nothing to do", run_dir, [], accepted["run_id"])

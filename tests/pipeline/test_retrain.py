@@ -119,6 +119,20 @@ def test_failing_gate_is_refused_and_pointer_stays(setup, capsys):
     assert main(["gate", str(refused), "--against", str(setup["registry"]), "--set", "min_target=1.0"]) == 1
 
 
+def test_lock_file_naming_a_live_unrelated_process_does_not_block(setup, capsys, monkeypatch):
+    # After a container restart PIDs start low again: a killed job's run.lock can name pid 1, alive and unrelated.
+    import stages
+
+    for module in stages.STAGES.values():
+        monkeypatch.setattr(module, "run", lambda config, ctx: pytest.fail(f"trained again: {ctx.stage_dir}"))
+    refused = setup["registry"] / "runs" / runs(setup)[-1]
+    (refused / "run.lock").write_text("1")
+    before = registry_files(setup)
+    assert retrain(setup, "gate.min_target=1.0") == 1  # the same data: its run folder is judged again, not locked
+    assert "Retrain: refused" in capsys.readouterr().out
+    assert not (refused / "run.lock").exists() and registry_files(setup) == before
+
+
 def test_new_thresholds_rejudge_the_refused_run_without_training(setup, monkeypatch):
     import stages
 
