@@ -19,17 +19,26 @@ class TargetData:
     """Everything the stages and the evaluation need to know about the target task."""
 
     train: object  # datasets.Dataset with prompt/completion
-    suite: object  # evaluation.suites.Suite of kind "target"
+    suite: object  # evaluation.suites.Suite of kind "target"; a user's task has one once write_suite ran
     labels: list[str]
     counts: dict = field(default_factory=dict)  # rows per source
     fingerprints: dict = field(default_factory=dict)  # sha256 per source
     dropped: dict = field(default_factory=dict)  # bad rows dropped per source (on_bad_rows: skip)
     scoring: dict = field(default_factory=dict)  # how the test answers are scored: scorer, max_answer_tokens
+    test: object = None  # a user's held-out rows (datasets.Dataset), written by write_suite
+    test_fingerprint: str = ""  # the content of the rows the target is scored on
+    config: object = None
+
+    def write_suite(self, data_dir: Path) -> None:
+        """Write the held-out rows and their lm-eval task YAML into data_dir (nothing for an embedded target)."""
+        if self.test is not None:
+            self.suite = _local_suite(self.config, self.test, Path(data_dir), self.scoring["scorer"],
+                                      self.scoring["max_answer_tokens"])
 
 
-def load_target(config, tokenizer, data_dir: Path) -> TargetData:
-    """Load the target task from the embedded generator or from the user's files / hub id."""
-    from data_recipes.catalog import load_source
+def load_target(config, tokenizer) -> TargetData:
+    """Load the target task from the embedded generator or from the user's files / hub id; writes nothing."""
+    from data_recipes.catalog import load_source, rows_fingerprint
 
     train, train_print, dropped_train = load_source(config.source("train"), tokenizer)
     prints, dropped = {config.train: train_print}, {}
@@ -37,7 +46,8 @@ def load_target(config, tokenizer, data_dir: Path) -> TargetData:
         dropped[config.train] = dropped_train
     if config.train.startswith(EMBEDDED_PREFIX):
         return TargetData(train=train, suite=_embedded_suite(config.train), labels=_labels(config),
-                          counts={config.train: len(train)}, fingerprints=prints)
+                          counts={config.train: len(train)}, fingerprints=prints,
+                          test_fingerprint=f"{config.train}:test:{config.test_rows}", config=config)
     if config.test:
         test, prints[config.test], dropped_test = load_source(config.source("test"), tokenizer)
         if dropped_test:
@@ -50,9 +60,10 @@ def load_target(config, tokenizer, data_dir: Path) -> TargetData:
     scorer = target_scorer(config, test)
     tokens = config.max_answer_tokens or DEFAULT_ANSWER_TOKENS[scorer]
     log.info("target %s: %d test rows scored by %s, up to %d answer tokens", config.name, len(test), scorer, tokens)
-    return TargetData(train=train, suite=_local_suite(config, test, data_dir, scorer, tokens), labels=_labels(config),
+    return TargetData(train=train, suite=None, labels=_labels(config),
                       counts={"train": len(train), "test": len(test)}, fingerprints=prints, dropped=dropped,
-                      scoring={"scorer": scorer, "max_answer_tokens": tokens})
+                      scoring={"scorer": scorer, "max_answer_tokens": tokens}, test=test,
+                      test_fingerprint=rows_fingerprint(test.to_list()), config=config)
 
 
 def target_scorer(config, test) -> str:

@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
     path, recipe = load_checked(args)
     run_dir = run_dir_for(recipe, args.run_dir)
     _setup_logging()
-    run_recipe(recipe, run_dir, path, only=args.only or [])
+    run_recipe(recipe, run_dir, path, only=args.only or [], rerun_changed=args.rerun_changed)
     if ranks.is_main():
         print(f"done: {run_dir}/report.md")
     return 0
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--run-dir", help="run folder (default: runs_root/name)")
             p.add_argument("--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)")
+            p.add_argument("--rerun-changed", action="store_true",
+                           help="train again the finished stages whose inputs differ from this config (else refused)")
         else:
             p.add_argument("--world-size", type=int, default=1, metavar="N",
                            help="check the batch split and DeepSpeed config for N processes (default 1)")

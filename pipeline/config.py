@@ -14,7 +14,7 @@ from pipeline.gate import GateConfig
 from pipeline.recipe_paths import resolve_recipe_paths
 from pipeline.sweep import expand_sweeps, sweep_override
 from stages.train_config import PLAIN_NAME
-from pipeline.typed_yaml import Builder, ConfigError, LineDict, load_yaml
+from pipeline.typed_yaml import Builder, ConfigError, LineDict, load_yaml, unaliased
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
 
@@ -128,7 +128,10 @@ class RecipeFile:
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     """Load, override and validate a recipe file; raises ConfigError listing every problem."""
     path = Path(path)
-    data = load_yaml(path)
+    try:
+        data = unaliased(load_yaml(path))  # an override through a shared &anchor changes its own path only
+    except ConfigError as err:
+        raise ConfigError([p if p.startswith(str(path)) else f"{path}: {p}" for p in err.problems]) from None
     for key in [k for k in data if str(k).startswith("x-")]:
         del data[key]  # `x-` keys only hold YAML anchors shared by stages (as in docker-compose)
     builder = Builder(str(path))
@@ -175,10 +178,21 @@ def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
             config = builder.build(STAGES[kind].Config, body, path, line)
             if config is not None:
                 configs.append(config)
+        check_folder(recipe_name, recipes, builder, where)
         check_handoffs(recipe_name, configs, builder, where)
         check_data_names(recipe_name, configs, raw_data_names(raw_root), builder, where)
         built[recipe_name] = configs
     return built
+
+
+def check_folder(recipe_name: str, recipes: dict, builder: Builder, line) -> None:
+    """Each recipe gets a folder of its own: two names that make one folder name (`a/b`, `a-b`) are refused."""
+    from pipeline.sweep import folder_name
+
+    folder = folder_name(recipe_name)
+    first = next(name for name in recipes if folder_name(name) == folder)
+    if first != recipe_name:
+        builder.error(f"recipes.{recipe_name}", line, f"its folder name {folder!r} is also {first!r}'s; rename one")
 
 
 def check_handoffs(recipe_name: str, configs: list, builder: Builder, line) -> None:

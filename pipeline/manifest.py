@@ -31,22 +31,29 @@ class Manifest:
 
     def __init__(self, path: Path, data: dict):
         self.path, self.data = path, data
+        self.held = False  # True from open() until commit(): changes stay in memory
 
     @classmethod
     def open(cls, run_dir: Path, recipe_path: Path) -> "Manifest":
-        """Load the run's manifest, or start one."""
+        """Load the run's manifest, or start one; nothing is written before commit()."""
         path = run_dir / "manifest.json"
         data = json.loads(path.read_text()) if path.exists() else {"created": _now(), "stages": {}}
         data["code_version"] = code_version()
         data["recipe_file"] = {"path": str(recipe_path), "sha256": _sha256(recipe_path)}
         data["status"] = "running"
         manifest = cls(path, data)
-        manifest.save()
+        manifest.held = True
         return manifest
 
+    def commit(self) -> None:
+        """Write the manifest from now on: the run has passed every check and starts changing the folder."""
+        self.held = False
+        self.save()
+
     def save(self) -> None:
-        """Atomically write the manifest."""
-        write_json(self.path, self.data)
+        """Atomically write the manifest (not while held)."""
+        if not self.held:
+            write_json(self.path, self.data)
 
     def record_base(self, base_dir: Path) -> None:
         """Record the base model and how it was built."""

@@ -19,6 +19,7 @@ from data_recipes.catalog import EMBEDDED_PREFIX
 from pipeline import ranks, results
 from pipeline.atomic import write_json, write_text
 from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
+from pipeline.errors import UserError, every_rank
 from pipeline.manifest import Manifest
 from pipeline.run_lock import RunLock
 from pipeline.sweep import folder_name
@@ -34,39 +35,63 @@ def run_dir_for(recipe: RecipeFile, run_dir: str | None) -> Path:
     return Path(run_dir) if run_dir else Path(recipe.runs_root) / recipe.name
 
 
-def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = ()) -> Path:
-    """Run every recipe x seed of a recipe file into `run_dir`, then write results and report."""
+def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (),
+               rerun_changed: bool = False) -> Path:
+    """Run every recipe x seed of a recipe file into `run_dir`, then write results and report.
+
+    Everything is loaded and planned first; the run folder is written to only once the plan agrees with
+    what the folder already holds (pipeline/plan.py), so a failure before that leaves it as it was.
+    """
     import yaml
 
+    from pipeline.plan import plan_run
+
+    unknown = [name for name in only if name not in recipe.stages]
+    if unknown:
+        raise every_rank(UserError(f"--only: no recipe named {', '.join(map(repr, unknown))} in this file; "
+                                   f"its recipes: {', '.join(recipe.stages)}"))
     main = ranks.is_main()
     threads = set_threads(recipe.threads)
     # Other ranks never write into the run folder: their copy of the held-out task files (read only by
     # rank 0's evaluation) goes to a scratch folder.
     with RunLock(run_dir) if main else nullcontext(), tempfile.TemporaryDirectory(prefix="forgetless-") as scratch:
-        if main:
-            write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
-        manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)
+        manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)  # held: not written yet
         with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
             base_dir = resolve_base_model(recipe, manifest)
             from stages.model_io import load_tokenizer
 
             tokenizer = load_tokenizer(base_dir, recipe.model.trust_remote_code)
-            data_dir = run_dir / "data" if main else Path(scratch)
-            sources, target = load_data(recipe, tokenizer, data_dir, manifest)
+            sources, target, fingerprints = load_data(recipe, tokenizer, manifest)
+        if target is not None:
+            target.write_suite(Path(scratch) / "plan")  # the plan needs the target's task name only
+        labels = target.labels if target else []
+        plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe), _suites(recipe, target), labels)
+        selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
+        outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed))
+        if isinstance(outcome, str):
+            raise every_rank(UserError(outcome))
+        if main:  # the plan holds: from here on the folder changes
+            for stage_id in outcome:
+                manifest.data["stages"].pop(stage_id, None)
+            write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
+            manifest.commit()
+        if target is not None:
+            target.write_suite(run_dir / "data" if main else Path(scratch))
         shared = _shared_context(recipe, target)
         # Recorded for the reader; results need no correction for it: batch_size is global.
         manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
                                    "threads": threads}
-        base_eval = run_stage(manifest, run_dir / "base" / "evaluate", "base/evaluate", "evaluate",
-                              _eval_config(recipe), StageContext(stage_dir=run_dir / "base" / "evaluate",
-                                                                 model_dir=base_dir, seed=0, **shared))
+        base_eval = run_stage(manifest, run_dir, plan[0], StageContext(
+            stage_dir=run_dir / "base" / "evaluate", model_dir=base_dir, seed=0, **shared))
         rows = []
         for seed in recipe.seeds:
-            for name, configs in recipe.stages.items():
+            for name in recipe.stages:
+                stages = [s for s in plan if s.recipe == name and s.seed == seed]
                 if only and name not in only:
+                    rows += _finished_rows(run_dir, name, seed, stages, manifest, base_eval.rows)
                     continue
                 rows += results.stage_rows(name, seed, "base", base_eval.rows)
-                rows += run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sources, shared)
+                rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared)
         if main:
             results.write_csv(run_dir / "results.csv", rows)
             from pipeline.report import write_report
@@ -77,6 +102,39 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     return run_dir
 
 
+def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool):
+    """check_plan on rank 0: the stage ids it cleared, or the refusal's message (handed to every rank)."""
+    from pipeline.plan import check_plan
+
+    try:
+        return check_plan(plan, run_dir, manifest.data["stages"], rerun_changed)
+    except UserError as err:
+        return str(err)
+
+
+def _finished_rows(run_dir: Path, name: str, seed: int, stages: list, manifest: Manifest, base_rows) -> list[dict]:
+    """Results of a recipe not run now (--only): its finished evaluations whose inputs still match, in order."""
+    rows, stale = [], []
+    for stage in stages:
+        if stage.kind != "evaluate":
+            continue
+        marker = run_dir / stage.stage_id / DONE
+        entry = manifest.data["stages"].get(stage.stage_id) or {}
+        if not marker.is_file() and entry.get("status") == "reused":
+            marker = run_dir / entry["reused_from"] / DONE
+        if not marker.is_file():
+            continue
+        done = json.loads(marker.read_text())
+        if done.get("key") != stage.key:
+            stale.append(stage.stage_id)
+            continue
+        trained = stage.stage_id.rsplit("/", 1)[1].removesuffix("-eval")
+        rows += results.stage_rows(name, seed, trained, done["rows"])
+    if stale:
+        log.warning("not reported (finished with other inputs than this config): %s", ", ".join(stale))
+    return results.stage_rows(name, seed, "base", base_rows) + rows if rows else []
+
+
 class ReadOnlyManifest(Manifest):
     """The manifest as ranks other than 0 hold it: updated in memory, never written."""
 
@@ -84,26 +142,33 @@ class ReadOnlyManifest(Manifest):
         pass
 
 
-def load_data(recipe: RecipeFile, tokenizer, data_dir: Path, manifest: Manifest):
-    """Load every named source once (and the target task); record row counts and hashes."""
+def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
+    """Load every named source once (and the target task); record row counts and hashes (nothing is written).
+
+    Returns the sources by name, the target, and each source's content hash by name ("target" for the target's
+    training data, "target_test" for its test data), for the plan's stage keys.
+    """
     from data_recipes.catalog import load_source
     from data_recipes.target import load_target
 
-    sources, counts, prints, dropped = {}, {}, {}, {}
+    sources, counts, prints, dropped, by_name = {}, {}, {}, {}, {}
     target = None
     if recipe.target is not None:
-        target = load_target(recipe.target, tokenizer, data_dir)
+        target = load_target(recipe.target, tokenizer)
         sources["target"] = target.train
         counts.update(target.counts)
         prints.update(target.fingerprints)
         dropped.update(target.dropped)
+        by_name["target"] = target.fingerprints[recipe.target.train]
+        by_name["target_test"] = target.test_fingerprint
     for name, config in recipe.data.items():
         sources[name], prints[config.source], lost = load_source(config, tokenizer)
+        by_name[name] = prints[config.source]
         counts[name] = len(sources[name])
         if lost:
             dropped[config.source] = lost
     manifest.record_data(counts, prints, dropped, target.scoring if target else None)
-    return sources, target
+    return sources, target, by_name
 
 
 def stage_mix(config, seed: int, sources: dict):
@@ -116,49 +181,33 @@ def stage_mix(config, seed: int, sources: dict):
     return build_mix(Mix(tuple(portions), seed), sources)
 
 
-def run_one_recipe(manifest, run_dir, recipe, name, configs, seed, base_dir, sources, shared) -> list[dict]:
-    """Train one recipe's stages in order, evaluating after each; returns its results rows."""
-    rows, model_dir, adapter, adapters = [], base_dir, None, {}
-    for config in configs:
-        stage_id = f"seed{seed}/{folder_name(name)}/{config.name}"
-        stage_dir = run_dir / stage_id
-        mix = stage_mix(config, seed, sources)
-        ctx = StageContext(stage_dir=stage_dir, model_dir=model_dir, seed=seed, adapters=dict(adapters),
-                           train_data=mix.dataset, data_rows=mix.counts, data_notes=mix.notes, **shared)
-        result = run_stage(manifest, stage_dir, stage_id, config.kind, config, ctx)
+def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared) -> list[dict]:
+    """Train one recipe's planned stages in order, evaluating after each; returns its results rows."""
+    rows, model_dir, adapter, adapters, trained = [], base_dir, None, {}, None
+    for stage in stages:
+        ctx = StageContext(stage_dir=run_dir / stage.stage_id, model_dir=model_dir, seed=stage.seed, **shared)
+        if stage.kind == "evaluate":
+            ctx.adapter_dir = adapter
+            rows += results.stage_rows(name, stage.seed, trained, run_stage(manifest, run_dir, stage, ctx).rows)
+            continue
+        trained, mix = stage.config.name, stage.mix
+        ctx.adapters, ctx.train_data, ctx.data_rows, ctx.data_notes = dict(adapters), mix.dataset, mix.counts, mix.notes
+        result = run_stage(manifest, run_dir, stage, ctx)
         model_dir, adapter = result.model_dir, result.adapter_dir or adapter
-        if config.kind == "prompt_tune":
-            adapters[config.name] = result.adapter_dir
-        eval_dir = run_dir / f"{stage_id}-eval"
-        eval_ctx = StageContext(stage_dir=eval_dir, model_dir=model_dir, seed=seed, adapter_dir=adapter, **shared)
-        evaluated = run_stage(manifest, eval_dir, f"{stage_id}-eval", "evaluate", _eval_config(recipe), eval_ctx)
-        rows += results.stage_rows(name, seed, config.name, evaluated.rows)
+        if stage.kind == "prompt_tune":
+            adapters[stage.config.name] = result.adapter_dir
     return rows
 
 
-def stage_key(kind: str, config, ctx: StageContext) -> str:
-    """What makes a stage's output what it is; two stages with one key produce the same checkpoint."""
-    import dataclasses
-    import hashlib
-
-    from pipeline.config import stage_dict
-
-    settings = stage_dict(config) if kind != "evaluate" else dataclasses.asdict(config)
-    settings.pop("name", None)
-    identity = [kind, settings, str(ctx.model_dir), str(ctx.adapter_dir), sorted((k, str(v)) for k, v in ctx.adapters.items()),
-                ctx.seed, ctx.data_rows, ctx.max_length]
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, config, ctx: StageContext) -> StageResult:
-    """Run one stage unless it is done, here or as an identical stage of another recipe; record the hand-off.
+def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> StageResult:
+    """Run one planned stage unless it is done, here or as an identical stage of another recipe; record the hand-off.
 
     Rank 0 decides and every rank follows, so all take the same branch; ranks other than 0 write nothing.
+    The plan was checked against the folder first: a marker here is for these very inputs.
     """
     from stages import STAGES
 
-    run_dir = stage_dir.parents[len(Path(stage_id).parts) - 1]
-    key = stage_key(kind, config, ctx)
+    stage_dir, stage_id, kind, key = run_dir / stage.stage_id, stage.stage_id, stage.kind, stage.key
     finished = ranks.from_main(lambda: _finished_result(manifest, stage_dir, stage_id, key, run_dir))
     if finished is not None:
         return finished
@@ -169,12 +218,12 @@ def run_stage(manifest: Manifest, stage_dir: Path, stage_id: str, kind: str, con
         stage_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if getattr(STAGES[kind], "MAIN_PROCESS_ONLY", False):
-        result = ranks.from_main(lambda: STAGES[kind].run(config, ctx))
+        result = ranks.from_main(lambda: STAGES[kind].run(stage.config, ctx))
     else:  # a training stage: every rank trains its share of each batch
-        result = STAGES[kind].run(config, ctx)
+        result = STAGES[kind].run(stage.config, ctx)
     seconds = round(time.perf_counter() - started, 2)
     if main:
-        write_json(stage_dir / DONE, _result_json(result, seconds, run_dir))
+        write_json(stage_dir / DONE, {**_result_json(result, seconds, run_dir), "key": key, "inputs": stage.inputs})
         manifest.stage_finished(stage_id, result, seconds, key)
         shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # resume checkpoints: no longer needed
     ranks.wait_for_everyone()  # the next stage may load what rank 0 just saved
@@ -188,7 +237,7 @@ def _finished_result(manifest: Manifest, stage_dir: Path, stage_id: str, key: st
         log.info("skip %s (done)", stage_id)
         return _load_result(marker, run_dir)
     twin = manifest.done_stage_with_key(key)
-    if twin and (run_dir / twin / DONE).exists():
+    if twin and (run_dir / twin / DONE).exists() and json.loads((run_dir / twin / DONE).read_text()).get("key") == key:
         # e.g. DMT's domain stage is the same in domain_only, mixed_sequential and every k of dmt.
         log.info("reuse %s for %s (identical inputs)", twin, stage_id)
         manifest.stage_reused(stage_id, twin, key)
@@ -199,7 +248,8 @@ def _finished_result(manifest: Manifest, stage_dir: Path, stage_id: str, key: st
 def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
     """The base checkpoint folder; the embedded default is built once and cached."""
     if recipe.model.path != EMBEDDED:
-        return Path(recipe.model.path) if Path(recipe.model.path).exists() else recipe.model.path
+        # A local folder by its absolute path: stages hand it on, and a rerun reads it back, from any folder.
+        return Path(recipe.model.path).resolve() if Path(recipe.model.path).exists() else recipe.model.path
     from embedded.model import ensure_base_model
 
     base = ensure_base_model()
@@ -207,17 +257,22 @@ def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
     return base
 
 
-def _shared_context(recipe: RecipeFile, target) -> dict:
+def _suites(recipe: RecipeFile, target) -> list:
+    """(suite, attach the soft prompt?) for every suite evaluated: only the target task ever sees the prompt."""
     from evaluation.suites import SUITES, hub_suite
-    from pipeline.deepspeed_config import deepspeed_path
 
     ev = recipe.evaluation
     general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
-    # (suite, attach the soft prompt?): only the target task ever sees the prompt.
     suites = [(general, False), *[(SUITES[name], False) for name in ev.domain_suites]]
     if target is not None:
         suites.append((target.suite, True))
-    extra = {"suites": suites, "labels": target.labels if target else []}
+    return suites
+
+
+def _shared_context(recipe: RecipeFile, target) -> dict:
+    from pipeline.deepspeed_config import deepspeed_path
+
+    extra = {"suites": _suites(recipe, target), "labels": target.labels if target else []}
     return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra,
             "deepspeed": deepspeed_path(recipe)}
 
@@ -233,19 +288,28 @@ def _eval_config(recipe: RecipeFile):
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
-    # Paths inside the run folder are stored relative to it, so a run folder can be moved or copied.
-    def rel(path):
-        if path is None:
-            return None
-        path = Path(path)
-        return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
-
-    return {"model_dir": rel(result.model_dir), "adapter_dir": rel(result.adapter_dir),
+    return {"model_dir": _stored_path(result.model_dir, run_dir), "adapter_dir": _stored_path(result.adapter_dir, run_dir),
             "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
+
+
+def _stored_path(path, run_dir: Path):
+    """A folder inside the run folder as {"run": relative path}, so the run folder can be moved or copied;
+    anything else (the base model's folder, a hub id) as {"path": ...}, as given."""
+    if path is None:
+        return None
+    path = Path(path)
+    return {"run": str(path.relative_to(run_dir))} if path.is_relative_to(run_dir) else {"path": str(path)}
+
+
+def _loaded_path(stored, run_dir: Path):
+    if stored is None:
+        return None
+    if isinstance(stored, str):  # a marker written before paths were tagged: relative meant inside the run
+        return run_dir / stored
+    return run_dir / stored["run"] if "run" in stored else Path(stored["path"])
 
 
 def _load_result(marker: Path, run_dir: Path) -> StageResult:
     data = json.loads(marker.read_text())
-    adapter = data["adapter_dir"]
-    return StageResult(model_dir=run_dir / data["model_dir"], metrics=data["metrics"], rows=data["rows"],
-                       adapter_dir=run_dir / adapter if adapter else None)
+    return StageResult(model_dir=_loaded_path(data["model_dir"], run_dir), metrics=data["metrics"], rows=data["rows"],
+                       adapter_dir=_loaded_path(data["adapter_dir"], run_dir))

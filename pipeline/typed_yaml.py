@@ -60,6 +60,29 @@ def load_yaml(path: Path):
     return data if data is not None else LineDict()
 
 
+MAX_YAML_VALUES = 100_000  # after aliases are expanded; an "alias bomb" grows past it at once
+
+
+def unaliased(data, budget: list[int] | None = None):
+    """A copy in which every YAML alias is a value of its own, so a --set on one path changes that path only.
+
+    The loader hands every `*alias` the very object of its `&anchor`: an override through one recipe would
+    change every recipe that shares the anchor. Line numbers are kept; more than MAX_YAML_VALUES values
+    after expansion is a ConfigError (anchors nested in anchors grow exponentially).
+    """
+    budget = [MAX_YAML_VALUES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError([f"YAML aliases expand to more than {MAX_YAML_VALUES} values; write the values out"])
+    if isinstance(data, dict):
+        copy = LineDict({key: unaliased(value, budget) for key, value in data.items()})
+        copy.lines = dict(getattr(data, "lines", {}))
+        return copy
+    if isinstance(data, list):
+        return [unaliased(value, budget) for value in data]
+    return data
+
+
 class Builder:
     """Builds typed dataclasses from plain data and collects problems instead of stopping at the first."""
 

@@ -50,8 +50,8 @@ def _score(tmp_path, rows, answer=lambda row: row["completion"], **target):
     """The target's (metric, score, max_gen_toks) when the model answers each test prompt with answer(row)."""
     data = tmp_path / "target.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    loaded = load_target(TargetConfig(name="mine", train=str(data), test=str(data), **target),
-                         build_tokenizer(), tmp_path / "data")
+    loaded = load_target(TargetConfig(name="mine", train=str(data), test=str(data), **target), build_tokenizer())
+    loaded.write_suite(tmp_path / "data")
     test_rows = [json.loads(line) for line in (tmp_path / "data" / "mine_test.jsonl").read_text().splitlines()]
     output = simple_evaluate(model=Oracle({row["prompt"]: answer(row) for row in test_rows}), tasks=["mine"],
                              task_manager=task_manager_for(loaded.suite), bootstrap_iters=0)
