@@ -67,7 +67,8 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         labels = target.labels if target else []
         plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe), _suites(recipe, target), labels)
         selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
-        outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed))
+        suites = _suites(recipe, target)
+        outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites))
         if isinstance(outcome, str):
             raise every_rank(UserError(outcome))
         if main:  # the plan holds: from here on the folder changes
@@ -102,12 +103,18 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     return run_dir
 
 
-def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool):
-    """check_plan on rank 0: the stage ids it cleared, or the refusal's message (handed to every rank)."""
+def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool, suites: list):
+    """On rank 0, before the folder changes: every suite's tasks load, and check_plan holds. Returns the stage ids
+    check_plan cleared, or the refusal's message (handed to every rank)."""
+    from evaluation.harness import TaskLoadError, task_manager_for
     from pipeline.plan import check_plan
 
     try:
+        for suite, _ in suites:  # an unknown task name would otherwise fail at the first evaluation
+            task_manager_for(suite)
         return check_plan(plan, run_dir, manifest.data["stages"], rerun_changed)
+    except TaskLoadError as err:
+        return f"evaluation: {err}"
     except UserError as err:
         return str(err)
 
