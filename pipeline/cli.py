@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,31 @@ def recipe_path(name_or_path: str) -> Path:
     if shipped.exists():
         return shipped
     raise UserError(f"{name_or_path}: no such recipe file (and no shipped recipe of that name; see `pipeline ls`)")
+
+
+def output_folder(value: str, option: str) -> Path:
+    """A folder named on the command line that the command writes into.
+
+    It may be anywhere, absolute or relative to the working folder, as any command-line path (unlike a recipe
+    file's runs_root, which stays inside the working folder); but not "" (which would silently mean the default),
+    not an existing file, and somewhere this user can write: the folder itself, or the nearest existing folder
+    above it, in which it will be made.
+    """
+    if not value.strip():
+        default = f" (or leave {option} out for the default)" if option == "--run-dir" else ""
+        raise UserError(f"{option}: empty; name a folder{default}")
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {value}: is a file, not a folder")
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{option} {value}: is a link to {os.readlink(path)}, which does not exist")
+    existing = next(p for p in [path.absolute(), *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} {value}: {existing} is a file, so no folder can be made inside it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "the folder" if existing == path.absolute() else f"{existing}, where it would be made,"
+        raise UserError(f"{option} {value}: {what} is not writable by this user (read-only?)")
+    return path
 
 
 def load(args):
@@ -52,8 +78,18 @@ def cmd_run(args) -> int:
     """Train and evaluate every recipe in the file; write results.csv and report.md."""
     from pipeline.orchestrator import run_dir_for, run_recipe
 
+    if args.run_dir is not None:
+        try:
+            output_folder(args.run_dir, "--run-dir")
+        except UserError as err:
+            raise every_rank(err)
     path, recipe = load_checked(args)
     run_dir = run_dir_for(recipe, args.run_dir)
+    if args.run_dir is None:  # runs_root/name: made inside the working folder
+        try:
+            output_folder(str(run_dir), "runs_root")
+        except UserError as err:
+            raise every_rank(err)
     _setup_logging()
     run_recipe(recipe, run_dir, path, only=args.only or [], rerun_changed=args.rerun_changed)
     if ranks.is_main():
@@ -66,6 +102,8 @@ def cmd_validate(args) -> int:
     from pipeline.deepspeed_config import check_world
     from pipeline.validate import check_recipe
 
+    if args.world_size < 1:
+        raise UserError(f"--world-size: must be >= 1 (the number of processes), got {args.world_size}")
     _setup_logging(quiet=True)
     path, recipe = load(args)
     problems = check_recipe(recipe) or check_world(recipe, args.world_size)
@@ -99,8 +137,9 @@ def cmd_report(args) -> int:
     from pipeline.report import write_report
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "results.csv").exists():
+    if not (run_dir / "results.csv").is_file():
         raise UserError(f"{run_dir}/results.csv: not found (is this a finished run folder?)")
+    output_folder(args.run_dir, "run folder")  # report.md and report.png are written into it
     print(write_report(run_dir))
     return 0
 
@@ -109,6 +148,12 @@ def cmd_retrain(args) -> int:
     """Retrain on new data; promote the model only if it passes the recipe's gate (exit 1 if refused)."""
     from pipeline.retrain import export, retrain, summary
 
+    try:
+        for value, option in ((args.registry, "--registry"), (args.export, "--export")):
+            if value is not None:
+                output_folder(value, option)
+    except UserError as err:
+        raise every_rank(err)
     path, recipe = load_checked(args)
     _setup_logging()
     outcome = retrain(recipe, path, Path(args.registry))  # the same on every rank: rank 0 decided it
@@ -144,13 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set seeds=[0] (repeatable)")
         p.set_defaults(func=func)
         if name == "run":
-            p.add_argument("--run-dir", help="run folder (default: runs_root/name)")
+            p.add_argument("--run-dir", help="run folder, absolute or relative to the working folder; not an existing "
+                                             "file (default: runs_root/name)")
             p.add_argument("--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)")
             p.add_argument("--rerun-changed", action="store_true",
                            help="train again the finished stages whose inputs differ from this config (else refused)")
         else:
             p.add_argument("--world-size", type=int, default=1, metavar="N",
-                           help="check the batch split and DeepSpeed config for N processes (default 1)")
+                           help="check the batch split and DeepSpeed config for N >= 1 processes (default 1)")
     p = sub.add_parser("retrain", help=cmd_retrain.__doc__, description=cmd_retrain.__doc__)
     p.add_argument("recipe", help="recipe YAML file, or a shipped recipe name (pipeline ls)")
     p.add_argument("--registry", required=True, help="registry folder: runs/, accepted.json, registry.jsonl")
@@ -180,9 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except UserError as err:  # raised anywhere: config, data loaders, run lock, preemption
+        from pipeline.typed_yaml import cut_echoes
+
         rank, world = ranks.launched()
         if rank == 0 or not err.every_rank:
-            for line in dict.fromkeys(str(err).splitlines()):  # a stage shared by recipes (a YAML anchor) errs once
+            lines = [cut_echoes(line) for line in str(err).splitlines()]  # a 10 MB value is not echoed whole
+            for line in dict.fromkeys(lines):  # a stage shared by recipes (a YAML anchor) errs once
                 print(f"error: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr, flush=True)
         if err.every_rank and world > 1:
             ranks.leave()

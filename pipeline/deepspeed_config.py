@@ -89,13 +89,22 @@ def check_deepspeed(recipe, world_size: int) -> list[str]:
         return [f"{shown}:{err.lineno}: invalid JSON ({err.msg})"]
     if not isinstance(raw, dict):
         return [f"{shown}: expected a JSON object"]
-    problems = []
-    for recipe_name, configs in recipe.stages.items():
-        for config in configs:
-            if config.steps:  # a 0-step stage never starts DeepSpeed
-                where = f"recipes.{recipe_name}.{config.name}, {world_size} processes"
-                problems += [f"{shown}: {line} ({where})" for line in check_stage(raw, config, world_size)]
-    return list(dict.fromkeys(problems))
+    stages_with = {}  # problem -> the stages that have it: a problem of the file itself is one line, not one a stage
+    stages = [(f"recipes.{name}.{config.name}", config) for name, configs in recipe.stages.items()
+              for config in configs if config.steps]  # a 0-step stage never starts DeepSpeed
+    for where, config in stages:
+        for line in check_stage(raw, config, world_size):
+            stages_with.setdefault(line, []).append(where)
+    return [f"{shown}: {line} ({_stages_named(wheres, len(stages))}, {world_size} process{'es' if world_size > 1 else ''})"
+            for line, wheres in stages_with.items()]
+
+
+def _stages_named(wheres: list[str], n_stages: int) -> str:
+    """The stages a problem was found in: all of them, or the first few by name."""
+    if len(wheres) == n_stages and n_stages > 1:
+        return f"all {n_stages} training stages"
+    more = f" and {len(wheres) - 2} more" if len(wheres) > 2 else ""
+    return ", ".join(wheres[:2]) + more
 
 
 def check_stage(raw: dict, config, world_size: int) -> list[str]:

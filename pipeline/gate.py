@@ -48,14 +48,24 @@ class Check:
     note: str = ""
 
 
-def final_stage(run_dir: Path, recipe: str, frame) -> str:
-    """The recipe's final stage: its last stage in the run's resolved config (else in results order)."""
-    import yaml
+def run_config(run_dir: Path) -> dict:
+    """A run folder's resolved config.yaml as data ({} when it has none); a broken one is a one-line error."""
+    from pipeline.typed_yaml import load_yaml
 
     config = Path(run_dir) / "config.yaml"
-    stages = (yaml.safe_load(config.read_text()).get("recipes", {}).get(recipe) if config.exists() else None) or []
+    return load_yaml(config) if config.exists() else {}
+
+
+def final_stage(run_dir: Path, recipe: str, frame) -> str:
+    """The recipe's final stage: its last stage in the run's resolved config (else in results order)."""
+    recipes = run_config(run_dir).get("recipes")
+    stages = (recipes.get(recipe) if isinstance(recipes, dict) else None) or []
     if stages:
-        return stages[-1]["name"]
+        last = stages[-1] if isinstance(stages, list) else None
+        if not isinstance(last, dict) or not isinstance(last.get("name"), str):
+            raise UserError(f"{Path(run_dir) / 'config.yaml'}: recipes.{recipe}: expected a list of stages, "
+                            "each with a name (the file the run wrote has them)")
+        return last["name"]
     ordered = [s for s in dict.fromkeys(frame[frame.recipe == recipe].stage) if s != "base"]
     if not ordered:
         raise UserError(f"{run_dir}/results.csv: no trained stage of recipe {recipe!r}")
@@ -77,12 +87,12 @@ def final_scores(frame, recipe: str, stage: str) -> dict:
 
 def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
     """(final stage, scores) of `recipe` in a finished run folder."""
-    from pipeline.results import read_csv
+    from pipeline.report import read_results
 
     path = Path(run_dir) / "results.csv"
-    if not path.exists():
+    if not path.is_file():
         raise UserError(f"{path}: not found (is {run_dir} a finished run folder?)")
-    frame = read_csv(path)
+    frame = read_results(path)
     if recipe not in set(frame.recipe):
         raise UserError(f"{path}: no results for recipe {recipe!r} (gate.recipe); has {sorted(set(frame.recipe))}")
     stage = final_stage(run_dir, recipe, frame)
@@ -155,16 +165,24 @@ def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
     """The gate of a run's resolved config (defaults when it has none), with `--set field=value` overrides."""
     import yaml
 
-    from pipeline.typed_yaml import Builder, ConfigError
+    from pipeline.typed_yaml import Builder, ConfigError, shown
 
-    config = Path(run_dir) / "config.yaml"
-    data = dict((yaml.safe_load(config.read_text()) or {}).get("gate") or {}) if config.exists() else {}
+    data = run_config(run_dir).get("gate") or {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{Path(run_dir) / 'config.yaml'}: gate: expected a mapping of thresholds, "
+                           f"got {type(data).__name__} {shown(data)}"])
+    data = dict(data)
     builder = Builder("--set")
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
-            builder.error(f"--set {item}", None, "expected key=value")
-        data[key.removeprefix("gate.")] = yaml.safe_load(value)
+        if not sep or not key:
+            builder.error(shown(item), None, "expected key=value")
+            continue
+        try:
+            data[key.removeprefix("gate.")] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            builder.error(key, None, f"value {shown(value)} is not valid YAML ({problem})")
     gate = builder.build(GateConfig, data, "gate") if not builder.problems else None
     if builder.problems:
         raise ConfigError(builder.problems)

@@ -8,9 +8,58 @@ import json
 from pathlib import Path
 
 from pipeline.atomic import write_bytes, write_text
-from pipeline.results import read_csv
+from pipeline.errors import UserError
+from pipeline.results import COLUMNS, SUITE_KINDS, read_csv
 
 LEAK = "format_leak"
+
+
+def read_results(path: Path):
+    """results.csv as a DataFrame, checked first: a file that is not a run's results table (not text, not CSV,
+    other columns, a score that is no number in [0, 1], no base-model scores) is one line naming it and the row."""
+    import pandas as pd
+
+    from pipeline.typed_yaml import shown
+
+    path = Path(path)
+    try:
+        frame = read_csv(path)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); not a results table") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: empty; expected a results table with columns {','.join(COLUMNS)}") from None
+    except pd.errors.ParserError as err:
+        raise UserError(f"{path}: not a CSV table ({str(err).strip().splitlines()[-1]})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: not a results table: no column {', '.join(missing)} "
+                        f"(its header: {shown(','.join(map(str, frame.columns)))}; expected {','.join(COLUMNS)})")
+    if frame.empty:
+        raise UserError(f"{path}: no rows (a run writes them as each stage is evaluated)")
+
+    def refuse(bad, what: str):
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            column = what.split()[0]
+            value = frame[column].iloc[row]
+            value = value.item() if hasattr(value, "item") else value  # a numpy scalar as the plain number it is
+            raise UserError(f"{path}:{row + 2}: {column} {shown(value)} {what.split(' ', 1)[1]}")
+
+    score, seed = pd.to_numeric(frame.score, errors="coerce"), pd.to_numeric(frame.seed, errors="coerce")
+    for column in ("recipe", "stage"):
+        refuse(frame[column].isna(), f"{column} is empty")
+    refuse(~frame.suite.isin(SUITE_KINDS), f"suite is not one of {sorted(SUITE_KINDS)}")
+    refuse(~score.between(0, 1), "score is not a number in [0, 1]")
+    refuse(seed.isna() | (seed != seed.round()), "seed is not a whole number")
+    frame = frame.assign(score=score, seed=seed.astype(int), recipe=frame.recipe.astype(str),
+                         stage=frame.stage.astype(str))
+    scores = frame[frame.metric != LEAK]
+    if scores[(scores.stage == "base") & (scores.suite == "general")].empty:
+        raise UserError(f"{path}: no general scores of the base model (stage base), which every run evaluates "
+                        "first; not a finished run's results")
+    return frame
 
 
 def summarise(frame):
@@ -99,10 +148,14 @@ def plot(table) -> bytes:
 def write_report(run_dir: Path) -> Path:
     """Write report.md and report.png into the run folder from its results.csv."""
     run_dir = Path(run_dir)
-    frame = read_csv(run_dir / "results.csv")
+    frame = read_results(run_dir / "results.csv")
     table = summarise(frame)
     mean, sd, seeds = over_seeds(table)
-    manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
+        manifest = manifest if isinstance(manifest, dict) else {"code_version": "? (manifest.json is no JSON object)"}
+    except (OSError, ValueError):  # the code version is all the report takes from it
+        manifest = {"code_version": "? (manifest.json unreadable)"}
     write_bytes(run_dir / "report.png", plot(table))
     parts = [
         f"# Report: {run_dir.name}",

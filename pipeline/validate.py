@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from pipeline.config import EMBEDDED, RecipeFile
+from pipeline.typed_yaml import shown
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -15,11 +16,48 @@ def check_recipe(recipe: RecipeFile, content: bool = True) -> list[str]:
     """Return one line per problem found, located as file:line: field: message (empty when the recipe can run)."""
     from pipeline.validate_content import check_content, locate
 
-    problems = [*check_model(recipe), *check_suites(recipe), *check_target(recipe), *check_data(recipe),
-                *check_stages(recipe), *check_gate(recipe)]
+    problems = [*check_seeds(recipe), *check_names(recipe), *check_model(recipe), *check_suites(recipe),
+                *check_target(recipe), *check_data(recipe), *check_stages(recipe), *check_gate(recipe)]
     if content and not problems:  # only read data and model files once their names check out
         problems = check_content(recipe)
     return locate(problems, recipe)
+
+
+MAX_SEED = 2**32 - 1  # numpy's (transformers' set_seed seeds it too)
+
+
+def check_seeds(recipe: RecipeFile) -> list[str]:
+    """Each seed once (a repeated seed trains the same run twice and counts its rows twice), each one numpy takes."""
+    problems = []
+    repeated = sorted({seed for seed in recipe.seeds if recipe.seeds.count(seed) > 1})
+    if repeated:
+        problems.append(f"seeds: {', '.join(map(str, repeated))} listed more than once; list each seed once")
+    outside = [seed for seed in recipe.seeds if not 0 <= seed <= MAX_SEED]
+    if outside:
+        problems.append(f"seeds: {shown(outside[0])} is outside 0..{MAX_SEED}")
+    return problems
+
+
+def check_names(recipe: RecipeFile) -> list[str]:
+    """Names that become folder or file names fit a file system's limit (stage names: their own check)."""
+    from pipeline.sweep import folder_name
+    from stages.train_config import MAX_NAME_BYTES
+
+    def too_long(name: str) -> bool:
+        return len(name.encode()) > MAX_NAME_BYTES
+
+    problems = []
+    if too_long(recipe.name):
+        problems.append(f"name: {shown(recipe.name)} is {len(recipe.name.encode())} bytes long; at most "
+                        f"{MAX_NAME_BYTES} (it names the run folder)")
+    for name in recipe.stages:
+        if too_long(folder_name(name)):
+            problems.append(f"recipes: recipe name {shown(name)} is {len(folder_name(name).encode())} bytes long; "
+                            f"at most {MAX_NAME_BYTES} (it names a folder)")
+    if recipe.target is not None and too_long(recipe.target.name):
+        problems.append(f"target.name: {shown(recipe.target.name)} is {len(recipe.target.name.encode())} bytes "
+                        f"long; at most {MAX_NAME_BYTES} (it names files)")
+    return problems
 
 
 def check_model(recipe: RecipeFile) -> list[str]:
@@ -28,6 +66,8 @@ def check_model(recipe: RecipeFile) -> list[str]:
     if path == EMBEDDED:
         return []
     folder = Path(path)
+    if folder.is_file():
+        return [f"model.path: {path}: is a file; name the model's folder (config.json, model.safetensors, tokenizer)"]
     if folder.exists():
         return [] if (folder / "config.json").exists() else [f"model.path: {path}: folder has no config.json"]
     if folder.is_absolute() or path.startswith(".") or not HUB_ID.match(path):
@@ -42,10 +82,10 @@ def check_suites(recipe: RecipeFile) -> list[str]:
     ev = recipe.evaluation
     problems = []
     if not ev.general_tasks and ev.general_suite not in SUITES:
-        problems.append(f"evaluation.general_suite: unknown suite {ev.general_suite!r}; one of {sorted(SUITES)}")
+        problems.append(f"evaluation.general_suite: unknown suite {shown(ev.general_suite)}; one of {sorted(SUITES)}")
     for name in ev.domain_suites:
         if name not in SUITES:
-            problems.append(f"evaluation.domain_suites: unknown suite {name!r}; one of {sorted(SUITES)}")
+            problems.append(f"evaluation.domain_suites: unknown suite {shown(name)}; one of {sorted(SUITES)}")
     return problems
 
 
@@ -65,10 +105,19 @@ def check_target(recipe: RecipeFile) -> list[str]:
 
             task = source[len(EMBEDDED_PREFIX):]
             if task not in TARGET_TASKS:
-                problems.append(f"target.{field}: unknown embedded task {task!r}; one of {sorted(TARGET_TASKS)}")
-        elif source.endswith(DATA_SUFFIXES) and not Path(source).exists():
-            problems.append(f"target.{field}: {source}: file not found")
+                problems.append(f"target.{field}: unknown embedded task {shown(task)}; one of {sorted(TARGET_TASKS)}")
+        else:
+            problems += _file_problems(f"target.{field}", source)
     return problems
+
+
+def _file_problems(field: str, source: str) -> list[str]:
+    """A local data source is an existing file: a folder is not read (its files are not a data set here)."""
+    if Path(source).is_dir():
+        return [f"{field}: {source}: is a directory, not a data file; name a {'/'.join(DATA_SUFFIXES)} file in it"]
+    if source.endswith(DATA_SUFFIXES) and not Path(source).exists():
+        return [f"{field}: {source}: file not found"]
+    return []
 
 
 def check_data(recipe: RecipeFile) -> list[str]:
@@ -78,9 +127,9 @@ def check_data(recipe: RecipeFile) -> list[str]:
     problems = []
     for name, config in recipe.data.items():
         if config.source.startswith(EMBEDDED_PREFIX) and config.source not in known_sources():
-            problems.append(f"data.{name}.source: unknown embedded source {config.source!r}; one of {known_sources()}")
-        elif config.source.endswith(DATA_SUFFIXES) and not Path(config.source).exists():
-            problems.append(f"data.{name}.source: {config.source}: file not found")
+            problems.append(f"data.{name}.source: unknown embedded source {shown(config.source)}; one of {known_sources()}")
+        elif not config.source.startswith(EMBEDDED_PREFIX):
+            problems += _file_problems(f"data.{name}.source", config.source)
     return problems
 
 
@@ -100,4 +149,4 @@ def check_gate(recipe: RecipeFile) -> list[str]:
     """The gate (when the file has one) promotes a recipe of this file."""
     if recipe.gate is None or recipe.gate.recipe in recipe.recipes:
         return []
-    return [f"gate.recipe: {recipe.gate.recipe!r} is not a recipe of this file; one of {sorted(recipe.recipes)}"]
+    return [f"gate.recipe: {shown(recipe.gate.recipe)} is not a recipe of this file; one of {sorted(recipe.recipes)}"]

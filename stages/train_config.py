@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")
+MAX_NAME_BYTES = 200  # a name becomes a folder or file name (plus a suffix); file systems allow 255 bytes
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a folder inside the run folder, or None: plain characters, at most MAX_NAME_BYTES."""
+    from pipeline.typed_yaml import shown
+
+    if not PLAIN_NAME.match(name):
+        return f"{shown(name)} must be a plain name (letters, digits, _ . -)"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"{shown(name)} is {len(name.encode())} bytes long; at most {MAX_NAME_BYTES} (it names a folder)"
+    return None
 
 
 class Scheduler(str, enum.Enum):
@@ -44,23 +57,26 @@ class TrainingConfig:
 
     def __post_init__(self):
         self.name = self.name or self.kind
-        if not PLAIN_NAME.match(self.name):  # it becomes a folder name inside the run folder
-            raise ValueError(f"name: {self.name!r} must be a plain name (letters, digits, _ . -)")
+        problem = name_problem(self.name)  # it becomes a folder name inside the run folder
+        if problem:
+            raise ValueError(f"name: {problem}")
         if self.steps < self.min_steps:
             raise ValueError(f"{self.name}.steps: must be >= {self.min_steps}, got {self.steps}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError(f"{self.name}.batch_size/grad_accum: must be >= 1")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"{self.name}.batch_size: {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
-        if not self.lr > 0:
-            raise ValueError(f"{self.name}.lr: must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"{self.name}.lr: must be > 0 and finite, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"{self.name}.weight_decay: must be >= 0 and finite, got {self.weight_decay}")
         if self.save_steps < 1 or self.save_total_limit < 1:
             raise ValueError(f"{self.name}.save_steps/save_total_limit: must be >= 1")
         if not self.data:
             raise ValueError(f"{self.name}.data: must name at least one source")
         if self.k != 1 and not self.replay:
             raise ValueError(f"{self.name}.k: set only together with replay sources")
-        if not 0 <= self.warmup_ratio < 1:
+        if not 0 <= self.warmup_ratio < 1:  # also refuses nan
             raise ValueError(f"{self.name}.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
 
     kind = "train"

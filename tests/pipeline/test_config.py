@@ -112,3 +112,67 @@ def test_missing_and_non_utf8_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"name: \xff\xfe\n")
     assert "not UTF-8" in problems(bad)[0]
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("      lr: .inf", ":7: recipes.sft[0].lr: expected a finite number, got inf"),
+    ("      lr: -.inf", ":7: recipes.sft[0].lr: expected a finite number, got -inf"),
+    ("      lr: .nan", ":7: recipes.sft[0].lr: expected a finite number, got nan"),
+    ("      lr: 'inf'", ":7: recipes.sft[0].lr: expected a finite number, got 'inf'"),
+    ("      lr: 1e999", ":7: recipes.sft[0].lr: expected a finite number, got '1e999'"),
+    ("      lr: " + "9" * 400, ":7: recipes.sft[0].lr: expected a finite number, got 999999999"),
+    ("      warmup_ratio: .nan", ":7: recipes.sft[0].warmup_ratio: expected a finite number, got nan"),
+    ("      weight_decay: -0.1", ":7: finetune.weight_decay: must be >= 0 and finite, got -0.1"),
+    ("      weight_decay: .inf", ":7: recipes.sft[0].weight_decay: expected a finite number, got inf"),
+    ("gate: {recipe: sft, min_target: .nan}", ":7: gate.min_target: expected a finite number, got nan"),
+])
+def test_float_fields_are_finite(tmp_path, line, expected):
+    found = problems(write(tmp_path, MINIMAL + line + "\n"))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_finite_checks_hold_without_yaml():
+    from stages.finetune import Config
+
+    for field, value in [("lr", float("inf")), ("lr", float("nan")), ("weight_decay", float("nan")),
+                         ("warmup_ratio", float("nan"))]:
+        with pytest.raises(ValueError, match=f"finetune.{field}: must be"):
+            Config(**{field: value})
+
+
+@pytest.mark.parametrize("text, expected", [
+    (MINIMAL.replace("name: demo\n", "name: demo\nname: other\n"),
+     ":2: duplicate key 'name' (first on line 1); YAML would keep only the last one: remove one"),
+    (MINIMAL + "      steps: 6\n", ":7: duplicate key 'steps' (first on line 6)"),
+    (MINIMAL + "  sft:\n    - kind: finetune\n", ":7: duplicate key 'sft' (first on line 4)"),
+])
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path, text, expected):
+    found = problems(write(tmp_path, text))
+    assert len(found) == 1 and found[0].startswith(str(tmp_path / "recipe.yaml")) and expected in found[0], found
+
+
+def test_keys_merged_from_anchors_may_be_overridden(tmp_path):
+    text = ("name: demo\ntarget: {}\nx-ft: &ft {kind: finetune, steps: 5, lr: 0.1}\n"
+            "recipes:\n  sft:\n    - {<<: *ft, steps: 2}\n    - {<<: *ft, name: second, lr: 0.2}\n")
+    first, second = load_recipe(write(tmp_path, text)).stages["sft"]
+    assert (first.steps, first.lr, second.steps, second.lr) == (2, 0.1, 5, 0.2)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("- name: demo\n", "expected a YAML mapping of settings (key: value lines), got a list of 1 item(s)"),
+    ("just words\n", "expected a YAML mapping of settings (key: value lines), got str 'just words'"),
+    ("42\n", "expected a YAML mapping of settings (key: value lines), got int 42"),
+])
+def test_a_recipe_file_that_is_not_a_mapping_is_one_line(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    assert problems(path) == [f"{path}: {expected}"]
+
+
+def test_a_directory_is_no_recipe_file(tmp_path):
+    assert problems(tmp_path) == [f"{tmp_path}: is a directory, not a YAML file"]
+
+
+def test_a_stage_name_that_no_file_system_takes_is_refused(tmp_path):
+    found = problems(write(tmp_path, MINIMAL + "      name: a" + "é" * 100 + "\n"))  # 101 characters, 201 bytes
+    assert len(found) == 1 and "is 201 bytes long; at most 200 (it names a folder)" in found[0], found
+    assert load_recipe(write(tmp_path, MINIMAL + "      name: " + "s" * 200 + "\n"))
