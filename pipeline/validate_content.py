@@ -362,7 +362,7 @@ def check_content(recipe: RecipeFile) -> list[str]:
     if recipe.target is not None and "target" in loaded:
         problems += check_labels(recipe.target.labels, loaded["target"], tokenizer)
         if recipe.target.test:
-            warn_overlap(recipe, loaded["target"], tokenizer)
+            problems += warn_overlap(recipe, loaded["target"], tokenizer)
     return problems
 
 
@@ -396,20 +396,20 @@ def check_truncation(field: str, source: str, data, tokenizer, max_length: int) 
     return []
 
 
-def warn_overlap(recipe: RecipeFile, train, tokenizer) -> None:
-    """Warn when held-out test prompts also appear in the training data."""
+def warn_overlap(recipe: RecipeFile, train, tokenizer) -> list[str]:
+    """The test data loads (a problem in it is an error, as in the run); warn when test prompts are also trained on."""
     from data_recipes.catalog import load_source
 
     t = recipe.target
     try:
         test = load_source(t.source("test"), tokenizer).data
     except UserError as err:
-        log.warning("target.test: %s", err)
-        return
+        return [f"target.test: {err}"]
     overlap = len(set(test["prompt"]) & set(train["prompt"]))
     if overlap:
         log.warning("target.test: %d of %d test prompts also appear in target.train; scores will be optimistic",
                     overlap, len(test))
+    return []
 
 
 def _first_line(err: Exception) -> str:
