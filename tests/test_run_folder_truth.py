@@ -168,3 +168,23 @@ def test_random_changes_never_leave_an_untrue_report(finished, tiny_base, tmp_pa
     assert snapshot(run_dir) == before
     assert run(run_dir, tiny_base, *changes, args=["--rerun-changed"]) == 0
     assert_truthful(run_dir)
+
+
+def test_a_hub_id_base_survives_a_rerun_that_skips_the_prompt_stage(tiny_base, tmp_path):
+    """A hub-id-shaped base (`org/name`), served offline from a local Hugging Face cache, as a user's hub model."""
+    import os
+    import subprocess
+    import sys
+
+    snapshot_dir = tmp_path / "hub" / "models--acme--tiny-llama" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_base, snapshot_dir)
+    (tmp_path / "hub" / "models--acme--tiny-llama" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny-llama" / "refs" / "main").write_text("0" * 40)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    sets = [a for s in settings("acme/tiny-llama") for a in ("--set", s)]
+    command = [sys.executable, "-m", "pipeline.cli", "run", RECIPE, "--run-dir", str(tmp_path / "run"), *sets,
+               "--only", "prompt_tuning", "--only", "promot"]
+    for _ in range(2):  # the second run skips every stage and hands promot's prompt on from its marker
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert_truthful(tmp_path / "run")
