@@ -78,16 +78,23 @@ def test_sigterm_saves_and_says_how_to_resume(tiny_base, reference, tmp_path):
 
 
 def test_second_run_on_the_same_folder_is_refused(tiny_base, tmp_path):
+    # The first owner holds the folder's lock until told to stop, as a run does while it trains: waiting for
+    # a real run's lock file raced with a fast machine finishing that run before the second one started.
     run_dir = tmp_path / "run"
-    args = command(tiny_base, run_dir)
-    proc = start(args)
-    wait_for(run_dir / "run.lock", proc)
-    second = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                            text=True, timeout=120)
-    proc.kill()
-    proc.wait()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from pipeline.run_lock import RunLock\n"
+         "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.read()", str(run_dir)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = subprocess.run(command(tiny_base, run_dir), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
     assert second.returncode == 2
-    assert f"run folder is in use by process {proc.pid}" in second.stderr
+    assert f"run folder is in use by process {holder.pid}" in second.stderr
+    assert not (run_dir / "results.csv").exists()
 
 
 def test_same_recipe_same_seed_gives_identical_results(tiny_base, reference, tmp_path):
