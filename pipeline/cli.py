@@ -234,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
             for line in dict.fromkeys(lines):  # a stage shared by recipes (a YAML anchor) errs once
                 print(f"error: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr, flush=True)
         if err.every_rank and world > 1:
+            if rank != 0 and not ranks.in_group():
+                # No process group to wait in (a recipe error comes before one is joined): give rank 0 the time to
+                # print. The launcher stops every rank as soon as one exits, and would cut rank 0 off mid-line.
+                import time
+
+                time.sleep(5)
             ranks.leave()
         return getattr(err, "exit_code", 2)
     ranks.leave()  # every rank got here: finish together

@@ -46,6 +46,17 @@ def wait_for_everyone() -> None:
     state().wait_for_everyone()
 
 
+def in_group() -> bool:
+    """True once this process has joined the launcher's process group."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def leave() -> None:
     """Wait for every rank, then leave the launcher's process group, before this process exits.
 
