@@ -21,13 +21,13 @@ from pipeline.atomic import write_json, write_text
 from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
 from pipeline.errors import UserError, every_rank
 from pipeline.manifest import Manifest
+from pipeline.plan import DONE  # the completion marker, written last and atomically
 from pipeline.run_lock import RunLock
 from pipeline.sweep import folder_name
 from pipeline.threads import set_threads
 from stages.context import StageContext, StageResult
 
 log = logging.getLogger(__name__)
-DONE = "DONE.json"  # completion marker, written last and atomically
 
 
 def run_dir_for(recipe: RecipeFile, run_dir: str | None) -> Path:

@@ -60,8 +60,6 @@ def copy_of(finished, tmp_path) -> Path:
 
 def assert_truthful(run_dir: Path) -> None:
     """Every reported (recipe, seed, stage) was trained with config.yaml's settings, in config.yaml's chain."""
-    from pipeline.config import stage_dict  # noqa: F401  (the settings compare as stage_dict writes them)
-
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     frame = pd.read_csv(run_dir / "results.csv")
     manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
