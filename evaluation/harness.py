@@ -41,6 +41,9 @@ class TaskResult:
     responses: list[str] = field(repr=False)
     filter: str = "none"  # the lm-eval filter the score and responses come from
     references: list[str] = field(default_factory=list, repr=False)  # the task's answers, per sample
+    stderr: float | None = None  # standard error of the mean over the n samples (None: not a per-sample mean)
+    # The task's other metrics of the same filter (IFEval's loose accuracy, acc_norm): name -> (score, stderr).
+    extra: dict = field(default_factory=dict, repr=False)
 
 
 class SoftPromptHFLM(HFLM):
@@ -111,15 +114,20 @@ def _check_task_yamls(folder: Path) -> None:
 
 
 def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, batch_size: int = 32,
-                   max_length: int | None = None) -> list[TaskResult]:
-    """Evaluate a model (optionally with an attached prompt-tuning adapter) on every task of a suite."""
+                   max_length: int | None = None, apply_chat_template: bool = False) -> list[TaskResult]:
+    """Evaluate a model (optionally with an attached prompt-tuning adapter) on every task of a suite.
+
+    apply_chat_template: lm-eval's own switch. Each request's text is one user turn rendered by the tokenizer's
+    chat template with the generation prompt, and a multiple-choice continuation follows it with no delimiter.
+    """
     manager = task_manager_for(suite)
     was_training = model.training
     try:
         with _quiet_lm_eval(), _preserved_rng(), _no_environment_survey():
             lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length)
             output = simple_evaluate(model=lm, tasks=list(suite.tasks), task_manager=manager,
-                                     limit=limit, log_samples=True, bootstrap_iters=0)
+                                     limit=limit, log_samples=True, bootstrap_iters=0,
+                                     apply_chat_template=apply_chat_template)
     finally:
         model.train(was_training)  # HFLM switched it to eval mode; a training stage may go on
     return [_task_result(task, suite, output) for task in suite.tasks]
@@ -128,13 +136,30 @@ def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, 
 def _task_result(task: str, suite: Suite, output: dict) -> TaskResult:
     """Pick the task's first reported metric/filter and collect that filter's per-sample answers."""
     scores = output["results"][task]
-    key = next(k for k in scores if "," in k and "_stderr" not in k)  # "metric,filter", in config order
-    metric, filter_name = key.split(",", 1)
+    keys = [k for k in scores if "," in k and "_stderr" not in k]  # "metric,filter", in config order
+    metric, filter_name = keys[0].split(",", 1)
     samples = sorted((s for s in output["samples"][task] if s["filter"] == filter_name),
                      key=lambda s: s["doc_id"])
-    return TaskResult(task=task, suite_kind=suite.suite_kind, metric=metric, score=float(scores[key]),
+    extra = {}
+    for key in keys[1:]:
+        other, other_filter = key.split(",", 1)
+        if other_filter == filter_name and isinstance(scores[key], (int, float)):
+            extra[other] = (float(scores[key]), standard_error(samples, other))
+    return TaskResult(task=task, suite_kind=suite.suite_kind, metric=metric, score=float(scores[keys[0]]),
                       n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name,
-                      references=[str(s.get("target", "")) for s in samples])
+                      references=[str(s.get("target", "")) for s in samples],
+                      stderr=standard_error(samples, metric), extra=extra)
+
+
+def standard_error(samples: list[dict], metric: str) -> float | None:
+    """The standard error of a mean metric from its per-sample values: sd (ddof 1) / sqrt(n), as lm-eval's
+    mean_stderr computes it. None when a sample's value is no number (IFEval's instruction-level lists are
+    aggregated otherwise) or n < 2."""
+    values = [s.get(metric) for s in samples]
+    if len(values) < 2 or not all(isinstance(v, (bool, int, float)) for v in values):
+        return None
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def _response_text(sample: dict) -> str:

@@ -117,9 +117,13 @@ def cmd_validate(args) -> int:
 
 def cmd_ls(args) -> int:
     """List shipped recipes, stage kinds and evaluation suites."""
+    from bases import NAMED_BASES
     from evaluation.suites import SUITES
     from stages import STAGES
 
+    print("base models (model.path):")
+    for name, (_, _, about) in NAMED_BASES.items():
+        print(f"  {name:<22} {about}")
     print("recipes:")
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
         print(f"  {path.stem:<20} {path}")

@@ -23,7 +23,7 @@ EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` dat
 class ModelConfig:
     """Which base model every recipe starts from."""
 
-    path: str = field(default=EMBEDDED, metadata={"help": "'embedded' (tiny offline model), a local folder or a hub id"})
+    path: str = field(default=EMBEDDED, metadata={"help": "a named base ('embedded', 'smollm2-135m-instruct': pipeline ls), a local folder or a hub id"})
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code from the hub; off unless set"})
 
     def __post_init__(self):
@@ -80,6 +80,9 @@ class EvaluationConfig:
     limit: int | None = field(default=100, metadata={"help": "examples per general / domain task (None: all)"})
     target_limit: int | None = field(default=None, metadata={"help": "examples of the target's test set (None: all)"})
     batch_size: int = 64
+    chat_template: bool | str = field(default="auto", metadata={
+        "help": "auto (on when the tokenizer has one), true or false: render every suite and the target's chat-format "
+                "rows through the tokenizer's chat template (lm-eval's apply_chat_template)"})
 
     def __post_init__(self):
         for name in ("limit", "target_limit"):
@@ -87,6 +90,8 @@ class EvaluationConfig:
                 raise ValueError(f"evaluation.{name}: must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 1:
             raise ValueError(f"evaluation.batch_size: must be >= 1, got {self.batch_size}")
+        if self.chat_template not in (True, False, "auto"):
+            raise ValueError(f"evaluation.chat_template: must be auto, true or false, got {self.chat_template!r}")
 
 
 @dataclass

@@ -55,10 +55,10 @@ class Manifest:
         if not self.held:
             write_json(self.path, self.data)
 
-    def record_base(self, base_dir: Path) -> None:
-        """Record the base model and how it was built."""
+    def record_base(self, base_dir: Path, name: str | None = None) -> None:
+        """Record a named base model, its cached folder and how it was built (SmolLM2: from which GGUF)."""
         build = Path(base_dir) / "build.json"
-        self.data["base_model"] = {"path": str(base_dir),
+        self.data["base_model"] = {"name": name, "path": str(base_dir),
                                    "build": json.loads(build.read_text()) if build.exists() else None}
         self.save()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from data_recipes.catalog import EMBEDDED_PREFIX
 from pipeline import ranks, results
 from pipeline.atomic import write_json, write_text
-from pipeline.config import EMBEDDED, RecipeFile, resolved_dict
+from pipeline.config import RecipeFile, resolved_dict
 from pipeline.errors import UserError, every_rank
 from pipeline.manifest import Manifest
 from pipeline.plan import DONE  # the completion marker, written last and atomically
@@ -61,11 +61,13 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
             from stages.model_io import load_tokenizer
 
             tokenizer = load_tokenizer(base_dir, recipe.model.trust_remote_code)
+            chat = chat_template_on(recipe, tokenizer)
             sources, target, fingerprints = load_data(recipe, tokenizer, manifest)
         if target is not None:
             target.write_suite(Path(scratch) / "plan")  # the plan needs the target's task name only
         labels = target.labels if target else []
-        plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe), _suites(recipe, target), labels)
+        plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe, chat), _suites(recipe, target),
+                        labels)
         selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
         suites = _suites(recipe, target)
         outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites))
@@ -82,6 +84,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         # Recorded for the reader; results need no correction for it: batch_size is global.
         manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
                                    "threads": threads}
+        manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
         base_eval = run_stage(manifest, run_dir, plan[0], StageContext(
             stage_dir=run_dir / "base" / "evaluate", model_dir=base_dir, seed=0, **shared))
         rows = []
@@ -253,14 +256,14 @@ def _finished_result(manifest: Manifest, stage_dir: Path, stage_id: str, key: st
 
 
 def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
-    """The base checkpoint folder; the embedded default is built once and cached."""
-    if recipe.model.path != EMBEDDED:
+    """The base checkpoint folder; a named base (the embedded default, SmolLM2) is built once and cached."""
+    import bases
+
+    if not bases.is_named(recipe.model.path):
         # A local folder by its absolute path: stages hand it on, and a rerun reads it back, from any folder.
         return Path(recipe.model.path).resolve() if Path(recipe.model.path).exists() else recipe.model.path
-    from embedded.model import ensure_base_model
-
-    base = ensure_base_model()
-    manifest.record_base(base)
+    base = bases.ensure(recipe.model.path)
+    manifest.record_base(base, recipe.model.path)
     return base
 
 
@@ -284,14 +287,40 @@ def _shared_context(recipe: RecipeFile, target) -> dict:
             "deepspeed": deepspeed_path(recipe)}
 
 
-def _eval_config(recipe: RecipeFile):
+# How a chat model is prompted, recorded in the manifest (README: "Chat models").
+CHAT_CONVENTION = {
+    "applied": True,
+    "suites": "lm-eval's apply_chat_template: each request's text is one user turn, rendered by the tokenizer's "
+              "chat template with add_generation_prompt; a multiple-choice continuation follows with no delimiter",
+    "target_and_training_data": "chat-format rows (messages, sharegpt, alpaca, gsm8k) rendered once by the same "
+                                "tokenizer.apply_chat_template(add_generation_prompt=True) when loaded; "
+                                "prompt_completion rows used as written; the target is scored with no second template",
+}
+
+
+def chat_template_on(recipe: RecipeFile, tokenizer) -> bool:
+    """evaluation.chat_template resolved against the tokenizer. Off, the tokenizer forgets its template for the
+    run's data too, so chat-format rows are rendered as plain "User: ... Assistant:" turns, as the suites are."""
+    setting = recipe.evaluation.chat_template
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if setting is True and not has_template:
+        raise every_rank(UserError(f"evaluation.chat_template: true, but the tokenizer of {recipe.model.path} has no "
+                                   "chat template"))
+    on = has_template if setting == "auto" else bool(setting)
+    if not on:
+        tokenizer.chat_template = None
+    return on
+
+
+def _eval_config(recipe: RecipeFile, chat: bool = False):
     from stages.evaluate import Config
 
     target_limit = recipe.evaluation.target_limit
     if recipe.target is not None and recipe.target.train.startswith(EMBEDDED_PREFIX):
         # An embedded target's test split is generated at a fixed size: test_rows takes the first rows of it.
         target_limit = min(target_limit or recipe.target.test_rows, recipe.target.test_rows)
-    return Config(limit=recipe.evaluation.limit, target_limit=target_limit, batch_size=recipe.evaluation.batch_size)
+    return Config(limit=recipe.evaluation.limit, target_limit=target_limit, batch_size=recipe.evaluation.batch_size,
+                  chat_template=chat)
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:

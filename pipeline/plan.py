@@ -60,7 +60,10 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
     from pipeline.config import stage_dict
     from pipeline.orchestrator import stage_mix
 
-    evaluation = {"settings": dataclasses.asdict(eval_config), "max_length": recipe.max_length,
+    settings = dataclasses.asdict(eval_config)
+    if not settings.get("chat_template", True):  # off: left out, so run folders from before the switch still match
+        del settings["chat_template"]
+    evaluation = {"settings": settings, "max_length": recipe.max_length,
                   "suites": [[suite.name, list(suite.tasks), attach] for suite, attach in suites],
                   "target_data": fingerprints.get("target_test"), "labels": list(labels)}
     base_eval = Planned("base/evaluate", "evaluate", eval_config,

@@ -27,7 +27,9 @@ def resolve_recipe_paths(data: dict, recipe_dir: Path) -> None:
 
 
 def _resolved(value: str, recipe_dir: Path) -> str:
-    if value == "embedded" or value.startswith("embedded:") or Path(value).is_absolute():
+    import bases
+
+    if bases.is_named(value) or value.startswith("embedded:") or Path(value).is_absolute():
         return value
     beside = recipe_dir / value
     if not (value.startswith(".") or value.endswith(FILE_SUFFIXES) or beside.exists()):

@@ -53,35 +53,68 @@ def read_results(path: Path):
     refuse(~frame.suite.isin(SUITE_KINDS), f"suite is not one of {sorted(SUITE_KINDS)}")
     refuse(~score.between(0, 1), "score is not a number in [0, 1]")
     refuse(seed.isna() | (seed != seed.round()), "seed is not a whole number")
+    stderr = pd.to_numeric(frame.stderr, errors="coerce")
+    refuse(stderr.notna() & ~stderr.between(0, 1), "stderr is not a number in [0, 1]")
     frame = frame.assign(score=score, seed=seed.astype(int), recipe=frame.recipe.astype(str),
-                         stage=frame.stage.astype(str))
-    scores = frame[frame.metric != LEAK]
+                         stage=frame.stage.astype(str), stderr=stderr,
+                         primary=pd.to_numeric(frame.primary, errors="coerce").fillna(1).astype(int))
+    scores = scored(frame)
     if scores[(scores.stage == "base") & (scores.suite == "general")].empty:
         raise UserError(f"{path}: no general scores of the base model (stage base), which every run evaluates "
                         "first; not a finished run's results")
     return frame
 
 
+def scored(frame):
+    """The rows a mean is taken over: every task's primary score, not the format leak or a task's other metrics."""
+    frame = with_optional_columns(frame)
+    return frame[(frame.metric != LEAK) & (frame.primary == 1)]
+
+
+def with_optional_columns(frame):
+    """The frame with the columns results.csv gained later (stderr, primary) at their defaults where absent."""
+    from pipeline.results import OPTIONAL
+
+    missing = {column: default for column, default in OPTIONAL.items() if column not in frame.columns}
+    return frame.assign(**missing) if missing else frame
+
+
 def summarise(frame):
-    """Per (recipe, seed, stage): general mean, target score and format-leak share."""
+    """Per (recipe, seed, stage): general mean, target score and format-leak share, and (where every task has
+    one) the standard error of general, forgetting and target from the tasks' own standard errors."""
     import pandas as pd
 
-    scores = frame[frame.metric != LEAK]
+    frame = with_optional_columns(frame)
+    scores = scored(frame)
     keys = ["recipe", "seed", "stage"]
-    general = scores[scores.suite == "general"].groupby(keys, sort=False).score.mean().rename("general")
-    target = scores[scores.suite == "target"].groupby(keys, sort=False).score.mean().rename("target")
-    domain = scores[scores.suite == "domain"].groupby(keys, sort=False).score.mean().rename("domain")
+    parts = []
+    for suite in ("general", "target", "domain"):
+        rows = scores[scores.suite == suite].groupby(keys, sort=False)
+        parts += [rows.score.mean().rename(suite), rows.stderr.agg(_mean_stderr).rename(f"{suite}_se")]
     leak = frame[frame.metric == LEAK].groupby(keys, sort=False).score.mean().rename("format_leak")
-    table = pd.concat([general, target, domain, leak], axis=1).reset_index()
+    table = pd.concat([*parts, leak], axis=1).reset_index()
     table = table.dropna(axis=1, how="all")  # a ProMoT run has no domain column, a DMT run no target
-    base = table[table.stage == "base"].set_index(["recipe", "seed"]).general
-    table["forgetting"] = table.general - table.set_index(["recipe", "seed"]).index.map(base).to_numpy()
+    by_run = table.set_index(["recipe", "seed"]).index
+    base = table[table.stage == "base"].set_index(["recipe", "seed"])
+    table["forgetting"] = table.general - by_run.map(base.general).to_numpy()
+    if "general_se" in table.columns:
+        # The base and the stage are scored on the same examples; adding the variances ignores that pairing, so
+        # this standard error is conservative (a paired one would be smaller).
+        table["forgetting_se"] = (table.general_se ** 2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
     return table
+
+
+def _mean_stderr(stderrs):
+    """The standard error of a mean over tasks: sqrt(sum se^2) / tasks; unknown if any task's is."""
+    if stderrs.isna().any() or stderrs.empty:
+        return float("nan")
+    return float((stderrs ** 2).sum() ** 0.5 / len(stderrs))
 
 
 def over_seeds(table):
     """Mean and sd over seeds for every (recipe, stage), keeping stage order."""
-    columns = [c for c in ["general", "forgetting", "target", "domain", "format_leak"] if c in table.columns]
+    columns = [c for c in ["general", "general_se", "forgetting", "forgetting_se", "target", "target_se", "domain",
+                           "domain_se", "format_leak"] if c in table.columns]
     grouped = table.groupby(["recipe", "stage"], sort=False)[columns]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     return mean, sd, grouped.size().rename("seeds")
@@ -98,19 +131,33 @@ def stage_table(mean, sd, seeds) -> str:
     import pandas as pd
 
     rows = []
+    shown = [c for c in mean.columns if not c.endswith("_se")]
     for (recipe, stage), m in mean.iterrows():
         s, n = sd.loc[(recipe, stage)], int(seeds.loc[(recipe, stage)])
-        rows.append({"recipe": recipe, "stage": stage, **{c: _cell(m[c], s[c], n) for c in mean.columns}})
+        row = {"recipe": recipe, "stage": stage}
+        for c in shown:
+            row[c] = _cell(m[c], s[c], n)
+            if f"{c}_se" in mean.columns and m[f"{c}_se"] == m[f"{c}_se"]:
+                row[f"{c} se"] = f"{m[f'{c}_se']:.3f}"
+        rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
 def task_table(frame) -> str:
-    """Markdown: every task's score per recipe and stage (mean over seeds)."""
-    scores = frame[frame.metric != LEAK]
-    pivot = scores.pivot_table(index=["suite", "task"], columns=["recipe", "stage"], values="score",
-                               aggfunc="mean", sort=False)
-    pivot.columns = [f"{r}/{s}" for r, s in pivot.columns]
-    return pivot.round(3).to_markdown()
+    """Markdown: every task's score per recipe and stage (mean over seeds), ± its standard error where known,
+    with n; a task's other metrics (primary 0) on rows of their own."""
+    scores = with_optional_columns(frame)
+    scores = scores[scores.metric != LEAK]
+    index, columns = ["suite", "task", "metric", "n"], ["recipe", "stage"]
+    score = scores.pivot_table(index=index, columns=columns, values="score", aggfunc="mean", sort=False)
+    stderr = scores.pivot_table(index=index, columns=columns, values="stderr", aggfunc="mean", sort=False,
+                                dropna=False).reindex(index=score.index, columns=score.columns)
+    cells = score.copy().astype(object)
+    for column in score.columns:
+        cells[column] = [("–" if m != m else f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}")
+                         for m, s in zip(score[column], stderr[column])]
+    cells.columns = [f"{r}/{s}" for r, s in score.columns]
+    return cells.to_markdown()
 
 
 def promot_checks(mean, seeds) -> list[str]:
@@ -164,7 +211,8 @@ def write_report(run_dir: Path) -> Path:
         "forgetting = general − base general (negative means forgotten); target = target-task score "
         "(with the soft prompt where the recipe has one); domain = mean of the domain suites (math, code); "
         "format_leak = share of general-suite answers that are in the target task's label format. "
-        "Values are mean ± sd over seeds.",
+        "Values are mean ± sd over seeds; an `se` column is the standard error over the examples scored (the mean "
+        "over seeds of each seed's), and the per-task table gives score ± standard error.",
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]
     checks = promot_checks(mean, seeds)

@@ -6,7 +6,6 @@ import re
 
 from pipeline.atomic import write_bytes
 
-LEAK = "format_leak"
 SWEEP = re.compile(r"^dmt@k=(?P<k>.+)$")
 
 
@@ -14,7 +13,9 @@ def final_scores(frame):
     """Per recipe: math, code, domain and general means of its final stage (mean over seeds), plus base."""
     import pandas as pd
 
-    scores = frame[frame.metric != LEAK]
+    from pipeline.report import scored
+
+    scores = scored(frame)
     last = scores.groupby("recipe", sort=False).stage.agg(lambda s: list(dict.fromkeys(s))[-1])
     final = scores[scores.stage == scores.recipe.map(last)]
     base = scores[scores.stage == "base"].assign(recipe="base")

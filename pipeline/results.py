@@ -1,4 +1,9 @@
-"""results.csv: one row per (recipe, seed, stage, task, metric); scores in [0, 1]."""
+"""results.csv: one row per (recipe, seed, stage, task, metric); scores in [0, 1].
+
+`stderr` is the score's standard error over the task's n examples (empty where not a per-example mean);
+`primary` is 1 for the score a task counts with (its first metric; format_leak rows too) and 0 for its other
+metrics (IFEval's loose accuracy, acc_norm), which the report lists but never averages. A results.csv written
+before these two columns existed reads as stderr unknown, every row primary."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from pipeline.atomic import write_text
 
 COLUMNS = ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
+OPTIONAL = {"stderr": float("nan"), "primary": 1}  # columns added later: a missing one reads as this value
 SUITE_KINDS = {"general", "target", "domain"}
 
 
@@ -32,7 +38,8 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
     for row in rows:
         check_row(row)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS + list(OPTIONAL))
+    frame = frame.fillna({"primary": 1}).astype({"primary": int})
     return write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
@@ -40,4 +47,8 @@ def read_csv(path: Path):
     """Load results.csv as a DataFrame."""
     import pandas as pd
 
-    return pd.read_csv(path)
+    frame = pd.read_csv(path)
+    for column, default in OPTIONAL.items():
+        if column not in frame.columns:
+            frame[column] = default
+    return frame

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.config import EMBEDDED, RecipeFile
+from pipeline.config import RecipeFile
 from pipeline.typed_yaml import shown
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -62,9 +62,12 @@ def check_names(recipe: RecipeFile) -> list[str]:
 
 def check_model(recipe: RecipeFile) -> list[str]:
     """The base model is the embedded one, a folder with a config, or something shaped like a hub id."""
+    import bases
+
     path = recipe.model.path
-    if path == EMBEDDED:
-        return []
+    if bases.is_named(path):
+        problem = bases.missing_requirement(path)
+        return [f"model.path: {path}: {problem}"] if problem else []
     folder = Path(path)
     if folder.is_file():
         return [f"model.path: {path}: is a file; name the model's folder (config.json, model.safetensors, tokenizer)"]

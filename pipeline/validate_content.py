@@ -27,7 +27,11 @@ def load_tokenizer_for_checks(recipe: RecipeFile, problems: list[str]):
         return build_tokenizer()
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    import bases
+
     path, remote = recipe.model.path, recipe.model.trust_remote_code
+    if bases.is_named(path):  # converted once (SmolLM2: ~30 s), then checked like any local folder
+        path = str(bases.ensure(path))
     local = Path(path).is_dir()
     hub = Hub() if local else hub_probe(path)
     if remote and has_own_code(path, hub):

