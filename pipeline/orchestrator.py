@@ -95,7 +95,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                     rows += _finished_rows(run_dir, name, seed, stages, manifest, base_eval.rows)
                     continue
                 rows += results.stage_rows(name, seed, "base", base_eval.rows)
-                rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared)
+                rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared, base_eval.rows)
         if main:
             results.write_csv(run_dir / "results.csv", rows)
             from pipeline.report import write_report
@@ -191,13 +191,17 @@ def stage_mix(config, seed: int, sources: dict):
     return build_mix(Mix(tuple(portions), seed), sources)
 
 
-def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared) -> list[dict]:
+def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=()) -> list[dict]:
     """Train one recipe's planned stages in order, evaluating after each; returns its results rows."""
     rows, model_dir, adapter, adapters, trained = [], base_dir, None, {}, None
     for stage in stages:
         ctx = StageContext(stage_dir=run_dir / stage.stage_id, model_dir=model_dir, seed=stage.seed, **shared)
         if stage.kind == "evaluate":
             ctx.adapter_dir = adapter
+            if model_dir == base_dir:
+                # Only a soft prompt was trained so far: the weights are the base's, and the suites scored without
+                # the prompt would score exactly as the base did. Its rows are taken, not computed again.
+                ctx.extra = {**ctx.extra, "unprompted_rows": [r for r in base_rows if r["suite"] != "target"]}
             rows += results.stage_rows(name, stage.seed, trained, run_stage(manifest, run_dir, stage, ctx).rows)
             continue
         trained, mix = stage.config.name, stage.mix

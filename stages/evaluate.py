@@ -43,8 +43,10 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     suites = ctx.extra["suites"]
     # The prompt is only for the task it was tuned on: every other task sees the raw model,
     # scored before the prompt is attached at all.
-    results = []
-    for suite, _ in [s for s in suites if not s[1]]:
+    results, reused = [], ctx.extra.get("unprompted_rows")
+    if reused is not None:
+        log.info("suites without the prompt: the base model's weights, so its %d rows are reused", len(reused))
+    for suite, _ in [s for s in suites if not s[1] and reused is None]:
         results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit,
                                           apply_chat_template=config.chat_template, **settings), suite)
     prompted = [suite for suite, attach in suites if attach]
@@ -53,7 +55,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         for suite in prompted:
             results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
 
-    rows = [row for r in results for row in _rows(r)]
+    rows = list(reused or []) + [row for r in results for row in _rows(r)]
     if labels:
         from evaluation.format_leak import in_label_format
 

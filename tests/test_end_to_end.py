@@ -76,6 +76,11 @@ def test_results_schema(finished_run):
     assert len(general) == 3 * 8 and (general.n == 4).all()
     assert len(promot[promot.metric == "format_leak"]) == 3 * 7  # not on compare, whose answers are True/False
     assert (promot[promot.suite == "target"].n == 6).all()
+    # A prompt-tune stage changes no weights: the suites scored without the prompt are the base's own rows.
+    columns = ["task", "metric", "score", "n", "stderr"]
+    unprompted = promot[promot.suite == "general"].sort_values(columns)
+    assert (unprompted[unprompted.stage == "prompt_tune"][columns].to_numpy().tolist()
+            == unprompted[unprompted.stage == "base"][columns].to_numpy().tolist())
     assert "ProMoT vs SFT: the bar" in (run_dir / "report.md").read_text()
 
 
