@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot dmt retrain test test-dist test-latest lock validate ls clean bench bench-gpu
+.PHONY: setup promot promot-smollm2 dmt dmt-smollm2 retrain test test-dist test-latest lock validate ls clean bench bench-gpu
 
 # The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
@@ -50,6 +50,9 @@ test-latest:  ## the tests against the newest allowed versions: prints what move
 promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
 	$(RUN) run recipes/promot.yaml
 
+promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), BoolQ, the real general suite, CPU (~45 min) -> runs/promot_smollm2/
+	$(RUN) run recipes/promot_smollm2.yaml
+
 # Scheduled retraining (README "Scheduled retraining"; CI: .github/workflows/retrain.yml).
 RETRAIN_RECIPE ?= recipes/promot.yaml
 REGISTRY       ?= runs/registry
@@ -60,8 +63,13 @@ retrain: $(STAMP)  ## train on new data, promote only past the recipe's gate (ex
 dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sweep -> runs/dmt/report.md
 	$(RUN) run recipes/dmt.yaml
 
-test: $(STAMP)  ## the test suite (offline, CPU, tiny models)
-	$(PY) -m pytest -q
+dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: GSM8K as the domain, CPU size -> runs/dmt_smollm2/
+	$(RUN) run recipes/dmt_smollm2.yaml
+
+# One pytest-xdist worker per core (tests/conftest.py pins each to its core); a file's tests stay on one worker.
+TEST_WORKERS ?= $(shell nproc)
+test: $(STAMP)  ## the test suite (offline, CPU, tiny models plus a few steps of SmolLM2-135M)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3, preemption, retrain (~3 min)
 	$(PY) -m pytest -q -m dist

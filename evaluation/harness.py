@@ -121,6 +121,11 @@ def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, 
     chat template with the generation prompt, and a multiple-choice continuation follows it with no delimiter.
     """
     manager = task_manager_for(suite)
+    if any("ifeval" in task for task in suite.tasks):
+        # Before lm-eval's IFEval code is imported: nltk's punkt_tab from the shipped copy, no download attempt.
+        from evaluation.tasks.real.ifeval_scoring import use_shipped_punkt
+
+        use_shipped_punkt()
     was_training = model.training
     try:
         with _quiet_lm_eval(), _preserved_rng(), _no_environment_survey():

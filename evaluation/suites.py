@@ -47,12 +47,21 @@ def _embedded(name: str, kind: SuiteKind, tasks: list[str], labels=None) -> Suit
     return Suite(name, kind.value, [f"embedded_{t}" for t in tasks], str(EMBEDDED_TASKS_DIR), labels)
 
 
+# Real benchmark slices shipped with forgetless (evaluation/tasks/real, ATTRIBUTION.md there), as lm-eval's
+# standard tasks over local files; "real_general_hub" runs the same benchmarks from the Hugging Face hub.
+REAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "real"
+REAL_GENERAL = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "nq_open", "ifeval"]
+
 SUITES: dict[str, Suite] = {
     "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
     "embedded_target": _embedded("embedded_target", SuiteKind.TARGET, ["letter_rule"], ["True", "False"]),
     "embedded_math": _embedded("embedded_math", SuiteKind.DOMAIN, ["math"]),
     "embedded_code": _embedded("embedded_code", SuiteKind.DOMAIN, ["code"]),
     "embedded_domain": _embedded("embedded_domain", SuiteKind.DOMAIN, ["math", "code"]),
+    "real_general": Suite("real_general", SuiteKind.GENERAL.value, [f"real_{t}" for t in REAL_GENERAL],
+                          str(REAL_TASKS_DIR)),
+    "real_general_hub": Suite("real_general_hub", SuiteKind.GENERAL.value, list(REAL_GENERAL), None),
+    "real_gsm8k": Suite("real_gsm8k", SuiteKind.DOMAIN.value, ["real_gsm8k"], str(REAL_TASKS_DIR)),
 }
 
 

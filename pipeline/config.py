@@ -77,6 +77,8 @@ class EvaluationConfig:
     general_suite: str = field(default="embedded_general", metadata={"help": "a registered suite (pipeline ls)"})
     domain_suites: list[str] = field(default_factory=list, metadata={"help": "registered domain suites, e.g. embedded_math"})
     general_tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval task names; replace the suite"})
+    task_dir: str | None = field(default=None, metadata={
+        "help": "a folder of your own lm-eval task YAMLs: general_tasks then names tasks in it (README: Your own tasks)"})
     limit: int | None = field(default=100, metadata={"help": "examples per general / domain task (None: all)"})
     target_limit: int | None = field(default=None, metadata={"help": "examples of the target's test set (None: all)"})
     batch_size: int = 64

@@ -273,10 +273,13 @@ def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
 
 def _suites(recipe: RecipeFile, target) -> list:
     """(suite, attach the soft prompt?) for every suite evaluated: only the target task ever sees the prompt."""
-    from evaluation.suites import SUITES, hub_suite
+    from evaluation.suites import SUITES, Suite, hub_suite
 
     ev = recipe.evaluation
-    general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
+    if ev.general_tasks and ev.task_dir:  # the user's own task YAMLs, indexed alone (lm-eval's built-ins are not)
+        general = Suite("local:" + ",".join(ev.general_tasks), "general", list(ev.general_tasks), str(ev.task_dir))
+    else:
+        general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
     suites = [(general, False), *[(SUITES[name], False) for name in ev.domain_suites]]
     if target is not None:
         suites.append((target.suite, True))

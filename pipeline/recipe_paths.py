@@ -18,7 +18,7 @@ def resolve_recipe_paths(data: dict, recipe_dir: Path) -> None:
     if not isinstance(data, dict):
         return
     sections = [(data.get("model"), "path"), (data.get("target"), "train"), (data.get("target"), "test"),
-                (data, "deepspeed")]
+                (data, "deepspeed"), (data.get("evaluation"), "task_dir")]
     if isinstance(data.get("data"), dict):
         sections += [(source, "source") for source in data["data"].values()]
     for section, key in sections:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_bytes, write_text
 from pipeline.errors import UserError
-from pipeline.results import COLUMNS, SUITE_KINDS, read_csv
+from pipeline.results import COLUMNS, SUITE_KINDS, with_optional
 
 LEAK = "format_leak"
 
@@ -23,7 +23,7 @@ def read_results(path: Path):
 
     path = Path(path)
     try:
-        frame = read_csv(path)
+        frame = pd.read_csv(path)
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); not a results table") from None
     except pd.errors.EmptyDataError:
@@ -38,6 +38,7 @@ def read_results(path: Path):
                         f"(its header: {shown(','.join(map(str, frame.columns)))}; expected {','.join(COLUMNS)})")
     if frame.empty:
         raise UserError(f"{path}: no rows (a run writes them as each stage is evaluated)")
+    frame = with_optional(frame)
 
     def refuse(bad, what: str):
         if bad.any():

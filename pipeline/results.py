@@ -47,7 +47,11 @@ def read_csv(path: Path):
     """Load results.csv as a DataFrame."""
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    return with_optional(pd.read_csv(path))
+
+
+def with_optional(frame):
+    """The columns added later (OPTIONAL) at their defaults where a frame lacks them."""
     for column, default in OPTIONAL.items():
         if column not in frame.columns:
             frame[column] = default

@@ -228,6 +228,9 @@ class Builder:
             if value is None and type(None) in args:
                 return None
             inner = [a for a in args if a is not type(None)]
+            for plain in inner:  # `bool | str`: a value already of one of the plain types is taken as it is
+                if plain in (bool, str) and isinstance(value, plain):
+                    return value
             return self.convert(inner[0], value, path, line)
         if dataclasses.is_dataclass(hint):
             built = self.build(hint, value, path, line)

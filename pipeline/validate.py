@@ -84,6 +84,10 @@ def check_suites(recipe: RecipeFile) -> list[str]:
 
     ev = recipe.evaluation
     problems = []
+    if ev.task_dir is not None and not Path(ev.task_dir).is_dir():
+        problems.append(f"evaluation.task_dir: {shown(ev.task_dir)}: no such folder")
+    elif ev.task_dir is not None and not ev.general_tasks:
+        problems.append("evaluation.task_dir: set general_tasks too: the names of the tasks in that folder to run")
     if not ev.general_tasks and ev.general_suite not in SUITES:
         problems.append(f"evaluation.general_suite: unknown suite {shown(ev.general_suite)}; one of {sorted(SUITES)}")
     for name in ev.domain_suites:

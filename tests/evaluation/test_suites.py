@@ -14,8 +14,8 @@ from evaluation.suites import SUITES, EMBEDDED_TASKS_DIR, Suite, hub_suite, loca
 from evaluation.tasks.embedded.data import TEST_EXAMPLES, load_embedded_task
 
 
-@pytest.mark.parametrize("name", sorted(SUITES))
-def test_every_registered_suite_builds_its_tasks(name):
+@pytest.mark.parametrize("name", sorted(n for n in SUITES if n.startswith("embedded_")))
+def test_every_registered_suite_builds_its_tasks(name):  # the real suites: tests/evaluation/test_real_suite.py
     suite = SUITES[name]
     assert suite.name == name
     loaded = task_manager_for(suite).load(list(suite.tasks))["tasks"]

@@ -1,0 +1,256 @@
+"""The real_general suite: lm-eval's standard prompts and metrics over the shipped benchmark slices, offline."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import lm_eval.tasks
+import nltk
+import pytest
+from lm_eval.api.task import ConfigurableTask
+from lm_eval.tasks._yaml_loader import load_yaml
+
+from evaluation import harness
+from evaluation.harness import evaluate_suite, task_manager_for
+from evaluation.suites import REAL_GENERAL, REAL_TASKS_DIR, SUITES
+from evaluation.tasks.real import build_slices, ifeval_scoring
+from evaluation.tasks.real.ifeval_scoring import PUNKT_ENGLISH, process_results, use_shipped_punkt
+
+REAL = SUITES["real_general"]
+SHARED = build_slices.DEFAULT_SOURCE  # <repo>/../shared/data/real, absent in a fresh clone
+LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).resolve().parent
+STANDARD_YAML = {"arc_easy": "arc/arc_easy.yaml", "arc_challenge": "arc/arc_challenge.yaml",
+                 "piqa": "piqa/piqa.yaml", "hellaswag": "hellaswag/hellaswag.yaml",
+                 "winogrande": "winogrande/default.yaml", "nq_open": "nq_open/nq_open.yaml",
+                 "ifeval": "ifeval/ifeval.yaml"}
+# What a real_* task sets its own way: the data (files, splits; lm-eval's tags would shadow its own) and
+# the metadata (lm-eval's version plus provenance, compared separately).
+DATASET_KEYS = {"task", "tag", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset",
+                "training_split", "validation_split", "test_split", "metadata"}
+FIRST_METRIC = {"nq_open": "exact_match", "ifeval": "prompt_level_strict_acc"}  # else acc
+
+
+def _rows(name: str) -> list[dict]:
+    with (build_slices.DATA_DIR / f"{name}.jsonl").open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="module")
+def real_tasks(tmp_path_factory):
+    """The suite's tasks as the harness loads them, from a working folder that is not the checkout."""
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("elsewhere"))  # data paths must not depend on the working folder
+    try:
+        return task_manager_for(REAL).load(list(REAL.tasks))["tasks"]
+    finally:
+        os.chdir(cwd)
+
+
+def test_suites_name_the_same_benchmarks_locally_and_on_the_hub():
+    assert REAL.tasks == [f"real_{t}" for t in REAL_GENERAL]
+    assert (REAL.suite_kind, REAL.include_path) == ("general", str(REAL_TASKS_DIR))
+    hub = SUITES["real_general_hub"]
+    assert (hub.tasks, hub.suite_kind, hub.include_path) == (REAL_GENERAL, "general", None)
+    assert set(REAL_GENERAL) == set(STANDARD_YAML)
+
+
+def test_every_task_builds_its_requests_from_the_shipped_files(real_tasks):
+    assert sorted(real_tasks) == sorted(REAL.tasks)
+    for name in REAL_GENERAL:
+        task = real_tasks[f"real_{name}"]
+        docs = list(task.eval_docs)
+        shipped = _rows(name)
+        assert len(docs) == len(shipped) == build_slices.ROWS
+        # The shipped rows, field for field (process_docs may add fields, as hellaswag's does).
+        assert [{k: _without_nulls(d[k]) for k in shipped[0]} for d in docs] == shipped
+        task.build_all_requests(limit=None)
+        multiple_choice = task.OUTPUT_TYPE == "multiple_choice"
+        assert len(task.instances) == sum(len(task.doc_to_choice(d)) if multiple_choice else 1 for d in docs)
+
+
+def _without_nulls(value):
+    """A value as written in the JSONL: the json loader gives IFEval's kwargs every key some row has, as None."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", REAL_GENERAL)
+def test_config_is_lm_evals_but_for_the_dataset(name):
+    ours = load_yaml(REAL_TASKS_DIR / f"real_{name}.yaml", resolve_func=True)
+    standard = load_yaml(LM_EVAL_TASKS / STANDARD_YAML[name], resolve_func=True)
+    keys = (set(ours) | set(standard)) - DATASET_KEYS
+    if name == "hellaswag":  # the dump has no ctx_a/ctx_b: a process_docs of its own (ATTRIBUTION.md)
+        keys.discard("process_docs")
+        assert ours["process_docs"].__name__ == "process_hellaswag"
+    if name == "ifeval":  # 256 new tokens, not 1280: a CPU budget, said in the YAML's metadata
+        assert (ours["generation_kwargs"].pop("max_gen_toks"), standard["generation_kwargs"].pop("max_gen_toks"),
+                ours["metadata"]["max_gen_toks"]) == (256, 1280, 256)
+    assert {k: _named(ours.get(k)) for k in keys} == {k: _named(standard.get(k)) for k in keys}
+    assert ours["metadata"]["version"] == standard["metadata"]["version"]
+    assert ours["metric_list"][0]["metric"] == FIRST_METRIC.get(name, "acc")
+    assert "tag" not in ours  # lm-eval's tags (ai2_arc, multiple_choice) would run ours instead of its own
+
+
+def _named(value):
+    """Config values comparable across two loads: a function by its module and name."""
+    if callable(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, list):
+        return [_named(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _named(v) for k, v in value.items()}
+    return value
+
+
+def _hub_rows(name: str) -> list[dict]:
+    """The shipped rows in the layout of the hub dataset lm-eval's standard task loads."""
+    rows = _rows(name)
+    if name != "hellaswag":
+        return rows  # already the hub layout
+    # An original row whose ctx_b is empty: lm-eval's query is then preprocess(activity_label + ": " + ctx_a).
+    hub = []
+    for row in rows:
+        activity, ctx_a = row["ctx"].split(": ", 1)
+        hub.append({"activity_label": activity, "ctx_a": ctx_a, "ctx_b": "", "ctx": row["ctx"],
+                    "endings": row["endings"], "label": row["label"]})
+    return hub
+
+
+def _standard_task(name: str) -> ConfigurableTask:
+    """lm-eval's own task for `name` (its YAML and functions), reading the hub-layout rows offline."""
+    config = load_yaml(LM_EVAL_TASKS / STANDARD_YAML[name], resolve_func=True)
+    config.pop("tag", None)
+    splits = {config.get(k) for k in ("training_split", "validation_split", "test_split")} - {None}
+    dataset = datasets.Dataset.from_list(_hub_rows(name)) if name == "hellaswag" else datasets.load_dataset(
+        "json", data_files=str(build_slices.DATA_DIR / f"{name}.jsonl"))["train"]
+    # Every split lm-eval names holds the rows: only the one it evaluates is read (zero-shot).
+    config["custom_dataset"] = lambda **_: datasets.DatasetDict({s: dataset for s in splits})
+    return ConfigurableTask(config=config)
+
+
+def _requests(task, n: int) -> list[tuple]:
+    task.build_all_requests(limit=n)
+    out = []
+    for instance in sorted(task.instances, key=lambda i: (i.doc_id, i.idx)):
+        args = instance.arguments
+        if isinstance(args[-1], dict):  # generation: (context, kwargs); max_gen_toks is compared elsewhere
+            args = (args[0], {k: v for k, v in args[1].items() if k != "max_gen_toks"})
+        out.append((instance.request_type, args))
+    return out
+
+
+@pytest.mark.parametrize("name", REAL_GENERAL)
+def test_prompts_choices_and_targets_are_lm_evals(name, real_tasks):
+    """Our task and lm-eval's standard one build the same requests and targets for the same rows."""
+    ours, standard = real_tasks[f"real_{name}"], _standard_task(name)
+    n = 40
+    assert _requests(ours, n) == _requests(standard, n)
+    our_docs, standard_docs = list(ours.eval_docs)[:n], list(standard.eval_docs)[:n]
+    assert [ours.doc_to_target(d) for d in our_docs] == [standard.doc_to_target(d) for d in standard_docs]
+    if ours.OUTPUT_TYPE == "multiple_choice":
+        assert [ours.doc_to_choice(d) for d in our_docs] == [standard.doc_to_choice(d) for d in standard_docs]
+
+
+def test_hellaswag_query_is_the_dumps_ctx_uncapitalized(real_tasks):
+    doc = real_tasks["real_hellaswag"].eval_docs[0]
+    # lm-eval's own process_docs on the original row (ctx_b "he") gives "... roof. He"; the dump lost ctx_b.
+    assert doc["query"] == "Roof shingle removal: A man is sitting on a roof. he"
+    assert all(d["query"] == d["ctx"] for d in real_tasks["real_hellaswag"].eval_docs)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (the real benchmark files) is not here")
+def test_shipped_slices_are_build_slices_output():
+    for name in build_slices.SLICES:
+        shipped = (build_slices.DATA_DIR / f"{name}.jsonl").read_text(encoding="utf-8")
+        assert shipped == build_slices.render_slice(name, SHARED), f"{name}: rerun build_slices"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (the real benchmark files) is not here")
+def test_winogrande_rebuilds_llm_foundrys_contexts_and_continuations(real_tasks):
+    """lm-eval's winogrande functions on the converted rows give back llm-foundry's scored strings."""
+    with (SHARED / build_slices.SLICES["winogrande"][0]).open(encoding="utf-8") as fh:
+        source = [json.loads(line) for line in fh]
+    lines = build_slices.chosen_lines("winogrande", len(source))
+    task = real_tasks["real_winogrande"]
+    for doc, row in zip(task.eval_docs, (source[i] for i in lines), strict=True):
+        assert task.doc_to_choice(doc) == row["context_options"]
+        assert task.doc_to_target(doc) == row["continuation"]
+        assert task.doc_to_text(doc) == row["gold"]  # winogrande's "text" is the gold option's index
+
+
+def _ifeval(instruction: str, kwargs: dict, response: str) -> dict:
+    doc = {"key": 0, "prompt": "p", "instruction_id_list": [instruction], "kwargs": [kwargs]}
+    return process_results(doc, [response])
+
+
+def test_ifeval_scores_offline_with_lm_evals_process_results(real_tasks):
+    assert process_results.__module__ == "lm_eval.tasks.ifeval.utils"
+    assert real_tasks["real_ifeval"].config.process_results is process_results
+    assert _ifeval("punctuation:no_comma", {}, "No commas here at all.")["prompt_level_strict_acc"] is True
+    broken = _ifeval("punctuation:no_comma", {}, "Well, a comma.")
+    assert (broken["prompt_level_strict_acc"], broken["inst_level_strict_acc"]) == (False, [False])
+    # A loaded doc's kwargs carry None for other instructions' keys; lm-eval drops them.
+    doc = next(d for d in real_tasks["real_ifeval"].eval_docs if "punctuation:no_comma" in d["instruction_id_list"])
+    scores = process_results(doc, ["Text"])
+    assert list(scores) == ["prompt_level_strict_acc", "inst_level_strict_acc",
+                            "prompt_level_loose_acc", "inst_level_loose_acc"]
+    assert len(scores["inst_level_strict_acc"]) == len(doc["instruction_id_list"])
+
+
+def test_ifeval_punkt_instructions_use_the_shipped_english_model():
+    # Imported after ifeval_scoring (above), as the YAML does: lm-eval's module would try a download first.
+    from lm_eval.tasks.ifeval import instructions_util
+
+    found = Path(str(nltk.data.find(PUNKT_ENGLISH.as_posix() + "/")))
+    assert found.parents[2] in {ifeval_scoring.NLTK_DATA, Path.home() / ".cache" / "forgetless" / "nltk_data",
+                                Path(os.environ.get("FORGETLESS_CACHE", "/nonexistent")) / "nltk_data"}
+    # The English model knows "Mr." and "p.m." are abbreviations: two sentences, not four.
+    text = "Mr. Smith went to Washington. He arrived at 5 p.m. on Friday."
+    assert instructions_util.count_sentences(text) == 2
+    sentences = "length_constraints:number_sentences"
+    assert _ifeval(sentences, {"num_sentences": 3, "relation": "less than"}, text)["prompt_level_strict_acc"]
+    assert not _ifeval(sentences, {"num_sentences": 3, "relation": "at least"}, text)["prompt_level_strict_acc"]
+    capitals = "change_case:capital_word_frequency"
+    rule = {"capital_frequency": 2, "capital_relation": "at least"}
+    assert _ifeval(capitals, rule, "The NASA and ESA teams met.")["prompt_level_strict_acc"]  # word_tokenize
+    assert not _ifeval(capitals, rule, "The Nasa and Esa teams met.")["prompt_level_strict_acc"]
+
+
+def test_a_group_writable_punkt_folder_is_copied_private(tmp_path, monkeypatch):
+    """nltk refuses data another account could write to (a checkout under umask 002): a private copy is used."""
+    monkeypatch.setattr(nltk.data, "path", list(nltk.data.path))
+    shipped = tmp_path / "checkout" / "nltk_data"
+    shutil.copytree(ifeval_scoring.NLTK_DATA, shipped)
+    for folder, _, files in os.walk(shipped):
+        os.chmod(folder, 0o775)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o664)
+    monkeypatch.setenv("FORGETLESS_CACHE", str(tmp_path / "cache"))
+    used = use_shipped_punkt(shipped)
+    assert used == tmp_path / "cache" / "nltk_data"
+    assert nltk.data.path[0] == str(used) and str(shipped) not in nltk.data.path
+    assert nltk.tokenize.PunktTokenizer("english").tokenize("Dr. No left. He won.") == ["Dr. No left.", "He won."]
+    with pytest.raises(RuntimeError, match="number_sentences"):  # nothing to load: loud, never a silent 0
+        use_shipped_punkt(tmp_path / "missing")
+
+
+def test_evaluate_suite_end_to_end_on_a_tiny_model(tiny_llama, tokenizer, monkeypatch):
+    # A few new tokens keep IFEval's and NQ-open's generation short; the scoring path is the real one.
+    cap = {"max_gen_toks": 4}
+    monkeypatch.setattr(harness, "simple_evaluate", functools.partial(harness.simple_evaluate, gen_kwargs=cap))
+    results = evaluate_suite(tiny_llama(seed=5), tokenizer, REAL, limit=2, batch_size=8)
+    assert [r.task for r in results] == REAL.tasks
+    assert all(r.n == 2 and r.suite_kind == "general" and 0.0 <= r.score <= 1.0 for r in results)
+    metrics = {r.task: (r.metric, r.filter) for r in results}
+    assert metrics["real_nq_open"] == ("exact_match", "remove_whitespace")
+    assert metrics["real_ifeval"] == ("prompt_level_strict_acc", "none")
+    assert {metrics[f"real_{t}"] for t in ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande")} == {
+        ("acc", "none")}
