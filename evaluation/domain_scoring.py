@@ -33,8 +33,9 @@ def first_word(text: str) -> str:
 
 
 def score_label(doc: dict, results: list[str]) -> dict[str, float]:
-    """Score a classification answer: its first word must be the reference label (case as written)."""
-    return {LABEL_METRIC: float(first_word(results[0]) == doc["completion"].strip())}
+    """Score a classification answer: its first word must be the reference label, in any case ("No, it does
+    not" answers "no": a chat model capitalises the first word of a sentence)."""
+    return {LABEL_METRIC: float(first_word(results[0]).casefold() == doc["completion"].strip().casefold())}
 
 
 def score_code(doc: dict, results: list[str]) -> dict[str, float]:

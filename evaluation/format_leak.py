@@ -4,9 +4,11 @@ from __future__ import annotations
 
 
 def in_label_format(text: str, labels: set[str]) -> bool:
-    """True when every word of `text` is a label ("True", "False False"), and there is a word."""
-    words = text.split()
-    return bool(words) and all(w in labels for w in words)
+    """True when every word of `text` is a label ("True", "False False", "Yes." for yes), and there is a word:
+    compared without the punctuation around a word and in any case, as the label scorer reads an answer."""
+    wanted = {label.casefold() for label in labels}
+    words = [w.strip(".,;:!?\"'()[]").casefold() for w in text.split()]
+    return bool(words) and all(w in wanted for w in words)
 
 
 def format_leak_share(responses: list[str], labels: list[str], references: list[str] | None = None) -> float:

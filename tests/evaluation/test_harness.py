@@ -77,7 +77,9 @@ def test_broken_task_yaml_raises_naming_the_file(model, tokenizer, tmp_path):
 
 def test_format_leak_share_counts_answers_made_only_of_labels():
     labels = ["True", "False"]
-    assert format_leak_share([" True", "False ", "f a c", "True story", "true"], labels) == pytest.approx(0.4)
+    assert format_leak_share([" True", "False ", "f a c", "True story", "true"], labels) == pytest.approx(0.6)
+    # As the label scorer reads an answer: any case, without the punctuation around a word.
+    assert format_leak_share(["Yes.", "No, no", "Yes it is", "yes!"], ["yes", "no"]) == pytest.approx(0.75)
     assert format_leak_share(["True True", "False True False", "True 3", "", "a True"], labels) == pytest.approx(0.4)
     assert format_leak_share([], labels) == 0.0
 

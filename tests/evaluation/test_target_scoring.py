@@ -80,3 +80,10 @@ def test_code_rows_are_run_against_their_tests(tmp_path):
     assert _score(tmp_path, rows) == ("pass@1", 1.0, 512)
     wrong = lambda row: "    return 0\n"  # noqa: E731
     assert _score(tmp_path, rows, wrong, max_answer_tokens=32) == ("pass@1", 0.0, 32)
+
+
+def test_a_label_answer_is_read_in_any_case():
+    from evaluation.domain_scoring import score_label
+
+    assert score_label({"completion": "no"}, ["No, it does not cost money."]) == {"label_acc": 1.0}
+    assert score_label({"completion": "yes"}, ["No, it does not."]) == {"label_acc": 0.0}
