@@ -44,6 +44,7 @@ class TaskResult:
     stderr: float | None = None  # standard error of the mean over the n samples (None: not a per-sample mean)
     # The task's other metrics of the same filter (IFEval's loose accuracy, acc_norm): name -> (score, stderr).
     extra: dict = field(default_factory=dict, repr=False)
+    generated: bool = True  # the responses are generations; False for a scored choice (multiple choice)
 
 
 class SoftPromptHFLM(HFLM):
@@ -153,7 +154,8 @@ def _task_result(task: str, suite: Suite, output: dict) -> TaskResult:
     return TaskResult(task=task, suite_kind=suite.suite_kind, metric=metric, score=float(scores[keys[0]]),
                       n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name,
                       references=[str(s.get("target", "")) for s in samples],
-                      stderr=standard_error(samples, metric), extra=extra)
+                      stderr=standard_error(samples, metric), extra=extra,
+                      generated=all(_is_generation(s) for s in samples))
 
 
 def standard_error(samples: list[dict], metric: str) -> float | None:
@@ -165,6 +167,11 @@ def standard_error(samples: list[dict], metric: str) -> float | None:
         return None
     values = np.asarray(values, dtype=float)
     return float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def _is_generation(sample: dict) -> bool:
+    responses = sample["filtered_resps"]
+    return len(responses) == 1 and isinstance(responses[0], str)
 
 
 def _response_text(sample: dict) -> str:

@@ -158,7 +158,7 @@ def task_table(frame) -> str:
         cells[column] = [("–" if m != m else f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}")
                          for m, s in zip(score[column], stderr[column])]
     cells.columns = [f"{r}/{s}" for r, s in score.columns]
-    return cells.to_markdown()
+    return cells.reset_index().to_markdown(index=False)
 
 
 def promot_checks(mean, seeds) -> list[str]:

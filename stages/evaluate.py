@@ -60,8 +60,10 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         from evaluation.format_leak import in_label_format
 
         for r in results:
-            # Only tasks whose own answers are not in the label format can leak it.
-            if r.suite_kind == "general" and not any(in_label_format(ref, set(labels)) for ref in r.references):
+            # Only generated answers can leak the format (a multiple-choice task's answer is one of its choices),
+            # and only on tasks whose own answers are not in the label format.
+            if (r.suite_kind == "general" and r.generated
+                    and not any(in_label_format(ref, set(labels)) for ref in r.references)):
                 leak = format_leak_share(r.responses, labels)
                 rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n,
                              "stderr": _share_stderr(leak, r.n), "primary": 1})

@@ -64,6 +64,9 @@ def test_the_run_scores_every_real_task_and_the_target(finished_run):
     ifeval = frame[(frame.stage == "finetune") & (frame.task == "real_ifeval") & (frame.metric != "format_leak")]
     assert dict(zip(ifeval.metric, ifeval.primary)) == {"prompt_level_strict_acc": 1, "prompt_level_loose_acc": 0,
                                                          **{m: 0 for m in ifeval.metric if m.startswith("inst_")}}
+    # The format leak is measured on generated answers only: a multiple-choice answer is one of its choices.
+    leak = frame[(frame.stage == "finetune") & (frame.metric == "format_leak")]
+    assert sorted(leak.task) == ["real_ifeval", "real_nq_open"]
     manifest = json.loads((finished_run / "manifest.json").read_text())
     assert manifest["chat_template"]["applied"] is True
     assert "not the original bf16 weights" in manifest["base_model"]["build"]["weights"]
