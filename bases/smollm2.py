@@ -12,14 +12,10 @@ build.json says so, and the run's manifest copies it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -64,25 +60,10 @@ def ensure_smollm2(cache_root: str | os.PathLike | None = None) -> Path:
     source = gguf_path()
     root = cache_root_dir(cache_root)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{NAME}-{_conversion_key(source)}"
-    if (final / MANIFEST).is_file():
-        return final
-    with open(root / f".{final.name}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"forgetless: waiting for another process converting {NAME} into {final}", file=sys.stderr, flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / MANIFEST).is_file():
-            return final
-        for stale in [final, *root.glob(f".{final.name}.tmp-*")]:
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
-        print(f"forgetless: converting {GGUF_FILE} once into {final} (~30 s)", file=sys.stderr, flush=True)
-        convert(source, tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, final)
-    return final
+    from bases.cache import build_once
+
+    return build_once(root / f"{NAME}-{_conversion_key(source)}", MANIFEST, NAME, lambda tmp: convert(source, tmp),
+                      f"converting {GGUF_FILE} once (~30 s) into")
 
 
 def convert(source: Path, out_dir: Path) -> dict:

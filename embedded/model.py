@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -102,29 +100,11 @@ def ensure_base_model(spec: BaseModelSpec | None = None, cache_root: str | os.Pa
     spec = spec or DEFAULT_SPEC
     root = cache_root_dir(cache_root)
     root.mkdir(parents=True, exist_ok=True)
-    name = f"embedded-base-{spec_hash(spec)}"
-    final = root / name
-    if (final / MANIFEST).is_file():
-        return final
-    with open(root / f".{name}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another process is building it: say so, then wait and find it done
-            print(f"forgetless: waiting for another process building the embedded base model into {final} "
-                  f"(lock {lock.name})", file=sys.stderr, flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if (final / MANIFEST).is_file():
-            return final
-        # Holding the lock, anything left under this name is a crashed build: never trust it.
-        for stale in [final, *root.glob(f".{name}.tmp-*")]:
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
-        print(f"forgetless: building the embedded base model once into {final} (~2-3 min on CPU)",
-              file=sys.stderr, flush=True)
-        build_base_model(spec, tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it owner-only; the finished base is as readable as any cache
-        os.replace(tmp, final)
-    return final
+    from bases.cache import build_once
+
+    return build_once(root / f"embedded-base-{spec_hash(spec)}", MANIFEST, "the embedded base model",
+                      lambda tmp: build_base_model(spec, tmp),
+                      "building the embedded base model once (~2-3 min on CPU) into")
 
 
 def build_base_model(spec: BaseModelSpec, out_dir: Path) -> dict:
