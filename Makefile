@@ -44,13 +44,14 @@ test-latest:  ## the tests against the newest allowed versions: prints what move
 	rm -rf $(LATEST) && python3 -m venv $(LATEST)
 	$(LATEST)/bin/pip install -q --upgrade pip
 	$(LATEST)/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[test]"
+	$(LATEST)/bin/pip install -q --no-deps --require-hashes -r $(MODELS)
 	$(LATEST)/bin/python -m tests.lock drift
 	FORGETLESS_LATEST=1 $(LATEST)/bin/python -m pytest -q -rfE -p no:cacheprovider
 
 promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
 	$(RUN) run recipes/promot.yaml
 
-promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), BoolQ, the real general suite, CPU (~45 min) -> runs/promot_smollm2/
+promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), BoolQ, the real general suite, CPU (~35 min) -> runs/promot_smollm2/
 	$(RUN) run recipes/promot_smollm2.yaml
 
 # Scheduled retraining (README "Scheduled retraining"; CI: .github/workflows/retrain.yml).
@@ -63,7 +64,7 @@ retrain: $(STAMP)  ## train on new data, promote only past the recipe's gate (ex
 dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sweep -> runs/dmt/report.md
 	$(RUN) run recipes/dmt.yaml
 
-dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: GSM8K as the domain, CPU size -> runs/dmt_smollm2/
+dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: GSM8K as the domain, CPU size (~30 min) -> runs/dmt_smollm2/
 	$(RUN) run recipes/dmt_smollm2.yaml
 
 # One pytest-xdist worker per core (tests/conftest.py pins each to its core); a file's tests stay on one worker.
