@@ -123,10 +123,9 @@ def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, 
     """
     manager = task_manager_for(suite)
     if any("ifeval" in task for task in suite.tasks):
-        # Before lm-eval's IFEval code is imported: nltk's punkt_tab from the shipped copy, no download attempt.
-        from evaluation.tasks.real.ifeval_scoring import use_shipped_punkt
-
-        use_shipped_punkt()
+        # Before lm-eval's IFEval code is imported: importing it puts nltk's punkt_tab from the shipped copy on
+        # nltk's path (once per process), so there is no download attempt.
+        import evaluation.tasks.real.ifeval_scoring  # noqa: F401
     was_training = model.training
     try:
         with _quiet_lm_eval(), _preserved_rng(), _no_environment_survey():

@@ -68,16 +68,8 @@ def read_results(path: Path):
 
 def scored(frame):
     """The rows a mean is taken over: every task's primary score, not the format leak or a task's other metrics."""
-    frame = with_optional_columns(frame)
+    frame = with_optional(frame)
     return frame[(frame.metric != LEAK) & (frame.primary == 1)]
-
-
-def with_optional_columns(frame):
-    """The frame with the columns results.csv gained later (stderr, primary) at their defaults where absent."""
-    from pipeline.results import OPTIONAL
-
-    missing = {column: default for column, default in OPTIONAL.items() if column not in frame.columns}
-    return frame.assign(**missing) if missing else frame
 
 
 def summarise(frame):
@@ -85,7 +77,7 @@ def summarise(frame):
     one) the standard error of general, forgetting and target from the tasks' own standard errors."""
     import pandas as pd
 
-    frame = with_optional_columns(frame)
+    frame = with_optional(frame)
     scores = scored(frame)
     keys = ["recipe", "seed", "stage"]
     parts = []
@@ -147,7 +139,7 @@ def stage_table(mean, sd, seeds) -> str:
 def task_table(frame) -> str:
     """Markdown: every task's score per recipe and stage (mean over seeds), ± its standard error where known,
     with n; a task's other metrics (primary 0) on rows of their own."""
-    scores = with_optional_columns(frame)
+    scores = with_optional(frame)
     scores = scores[scores.metric != LEAK]
     index, columns = ["suite", "task", "metric", "n"], ["recipe", "stage"]
     score = scores.pivot_table(index=index, columns=columns, values="score", aggfunc="mean", sort=False)

@@ -51,8 +51,7 @@ def read_csv(path: Path):
 
 
 def with_optional(frame):
-    """The columns added later (OPTIONAL) at their defaults where a frame lacks them."""
-    for column, default in OPTIONAL.items():
-        if column not in frame.columns:
-            frame[column] = default
-    return frame
+    """The frame with the columns added later (OPTIONAL) at their defaults where it lacks them (a new frame; the
+    caller's is left as it is)."""
+    missing = {column: default for column, default in OPTIONAL.items() if column not in frame.columns}
+    return frame.assign(**missing) if missing else frame
