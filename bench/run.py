@@ -25,7 +25,7 @@ def _ok(passed: bool) -> str:
     return "yes" if passed else "**no**"
 
 
-def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, memory: dict) -> str:
+def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, memory: dict, sandbox: dict) -> str:
     """The markdown page: one table per benchmark, every figure median (min – max) of the repetitions."""
     w = tput["workloads"]
     lines = [
@@ -72,7 +72,7 @@ def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, me
                      f"{_ok(r['share'] <= TARGETS['eval_share'])} |")
     if not share:
         lines.append("| (no finished runs/promot or runs/dmt found) | | | | |")
-    lines += render_packing(packing) + render_memory(memory) + render_gpu()
+    lines += render_packing(packing) + render_memory(memory) + render_sandbox(sandbox) + render_gpu()
     return "\n".join(lines + [""])
 
 
@@ -88,6 +88,25 @@ def render_gpu() -> list[str]:
             "finetune stage padded and packed against a plain Trainer, each mode in a fresh process) writes "
             "`bench/results/gpu.json` with tokens/s, MFU and peak GPU memory, and the next `make bench` puts them "
             "here."]
+
+
+def render_sandbox(b: dict) -> list[str]:
+    """The code-evaluation sandbox section: each isolation mode against the design before it."""
+    if not b:
+        return ["", "## Code-evaluation sandbox: not measured yet (`python -m bench sandbox`)"]
+    lines = ["", "## Code-evaluation sandbox: 164 HumanEval canonical solutions", "",
+             f"Wall seconds to check all {b['problems']} with {b['workers']} workers (as `check_completions` on 2 cores), "
+             f"{b['repetitions']} repetitions, sides alternating. **now** is the judge/runner design of "
+             "`evaluation/sandbox/` (tests in a judge process, the program in a fresh fork of a zygote inside the "
+             "isolation, values crossing by pipe); **before** is the previous design read from git at "
+             f"{b['before_commit'] or '(no git history here: not measured)'} (one forked child per program running "
+             "program and tests together, no OS isolation beyond a network namespace); **no sandbox** execs every "
+             "program in one process, the floor.", "",
+             "| side | seconds | passed | ratio to before |", "|---|---|---|---|"]
+    for name, r in b["sides"].items():
+        ratio = _mmm(r["over_before"], "{:.2f}") if r["over_before"] else ""
+        lines.append(f"| {name} | {_mmm(r['seconds'], '{:.2f}')} | {r['passed']}/{b['problems']} | {ratio} |")
+    return lines
 
 
 def render_packing(p: dict) -> list[str]:
@@ -147,8 +166,17 @@ def render_memory(m: dict) -> list[str]:
     return lines
 
 
-def main() -> int:
-    """Run every benchmark and write its results."""
+BENCHMARKS = ("throughput", "startup", "eval_share", "packing", "memory", "sandbox")
+
+
+def main(names: list[str] | None = None) -> int:
+    """Run every benchmark (or only those named: `python -m bench sandbox`), write its results, and render the
+    page from this run's results plus the saved ones of the benchmarks not run."""
+    names = list(names if names is not None else sys.argv[1:]) or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"error: unknown benchmark {', '.join(unknown)}; one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import logging
 
@@ -161,32 +189,41 @@ def main() -> int:
     logging.getLogger("stages").setLevel(logging.WARNING)
     os.environ["TQDM_DISABLE"] = "1"
 
-    from bench import costs, memory, packing, throughput
+    from bench import costs, memory, packing, sandbox, throughput
     from pipeline import atomic
 
+    def say(message):
+        print(message, flush=True)
+
+    runners = {"throughput": lambda: throughput.measure(repetitions=5, log=say),
+               "startup": lambda: costs.startup(log=say), "eval_share": costs.eval_share,
+               "packing": lambda: packing.measure(log=say), "memory": lambda: memory.measure(log=say),
+               "sandbox": lambda: sandbox.measure(log=say)}
     started = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    print("throughput (plain Trainer vs our stages):", flush=True)
-    tput = throughput.measure(repetitions=5, log=lambda m: print(m, flush=True))
-    print("start-up and no-op costs:", flush=True)
-    startup = costs.startup(log=lambda m: print(m, flush=True))
-    share = costs.eval_share()
-    print("packing (padded vs packed, our finetune stage):", flush=True)
-    packed = packing.measure(log=lambda m: print(m, flush=True))
-    print("memory (peak RSS, fresh process each):", flush=True)
-    peaks = memory.measure(log=lambda m: print(m, flush=True))
+    fresh = {}
+    for name in names:
+        print(f"{name}:", flush=True)
+        fresh[name] = runners[name]()
     meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                        f"{torch.get_num_threads()} threads, no GPU" if not torch.cuda.is_available() else "GPU",
             "python": sys.version.split()[0], "total_s": time.perf_counter() - started}
-    for name, data in (("throughput", tput), ("startup", startup), ("eval_share", share), ("packing", packed),
-                       ("memory", peaks)):
+    for name, data in fresh.items():
         atomic.write_text(RESULTS / f"{name}.json", json.dumps({"meta": meta, "targets": TARGETS, "results": data}, indent=1) + "\n")
+    saved = {name: _saved(name) for name in BENCHMARKS}
+    if len(names) < len(BENCHMARKS):
+        meta = {**meta, "date": f"{meta['date']} (only {', '.join(names)}; the rest from earlier runs)"}
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(DOC, render(meta, tput, startup, share, packed, peaks))
+    atomic.write_text(DOC, render(meta, *(saved[name] for name in BENCHMARKS)))
     print(DOC.read_text())
     print(f"bench done in {meta['total_s']:.0f} s -> {DOC.relative_to(ROOT)}, bench/results/")
     return 0
+
+
+def _saved(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text())["results"] if path.exists() else {}
 
 
 if __name__ == "__main__":

@@ -179,3 +179,15 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
     if not rows:
         raise ValueError(f"{path}: no examples")
     return rows
+
+
+def runs_generated_code(suite: Suite) -> bool:
+    """Whether scoring `suite` runs model-written code: one of its tasks' YAMLs in its folder names score_code."""
+    if suite.include_path is None:
+        return False
+    for path in Path(suite.include_path).glob("*.yaml"):
+        text = path.read_text()
+        task = re.search(r"^task:\s*(\S+)", text, re.MULTILINE)
+        if task and task.group(1) in suite.tasks and "score_code" in text:
+            return True
+    return False

@@ -85,6 +85,9 @@ class EvaluationConfig:
     chat_template: bool | str = field(default="auto", metadata={
         "help": "auto (on when the tokenizer has one), true or false: render every suite and the target's chat-format "
                 "rows through the tokenizer's chat template (lm-eval's apply_chat_template)"})
+    unsafe_code_execution: bool = field(default=False, metadata={
+        "help": "run model-written code (code suites, a code target) even where neither bubblewrap nor unshare "
+                "isolates it (README: Code evaluation sandbox)"})
 
     def __post_init__(self):
         for name in ("limit", "target_limit"):

@@ -70,7 +70,8 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                         labels)
         selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
         suites = _suites(recipe, target)
-        outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites))
+        unsafe_code = recipe.evaluation.unsafe_code_execution
+        outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites, unsafe_code))
         if isinstance(outcome, str):
             raise every_rank(UserError(outcome))
         if main:  # the plan holds: from here on the folder changes
@@ -106,20 +107,37 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     return run_dir
 
 
-def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool, suites: list):
-    """On rank 0, before the folder changes: every suite's tasks load, and check_plan holds. Returns the stage ids
-    check_plan cleared, or the refusal's message (handed to every rank)."""
+def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool, suites: list, unsafe_code: bool):
+    """On rank 0, before the folder changes: every suite's tasks load, code suites have a sandbox, and check_plan
+    holds. Returns the stage ids check_plan cleared, or the refusal's message (handed to every rank)."""
     from evaluation.harness import TaskLoadError, task_manager_for
     from pipeline.plan import check_plan
 
     try:
         for suite, _ in suites:  # an unknown task name would otherwise fail at the first evaluation
             task_manager_for(suite)
+        _choose_code_isolation(suites, unsafe_code, manifest)
         return check_plan(plan, run_dir, manifest.data["stages"], rerun_changed)
     except TaskLoadError as err:
         return f"evaluation: {err}"
     except UserError as err:
         return str(err)
+
+
+def _choose_code_isolation(suites: list, unsafe_code: bool, manifest: Manifest) -> None:
+    """Where a suite runs model-written code: pick the sandbox (or refuse, naming the package), and record it."""
+    from evaluation import sandbox
+    from evaluation.suites import runs_generated_code
+
+    if not any(runs_generated_code(suite) for suite, _ in suites):
+        manifest.data.pop("code_isolation", None)
+        return
+    sandbox.allow_unisolated(unsafe_code)
+    try:
+        isolation = sandbox.chosen()
+    except sandbox.SandboxUnavailable as err:
+        raise UserError(f"evaluation.unsafe_code_execution: {err}") from None
+    manifest.data["code_isolation"] = isolation.mode.value
 
 
 def _finished_rows(run_dir: Path, name: str, seed: int, stages: list, manifest: Manifest, base_rows) -> list[dict]:

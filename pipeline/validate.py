@@ -93,7 +93,22 @@ def check_suites(recipe: RecipeFile) -> list[str]:
     for name in ev.domain_suites:
         if name not in SUITES:
             problems.append(f"evaluation.domain_suites: unknown suite {shown(name)}; one of {sorted(SUITES)}")
-    return problems
+    return problems + check_code_sandbox(recipe)
+
+
+def check_code_sandbox(recipe: RecipeFile) -> list[str]:
+    """A registered suite that runs model-written code needs a sandbox here, unless the recipe waives it."""
+    from evaluation import sandbox
+    from evaluation.suites import SUITES, runs_generated_code
+
+    ev = recipe.evaluation
+    if ev.unsafe_code_execution or not any(runs_generated_code(SUITES[n]) for n in ev.domain_suites if n in SUITES):
+        return []
+    try:
+        unisolated = sandbox.best_available().mode is sandbox.Mode.NONE
+    except sandbox.SandboxUnavailable as err:  # a bad FORGETLESS_SANDBOX
+        return [str(err)]
+    return [f"evaluation.unsafe_code_execution: {sandbox.isolation.MISSING}"] if unisolated else []
 
 
 def check_target(recipe: RecipeFile) -> list[str]:

@@ -41,6 +41,13 @@ def test_every_strategy_and_k_is_reported(finished_run):
     assert (finished_run / "domain_vs_general.png").exists()
 
 
+def test_the_code_suite_ran_in_the_best_sandbox_here(finished_run):
+    from evaluation.sandbox import best_available
+
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert manifest["code_isolation"] == best_available().mode.value != "none"
+
+
 def test_k_draw_is_recorded_and_domain_stage_is_shared(finished_run):
     stages = json.loads((finished_run / "manifest.json").read_text())["stages"]
     # 1/256 of 64 math and 32 code rows rounds to 0: one example of each is kept, never dropped.

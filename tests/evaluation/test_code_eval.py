@@ -41,8 +41,10 @@ def test_results_keep_problem_order():
 def test_project_format_runs_full_function_against_asserts():
     example = {"prompt": "Write add(a, b).", "test": "assert add(1, 2) == 3\nassert add(-1, 1) == 0",
                "entry_point": "add"}
-    assert build_program(example, "def add(a, b):\n    return a + b") == (
-        "def add(a, b):\n    return a + b\nassert add(1, 2) == 3\nassert add(-1, 1) == 0\n")
+    program = build_program(example, "def add(a, b):\n    return a + b")
+    # The completion alone runs in the sandbox; the asserts run in the judge, calling add there.
+    assert program.source == "def add(a, b):\n    return a + b\n"
+    assert (program.test, program.entry_point, program.check) == (example["test"], "add", False)
     assert check_completion(example, "def add(a, b):\n    return a + b").passed
     assert check_completion(example, "def add(a, b):\n    return a - b").status == "failed"
     assert check_completion(example, "def plus(a, b):\n    return a + b").status == "error"  # NameError
