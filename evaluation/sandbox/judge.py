@@ -209,16 +209,18 @@ class Sandbox:
                 os.close(to_child)
                 os.close(from_child)
 
-    def end_program(self) -> None:
-        """Kill the program's child; the zygote answers once it is gone and /tmp is empty, or we start afresh."""
+    def end_program(self) -> bool:
+        """Kill the program's child; the zygote answers once it is gone and /tmp is empty. False when it did not
+        (it died, or could not wipe): the sandbox is stopped, and the next program starts a fresh one."""
         try:
             self.control.send(b"end")
             ready, _, _ = select.select([self.control], [], [], 10)
             if ready and self.control.recv(64) == b"clean":
-                return
+                return True
         except OSError:
             pass
         self.stop()
+        return False
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -242,11 +244,16 @@ def serve_one(request: dict, sandbox: Sandbox) -> dict:
     private = sandbox.settings["private_tmp"]
     workdir = "/tmp" if private else tempfile.mkdtemp(prefix="forgetless-sandbox-")
     try:
-        requests_fd, replies_fd = sandbox.start_program(workdir)
-        try:
-            return _judged(request, requests_fd, replies_fd, guards=not private)
-        finally:
-            sandbox.end_program()
+        for attempt in (1, 2):
+            requests_fd, replies_fd = sandbox.start_program(workdir)
+            try:
+                verdict = _judged(request, requests_fd, replies_fd, guards=not private)
+            finally:
+                clean = sandbox.end_program()
+            # A sandbox that died under the program (killed from outside, or by the program where nothing
+            # isolates it) gets one more try in a fresh sandbox; the second verdict stands.
+            if clean or attempt == 2:
+                return verdict
     finally:
         if not private:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -103,3 +103,25 @@ def test_run_python_is_the_one_program_shortcut():
 def test_a_test_needs_its_entry_point():
     with pytest.raises(ValueError, match="entry_point"):
         Program("def f(): pass", "assert f() is None")
+
+
+def test_a_judge_whose_sandbox_died_starts_a_new_one():
+    import signal
+
+    with Judge() as judge:
+        assert run(judge, "def f():\n    return 1", "assert f() == 1", "f").passed
+        os.killpg(judge_sandbox_pid(judge), signal.SIGKILL)  # the isolation tool and the zygote, from outside
+        assert run(judge, "def f():\n    return 1", "assert f() == 1", "f").passed
+
+
+def judge_sandbox_pid(judge) -> int:
+    """The judge server's one child: the isolation tool (or the zygote itself, without isolation)."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == judge.process.pid:
+                return int(name)
+    raise AssertionError("the judge has no sandbox process")
