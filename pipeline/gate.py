@@ -27,6 +27,9 @@ class GateConfig:
         "help": "largest allowed drop of the general mean below the base model's (forgetting)"})
     max_regression: float | None = field(default=0.02, metadata={
         "help": "largest allowed drop of any suite's score below the last accepted run's"})
+    general_drop_noise: bool = field(default=False, metadata={
+        "help": "judge max_general_drop against the noise: fail only a drop beyond the limit by more than 1.96 "
+                "standard errors (examples and seeds, pipeline/uncertainty.py); unknown noise counts as none"})
 
     def __post_init__(self):
         if not self.recipe:
@@ -80,8 +83,13 @@ def final_scores(frame, recipe: str, stage: str) -> dict:
     final, base = table[table.stage == stage], table[table.stage == "base"]
     if final.empty or base.empty or "general" not in table.columns:
         raise UserError(f"results.csv: recipe {recipe!r} has no general scores for stage {stage!r} and base")
+    from pipeline.uncertainty import standard_error
+
     scores = {suite: final[suite].mean() for suite in SUITES if suite in table.columns}
     scores.update(base_general=base.general.mean(), general_drop=-final.forgetting.mean())
+    if "forgetting_se" in final.columns:
+        scores["general_drop_se"] = standard_error(final.forgetting_se.mean(), final.forgetting.std(ddof=1),
+                                                   len(final))
     return {k: round(float(v), 6) + 0.0 for k, v in scores.items() if v == v}  # drop NaN; -0.0 -> 0.0
 
 
@@ -101,7 +109,7 @@ def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
 
 def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted") -> list[Check]:
     """Every gate check of a candidate's scores against the base (in `scores`) and a reference run."""
-    return [*_targets(gate.min_target, scores), _general_drop(gate.max_general_drop, scores),
+    return [*_targets(gate.min_target, scores), _general_drop(gate.max_general_drop, scores, gate.general_drop_noise),
             *_regressions(gate.max_regression, scores, reference, reference_name)]
 
 
@@ -114,12 +122,20 @@ def _targets(limit: float | None, scores: dict) -> list[Check]:
     return [Check(f"min_target ({s})", scores[s], f">= {limit:.3f}", scores[s] >= limit - EPS) for s in suites]
 
 
-def _general_drop(limit: float | None, scores: dict) -> Check:
+def _general_drop(limit: float | None, scores: dict, noise: bool = False) -> Check:
+    from pipeline.uncertainty import Z
+
     drop = scores.get("general_drop")
     note = f"base {scores.get('base_general', float('nan')):.3f} -> {scores.get('general', float('nan')):.3f}"
     if limit is None:
         return Check("max_general_drop", drop, "not set", True, note)
-    return Check("max_general_drop", drop, f"<= {limit:.3f}", drop is not None and drop <= limit + EPS, note)
+    if not noise:
+        return Check("max_general_drop", drop, f"<= {limit:.3f}", drop is not None and drop <= limit + EPS, note)
+    se = scores.get("general_drop_se", float("nan"))
+    margin = Z * se if se == se else 0.0
+    note += f"; noise: ±{margin:.3f} ({Z:g} se)" if se == se else "; noise unknown: judged as none"
+    return Check("max_general_drop", drop, f"<= {limit:.3f} + noise",
+                 drop is not None and drop - margin <= limit + EPS, note)
 
 
 def _regressions(limit: float | None, scores: dict, reference: dict | None, name: str) -> list[Check]:

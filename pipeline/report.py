@@ -123,6 +123,8 @@ def stage_table(mean, sd, seeds) -> str:
     """Markdown: one row per recipe and stage, base first."""
     import pandas as pd
 
+    from pipeline.uncertainty import Z, marker, standard_error
+
     rows = []
     shown = [c for c in mean.columns if not c.endswith("_se")]
     for (recipe, stage), m in mean.iterrows():
@@ -132,6 +134,10 @@ def stage_table(mean, sd, seeds) -> str:
             row[c] = _cell(m[c], s[c], n)
             if f"{c}_se" in mean.columns and m[f"{c}_se"] == m[f"{c}_se"]:
                 row[f"{c} se"] = f"{m[f'{c}_se']:.3f}"
+            if c == "forgetting":
+                se = standard_error(m.get("forgetting_se", float("nan")), s[c], n)
+                row[f"forgetting ±{Z:g} se"] = "–" if se != se or stage == "base" else f"{Z * se:.3f}"
+                row["significant"] = "–" if stage == "base" else marker(m[c], se)
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
 
@@ -178,6 +184,16 @@ def promot_checks(mean, seeds) -> list[str]:
     return lines
 
 
+def _resolved_name(run_dir: Path) -> str | None:
+    """The recipe file's `name` from the run's config.yaml (its method's recipe is named the same)."""
+    from pipeline.gate import run_config
+
+    try:
+        return run_config(run_dir).get("name")
+    except (UserError, ValueError, AttributeError):
+        return None
+
+
 def plot(table) -> bytes:
     """PNG: forgetting vs gain per recipe, format leak, and each recipe's stages on its own axis."""
     from pipeline.report_plot import plot as draw
@@ -197,6 +213,12 @@ def write_report(run_dir: Path) -> Path:
     except (OSError, ValueError):  # the code version is all the report takes from it
         manifest = {"code_version": "? (manifest.json unreadable)"}
     write_bytes(run_dir / "report.png", plot(table))
+    from pipeline.report_frontier import sections as frontier_sections
+
+    method = str(_resolved_name(run_dir) or "")
+    frontier, frontier_png = frontier_sections(table, method, run_dir.name)
+    if frontier_png is not None:
+        write_bytes(run_dir / "frontier.png", frontier_png)
     parts = [
         f"# Report: {run_dir.name}",
         f"code version `{manifest.get('code_version', '?')}`, seeds {sorted(frame.seed.unique().tolist())}. "
@@ -205,7 +227,11 @@ def write_report(run_dir: Path) -> Path:
         "(with the soft prompt where the recipe has one); domain = mean of the domain suites (math, code); "
         "format_leak = share of general-suite answers that are in the target task's label format. "
         "Values are mean ± sd over seeds; an `se` column is the standard error over the examples scored (the mean "
-        "over seeds of each seed's), and the per-task table gives score ± standard error.",
+        "over seeds of each seed's), and the per-task table gives score ± standard error. A forgetting is "
+        "`significant` when it is beyond 1.96 standard errors of the mean over seeds, examples and seeds together "
+        "(pipeline/uncertainty.py; `?` where a task has no standard error). The examples' part adds the base's and "
+        "the stage's variances, ignoring that both are scored on the same examples, so it errs towards 'no'.",
+        *frontier,
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]
     checks = promot_checks(mean, seeds)

@@ -149,3 +149,23 @@ def test_history_ignores_a_promotion_killed_before_the_pointer_moved(tmp_path):
     assert [e["run_id"] for e in registry.history()] == ["r1"]
     registry.promote({"run_id": "r3", "scores": {}})
     assert [e["run_id"] for e in registry.history()] == ["r1", "r3"]
+
+
+def with_stderr(data, se):
+    return data.assign(stderr=se)
+
+
+def test_general_drop_judged_against_the_noise_is_an_option():
+    # A drop of 0.07 against a limit of 0.05: over the limit, but within its noise when the tasks are noisy.
+    noisy = gates.final_scores(with_stderr(frame(general=0.53, base_general=0.6), 0.05), "promot", "finetune")
+    assert noisy["general_drop"] == pytest.approx(0.07) and noisy["general_drop_se"] > 0.02
+    strict = gates.evaluate(GateConfig(max_general_drop=0.05, max_regression=None), noisy, None)
+    lenient = gates.evaluate(GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True),
+                             noisy, None)
+    assert failing(strict) == ["max_general_drop"] and failing(lenient) == []
+    assert "noise: ±" in lenient[1].note
+    # The same drop with precise scores fails either way.
+    precise = gates.final_scores(with_stderr(frame(general=0.53, base_general=0.6, spread=0.0), 0.001),
+                                 "promot", "finetune")
+    gate = GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True)
+    assert failing(gates.evaluate(gate, precise, None)) == ["max_general_drop"]
