@@ -114,6 +114,9 @@ class RecipeFile:
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
     gate: GateConfig | None = field(default=None, metadata={"help": "promotion thresholds for `pipeline retrain`"})
     deepspeed: str | None = field(default=None, metadata={"help": "DeepSpeed JSON for every training stage, e.g. configs/deepspeed/zero2.json (README: Scale out)"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "experiment trackers, one run per stage named after its stage id: none, tensorboard, mlflow, wandb "
+                "(README: Trackers)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch (None: the cores this process may use / processes on this machine)"})
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
 
@@ -131,6 +134,13 @@ class RecipeFile:
             raise ValueError("data.target: the name 'target' is reserved for the target section")
         if self.max_length < 8:
             raise ValueError(f"max_length: must be >= 8, got {self.max_length}")
+        from stages.tracking import TRACKERS
+
+        unknown = [name for name in self.report_to if name not in TRACKERS]
+        if unknown:
+            raise ValueError(f"report_to: unknown tracker {unknown[0]!r}; one of {', '.join(TRACKERS)}")
+        if "none" in self.report_to and len(self.report_to) > 1:
+            raise ValueError(f"report_to: 'none' with other trackers ({', '.join(self.report_to)}); name one or the other")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads: must be >= 1, got {self.threads}")
 

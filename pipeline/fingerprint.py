@@ -3,8 +3,9 @@
 It covers every data source (the target and the named `data:` sources: a local file's sha256, the
 generated rows of an `embedded:` source, a hub id by name) and the resolved config of the gated
 recipe, so editing its stages, seeds, data caps or evaluation retrains too. It leaves out what does
-not change the model: `runs_root` and the gate thresholds (new thresholds re-judge the same run
-instead of training it again). The base model counts by its `model.path` (a folder or hub id): point
+not change the model: `runs_root`, the gate thresholds (new thresholds re-judge the same run
+instead of training it again), the trackers (`report_to`) and whether code may run unisolated
+(`evaluation.unsafe_code_execution`). The base model counts by its `model.path` (a folder or hub id): point
 it at a new folder to retrain on a new base.
 """
 
@@ -21,8 +22,9 @@ def fingerprint(recipe: RecipeFile, gated_recipe: str) -> dict:
     """{fingerprint, sources, config_sha256}: one digest over every source's content hash and the config."""
     sources = {source: source_hash(source, split, rows) for source, split, rows in data_sources(recipe)}
     config = resolved_dict(recipe)
-    for key in ("runs_root", "gate"):
+    for key in ("runs_root", "gate", "report_to"):
         config.pop(key, None)
+    config.get("evaluation", {}).pop("unsafe_code_execution", None)
     config["recipes"] = {gated_recipe: config["recipes"][gated_recipe]}  # only the gated recipe is trained
     config_sha = _sha(config)
     return {"fingerprint": _sha({"config": config_sha, "sources": sources}), "sources": sources,

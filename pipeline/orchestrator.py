@@ -81,7 +81,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
             manifest.commit()
         if target is not None:
             target.write_suite(run_dir / "data" if main else Path(scratch))
-        shared = _shared_context(recipe, target)
+        shared = _shared_context(recipe, target, run_dir)
         # Recorded for the reader; results need no correction for it: batch_size is global.
         manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
                                    "threads": threads}
@@ -244,6 +244,8 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
     if finished is not None:
         return finished
     log.info("run %s (%s)", stage_id, kind)
+    if ctx.tracking is not None:
+        ctx.tracking = ctx.tracking.for_stage(stage_id)
     main = ranks.is_main()
     if main:
         manifest.stage_started(stage_id, kind, ctx)
@@ -304,12 +306,14 @@ def _suites(recipe: RecipeFile, target) -> list:
     return suites
 
 
-def _shared_context(recipe: RecipeFile, target) -> dict:
+def _shared_context(recipe: RecipeFile, target, run_dir: Path) -> dict:
     from pipeline.deepspeed_config import deepspeed_path
+    from stages.tracking import tracking_for
 
     extra = {"suites": _suites(recipe, target), "labels": target.labels if target else []}
+    tracking = tracking_for(recipe.report_to, run_dir, recipe.name) if ranks.is_main() else None
     return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra,
-            "deepspeed": deepspeed_path(recipe)}
+            "deepspeed": deepspeed_path(recipe), "tracking": tracking}
 
 
 # How a chat model is prompted, recorded in the manifest (README: "Chat models").

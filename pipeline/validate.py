@@ -17,7 +17,8 @@ def check_recipe(recipe: RecipeFile, content: bool = True) -> list[str]:
     from pipeline.validate_content import check_content, locate
 
     problems = [*check_seeds(recipe), *check_names(recipe), *check_model(recipe), *check_suites(recipe),
-                *check_target(recipe), *check_data(recipe), *check_stages(recipe), *check_gate(recipe)]
+                *check_target(recipe), *check_data(recipe), *check_stages(recipe), *check_gate(recipe),
+                *check_trackers(recipe)]
     if content and not problems:  # only read data and model files once their names check out
         problems = check_content(recipe)
     return locate(problems, recipe)
@@ -94,6 +95,14 @@ def check_suites(recipe: RecipeFile) -> list[str]:
         if name not in SUITES:
             problems.append(f"evaluation.domain_suites: unknown suite {shown(name)}; one of {sorted(SUITES)}")
     return problems + check_code_sandbox(recipe)
+
+
+def check_trackers(recipe: RecipeFile) -> list[str]:
+    """Every tracker report_to names is installed (README: Trackers)."""
+    from stages.tracking import PACKAGES, unavailable
+
+    return [f"report_to: {name} is not installed here (pip install {PACKAGES[name]})"
+            for name in unavailable(recipe.report_to)]
 
 
 def check_code_sandbox(recipe: RecipeFile) -> list[str]:

@@ -23,6 +23,7 @@ class StageContext:
     trust_remote_code: bool = False
     deepspeed: str | None = None  # DeepSpeed JSON handed to the Trainer (TrainingArguments.deepspeed)
     extra: dict = field(default_factory=dict)  # evaluation settings, labels, suites
+    tracking: Any = None  # stages.tracking.Tracking: where this stage's run logs (None: no trackers)
 
 
 @dataclass

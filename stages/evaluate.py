@@ -67,6 +67,9 @@ def run(config: Config, ctx: StageContext) -> StageResult:
                 leak = format_leak_share(r.responses, labels)
                 rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n,
                              "stderr": _share_stderr(leak, r.n), "primary": 1})
+    from stages.tracking import log_scores
+
+    log_scores(ctx.tracking, rows)
     samples = {r.task: r.responses[:20] for r in results}
     return StageResult(model_dir=ctx.model_dir, adapter_dir=ctx.adapter_dir, rows=rows,
                        metrics={"samples": samples})

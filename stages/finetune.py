@@ -98,7 +98,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
     # Arguments first: under ZeRO-3 the model then loads straight into its shards.
-    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed)
+    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking)
     adapter_in = ctx.adapters[config.prompt_from] if config.prompt_from else None
     model_dir = ctx.stage_dir / "model"
     try:
@@ -108,7 +108,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
             trainee = attach_prompt(model, adapter_in, trainable=False)
             freeze_prompt_train_model(trainee)
         metrics, trainer = run_trainer(trainee, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                       trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None)
+                                       trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None,
+                                       tracking=ctx.tracking)
         # The Trainer's save gathers ZeRO-3 shards; rank 0 writes a plain save_pretrained folder.
         trainer.save_model(str(model_dir))
     finally:

@@ -93,13 +93,13 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
     # Arguments first: under ZeRO-3 the model then loads straight into its shards.
-    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed) if config.steps else None
+    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking) if config.steps else None
     try:
         torch.manual_seed(ctx.seed)  # the sampled-vocabulary / random init depends on it
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
         peft_model = get_peft_model(model, peft_config(config, ctx.model_dir, ctx.extra.get("labels", [])))
         metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                 trainer_class=prompt_trainer())
+                                 trainer_class=prompt_trainer(), tracking=ctx.tracking)
         # ds_numel: a ZeRO-3 parameter's full size (its numel() is the local shard's)
         metrics["trainable_parameters"] = sum(getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters()
                                               if p.requires_grad)

@@ -26,13 +26,14 @@ def per_device_batch(config: TrainingConfig, world_size: int) -> int:
 
 
 def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deepspeed: str | None = None,
-                       world_size: int | None = None):
+                       world_size: int | None = None, tracking=None):
     """Map our typed stage config onto transformers.TrainingArguments (create it before loading the model:
     under ZeRO-3 from_pretrained then loads each weight straight into its shards)."""
     import torch
     from transformers import TrainingArguments
 
     from pipeline import ranks
+    from stages.tracking import trainer_settings
 
     world_size = world_size or ranks.world_size()
     precision = {"bf16": config.bf16, **deepspeed_precision(deepspeed)}  # fp16 with bf16: refused by validation
@@ -52,7 +53,7 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         **{checkpointing_field(TrainingArguments): config.gradient_checkpointing},
-        report_to=[],
+        **trainer_settings(tracking),
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
@@ -101,7 +102,8 @@ def join_deepspeed() -> None:
         deepspeed.comm.init_distributed(auto_mpi_discovery=False, timeout=BARRIER_TIMEOUT)
 
 
-def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_length: int, trainer_class=None):
+def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_length: int, trainer_class=None,
+                tracking=None):
     """Train `model` in place on prompt/completion rows; returns (metrics, trainer), the trainer None at 0 steps."""
     from transformers import Trainer, set_seed
 
@@ -119,6 +121,9 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
     output_dir = Path(args.output_dir)
     last = last_complete_checkpoint(output_dir)
+    from stages.tracking import attach
+
+    attach(trainer, tracking)
     trainer.add_callback(no_final_checkpoint())
     preemption = preemption_callback()  # after it: a signal at the last step still saves a checkpoint
     trainer.add_callback(preemption)
