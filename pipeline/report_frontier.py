@@ -40,10 +40,24 @@ def points(table) -> list[dict]:
                               retention=_mean(retention), gain=_mean(gains),
                               retention_err=Z * standard_error(_mean(retention_se), _sd(retention), len(retention)),
                               gain_err=Z * standard_error(_mean(gain_se), _sd(gains), len(gains))))
+    found = _merge_shared(found)
     for p in found:
         p["dominated_by"] = [f"{q['recipe']}/{q['stage']}" for q in found if _dominates(q, p)]
         p["front"] = not p["dominated_by"]
     return found
+
+
+def _merge_shared(found: list[dict]) -> list[dict]:
+    """One point for a stage several recipes share (DMT's domain stage, trained once and reused): the same stage
+    name with the same scores is one point, its other recipes listed in `same_as`."""
+    kept: dict[tuple, dict] = {}
+    for p in found:
+        same = (p["stage"], p["retention"], p["gain"], p["seeds"])
+        if same in kept:
+            kept[same]["same_as"].append(p["recipe"])
+        else:
+            kept[same] = {**p, "same_as": []}
+    return list(kept.values())
 
 
 def _dominates(a: dict, b: dict) -> bool:
@@ -67,9 +81,10 @@ def _method(found: list[dict], method: str) -> list[dict]:
     """The paper's method's final stages: recipes named `method`, or `method@<swept value>`."""
     finals = {}
     for p in found:
-        if p["recipe"] == method or p["recipe"].startswith(method + "@"):
-            finals[p["recipe"]] = p  # points keep stage order: the last one is the final stage
-    return list(finals.values())
+        for recipe in [p["recipe"], *p.get("same_as", [])]:
+            if recipe == method or recipe.startswith(method + "@"):
+                finals[recipe] = p  # points keep stage order: the last one is the final stage
+    return list({id(p): p for p in finals.values()}.values())
 
 
 def _pm(value: float, err: float) -> str:
@@ -81,7 +96,8 @@ def table(found: list[dict], gain: str) -> str:
     lines = [f"| recipe | stage | general retention | {gain} gain | seeds | on the front | dominated by |",
              "|---|---|---|---|---|---|---|"]
     for p in sorted(found, key=lambda p: (not p["front"], -p["gain"])):
-        lines.append(f"| {p['recipe']} | {p['stage']} | {_pm(p['retention'], p['retention_err'])} | "
+        recipe = p["recipe"] + (f" (= {', '.join(p['same_as'])})" if p.get("same_as") else "")
+        lines.append(f"| {recipe} | {p['stage']} | {_pm(p['retention'], p['retention_err'])} | "
                      f"{_pm(p['gain'], p['gain_err'])} | {p['seeds']} | {'**yes**' if p['front'] else 'no'} | "
                      f"{', '.join(p['dominated_by']) or '–'} |")
     return "\n".join(lines)
@@ -150,7 +166,8 @@ def figure(found: list[dict], gain: str, title: str):
                  fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.1)
     fig.canvas.draw()
-    names = [f"{p['recipe']}/{p['stage']}" for p in found] + ["base"]
+    names = [f"{p['recipe']}/{p['stage']}" + (f" (+{len(p['same_as'])} recipes)" if p.get("same_as") else "")
+             for p in found] + ["base"]
     label_points(ax, [(p["retention"], p["gain"]) for p in found] + [(1.0, 0.0)],
                  [(p["retention_err"] / Z if p["retention_err"] == p["retention_err"] else math.nan,
                    p["gain_err"] / Z if p["gain_err"] == p["gain_err"] else math.nan) for p in found]

@@ -88,3 +88,14 @@ def test_standard_error_joins_examples_and_seeds():
 def test_no_gain_column_means_no_frontier():
     table = pd.DataFrame({"recipe": ["a"], "seed": [0], "stage": ["base"], "general": [0.5]})
     assert frontier.points(table) == [] and frontier.sections(table, "a", "x") == ([], None)
+
+
+def test_a_stage_several_recipes_share_is_one_point(tmp_path):
+    data = []
+    for recipe in ("domain_only", "dmt@k=1/256"):
+        data += rows(recipe, "base", 0.8, 0.2) + rows(recipe, "domain", 0.3, 0.7)  # reused: the same scores
+    data += rows("dmt@k=1/256", "general", 0.8, 0.5)
+    table = summarise(read_results(run_folder(tmp_path, data, name="dmt") / "results.csv"))
+    shared = [p for p in frontier.points(table) if p["stage"] == "domain"]
+    assert len(shared) == 1 and shared[0]["recipe"] == "domain_only" and shared[0]["same_as"] == ["dmt@k=1/256"]
+    assert "| domain_only (= dmt@k=1/256) | domain |" in write_report(tmp_path).read_text()
