@@ -1,11 +1,19 @@
-"""Atomic file writes: temp file, fsync, rename. A crash never leaves a half-written file behind."""
+"""Atomic file writes: temp file, fsync, rename. A crash never leaves a half-written file behind.
+
+A writer killed between creating its temp file and the rename leaves `.<name>.<8 chars>.tmp` behind:
+`remove_leftovers` clears those on the next start, under the same lock the writers hold. The file gets the
+mode a plain `open()` would give it (0666 less the umask), not mkstemp's 0600, so a shared registry stays shared.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
+
+LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # mkstemp: prefix ".<name>.", 8 random characters, ".tmp"
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -19,6 +27,7 @@ def write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -34,6 +43,31 @@ def write_bytes(path: Path, data: bytes) -> Path:
 def write_json(path: Path, data) -> Path:
     """Atomically write pretty, key-sorted JSON."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (Linux /proc), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_leftovers(folder: Path, recursive: bool = True) -> list[Path]:
+    """Delete the temp files killed writers left in `folder` (call with the folder's lock held); returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in (folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))
+             if LEFTOVER.match(p.name) and p.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -41,6 +41,8 @@ class Manifest:
         data["code_version"] = code_version()
         data["recipe_file"] = {"path": str(recipe_path), "sha256": _sha256(recipe_path)}
         data["status"] = "running"
+        for key in ("signal", "stopped"):  # a stop recorded by the last run, which this one resumes
+            data.pop(key, None)
         manifest = cls(path, data)
         manifest.held = True
         return manifest
@@ -96,6 +98,13 @@ class Manifest:
         entry = self.data["stages"][stage_id]
         entry.update(status="done", finished=_now(), seconds=seconds, key=key, output_model=str(result.model_dir),
                      output_adapter=str(result.adapter_dir) if result.adapter_dir else None)
+        self.save()
+
+    def stage_stopped(self, stage_id: str, signal_name: str) -> None:
+        """Mark a stage and the run stopped by a signal (its checkpoint saved; the same command resumes it)."""
+        stopped = {"status": "stopped", "signal": signal_name, "stopped": _now()}
+        self.data["stages"].setdefault(stage_id, {}).update(stopped)
+        self.data.update(stopped)
         self.save()
 
     def finish(self) -> None:

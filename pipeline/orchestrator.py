@@ -17,7 +17,7 @@ from pathlib import Path
 
 from data_recipes.catalog import EMBEDDED_PREFIX
 from pipeline import ranks, results
-from pipeline.atomic import write_json, write_text
+from pipeline.atomic import remove_leftovers, write_json, write_text
 from pipeline.config import RecipeFile, resolved_dict
 from pipeline.errors import UserError, every_rank
 from pipeline.manifest import Manifest
@@ -55,6 +55,8 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     # Other ranks never write into the run folder: their copy of the held-out task files (read only by
     # rank 0's evaluation) goes to a scratch folder.
     with RunLock(run_dir) if main else nullcontext(), tempfile.TemporaryDirectory(prefix="forgetless-") as scratch:
+        if main:  # under the run lock: no writer of ours is alive to own a temp file here
+            remove_leftovers(run_dir)
         manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)  # held: not written yet
         with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
             base_dir = resolve_base_model(recipe, manifest)
@@ -251,10 +253,17 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
         manifest.stage_started(stage_id, kind, ctx)
         stage_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if getattr(STAGES[kind], "MAIN_PROCESS_ONLY", False):
-        result = ranks.from_main(lambda: STAGES[kind].run(stage.config, ctx))
-    else:  # a training stage: every rank trains its share of each batch
-        result = STAGES[kind].run(stage.config, ctx)
+    from stages.preemption import Preempted
+
+    try:
+        if getattr(STAGES[kind], "MAIN_PROCESS_ONLY", False):
+            result = ranks.from_main(lambda: STAGES[kind].run(stage.config, ctx))
+        else:  # a training stage: every rank trains its share of each batch
+            result = STAGES[kind].run(stage.config, ctx)
+    except Preempted as stop:
+        if main:
+            manifest.stage_stopped(stage_id, stop.signal)
+        raise
     seconds = round(time.perf_counter() - started, 2)
     if main:
         write_json(stage_dir / DONE, {**_result_json(result, seconds, run_dir), "key": key, "inputs": stage.inputs})

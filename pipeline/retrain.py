@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline import gate as gates
 from pipeline import ranks
+from pipeline.atomic import remove_leftovers
 from pipeline.config import RecipeFile
 from pipeline.errors import UserError, every_rank
 from pipeline.registry import Registry, entry_for
@@ -71,6 +72,7 @@ def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
     registry.check()  # before anything is trained or created: a broken registry would fail only at promotion
     prints = fingerprint(recipe, gate.recipe)
     with registry.locked():
+        remove_leftovers(registry.root, recursive=False)  # a pointer or history write that was killed
         accepted = registry.accepted()
         if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
             return Outcome("nothing to do", None, [], accepted["run_id"])

@@ -20,6 +20,7 @@ class Preempted(UserError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+        self.signal = signal.Signals(signum).name
 
 
 def preemption_callback():

@@ -132,3 +132,22 @@ def test_interrupted_stage_is_rerun(finished_run, tmp_path):
     args = [a if a != str(run_dir) else str(copy) for a in args]
     assert main(args) == 0
     assert (copy / "seed0" / "sft" / "finetune" / "DONE.json").exists()
+
+
+def test_a_rerun_removes_what_killed_writers_left_and_files_follow_the_umask(finished_run):
+    import os
+    import stat
+
+    run_dir, args = finished_run
+    leftovers = [run_dir / ".results.csv.k3j_x9q2.tmp", run_dir / "seed0" / "sft" / ".DONE.json.abcdefgh.tmp"]
+    kept = run_dir / ".notes.tmp"  # not a name our writers make: someone else's file stays
+    for path in [*leftovers, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half written")
+    old = os.umask(0o022)
+    try:
+        assert main(args) == 0
+    finally:
+        os.umask(old)
+    assert [p for p in leftovers if p.exists()] == [] and kept.exists()
+    assert stat.S_IMODE((run_dir / "results.csv").stat().st_mode) == 0o644  # not mkstemp's 0600

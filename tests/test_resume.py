@@ -71,10 +71,17 @@ def test_sigterm_saves_and_says_how_to_resume(tiny_base, reference, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "stopped by SIGTERM" in out and "rerun the same command to resume" in out
     assert not (run_dir / "run.lock").exists()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert (manifest["status"], manifest["signal"]) == ("stopped", "SIGTERM")  # not "running" for ever
+    stage = manifest["stages"]["seed0/promot/finetune"]
+    assert (stage["status"], stage["signal"]) == ("stopped", "SIGTERM")
     rerun = start(args)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     assert (run_dir / "results.csv").read_text() == reference
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "done" and "signal" not in manifest
+    assert manifest["stages"]["seed0/promot/finetune"]["status"] == "done"
 
 
 def test_second_run_on_the_same_folder_is_refused(tiny_base, tmp_path):

@@ -227,3 +227,17 @@ def test_fingerprint_follows_data_and_recipe_not_thresholds(tmp_path):
         digest("target.train=embedded:letter_rule", "target.train_rows=9")
     write_jsonl(tmp_path / "train.jsonl", rows[4:])
     assert digest() != first
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from pipeline.atomic import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
