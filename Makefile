@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot promot-smollm2 dmt dmt-smollm2 retrain test test-dist test-latest lock validate ls clean bench bench-gpu
+.PHONY: setup promot promot-smollm2 dmt dmt-smollm2 retrain test test-dist test-faults test-latest lock validate ls clean bench bench-gpu
 
 # The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
@@ -75,6 +75,9 @@ dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: GSM8K as the domain, CPU
 TEST_WORKERS ?= $(shell nproc)
 test: $(STAMP)  ## the test suite (offline, CPU, tiny models plus a few steps of SmolLM2-135M)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+test-faults: $(STAMP)  ## SIGKILL `pipeline run` and `pipeline retrain` at every write point, rerun, compare (~4 min, .ci/run runs it)
+	FORGETLESS_FAULTS=all $(PY) -m pytest -q -m faults -n $(TEST_WORKERS) --dist load -k any_write_point
 
 test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3, preemption, retrain (~3 min)
 	$(PY) -m pytest -q -m dist

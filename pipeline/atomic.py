@@ -1,8 +1,9 @@
 """Atomic file writes: temp file, fsync, rename. A crash never leaves a half-written file behind.
 
-A writer killed between creating its temp file and the rename leaves `.<name>.<8 chars>.tmp` behind:
-`remove_leftovers` clears those on the next start, under the same lock the writers hold. The file gets the
-mode a plain `open()` would give it (0666 less the umask), not mkstemp's 0600, so a shared registry stays shared.
+A writer killed between creating its temp file and the rename leaves `.<name>.<8 chars>.tmp` behind (and
+safetensors, writing weights the same way, `.tmp<6 chars>`): `remove_leftovers` clears those on the next
+start, under the same lock the writers hold. The file gets the mode a plain `open()` would give it (0666 less
+the umask), not mkstemp's 0600, so a shared registry stays shared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # mkstemp: prefix ".<name>.", 8 random characters, ".tmp"
+# safetensors (Rust) writes weights to ".tmp" plus 6 random characters beside the file, then renames it
+WEIGHTS_LEFTOVER = re.compile(r"^\.tmp[A-Za-z0-9]{6}$")
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -63,11 +66,30 @@ def remove_leftovers(folder: Path, recursive: bool = True) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [p for p in (folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))
-             if LEFTOVER.match(p.name) and p.is_file()]
+    hidden = folder.rglob(".*") if recursive else folder.glob(".*")
+    found = [p for p in hidden if (LEFTOVER.match(p.name) or WEIGHTS_LEFTOVER.match(p.name)) and p.is_file()]
     for path in found:
         path.unlink(missing_ok=True)
     return found
+
+
+def seal_tree(folder: Path, skip: tuple[str, ...] = ()) -> None:
+    """Give every file under `folder` (but not its entries named in `skip`) the mode open() would, then fsync the
+    files and folders: what a marker written next promises is readable by the umask's users, and on disk even
+    if the machine loses power. safetensors writes weights through a 0600 temp file, hence the mode."""
+    mode = 0o666 & ~current_umask()
+    for top, folders, files in os.walk(folder):
+        if top == str(folder):
+            folders[:] = [name for name in folders if name not in skip]
+            files = [name for name in files if name not in skip]
+        for name in files:
+            fd = os.open(os.path.join(top, name), os.O_RDONLY)
+            try:
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(top))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -7,23 +7,20 @@ decides what to skip, evaluates and writes (pipeline/ranks.py).
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 from data_recipes.catalog import EMBEDDED_PREFIX
-from pipeline import ranks, results
-from pipeline.atomic import remove_leftovers, write_json, write_text
+from pipeline import markers, ranks, results
+from pipeline.atomic import remove_leftovers, write_text
 from pipeline.config import RecipeFile, resolved_dict
 from pipeline.errors import UserError, every_rank
 from pipeline.manifest import Manifest
 from pipeline.plan import DONE  # the completion marker, written last and atomically
 from pipeline.run_lock import RunLock
-from pipeline.sweep import folder_name
 from pipeline.threads import set_threads
 from stages.context import StageContext, StageResult
 
@@ -79,6 +76,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         if main:  # the plan holds: from here on the folder changes
             for stage_id in outcome:
                 manifest.data["stages"].pop(stage_id, None)
+            markers.repair(manifest, run_dir, [stage.stage_id for stage in plan])  # a kill between marker and manifest
             write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
             manifest.commit()
         if target is not None:
@@ -148,13 +146,10 @@ def _finished_rows(run_dir: Path, name: str, seed: int, stages: list, manifest: 
     for stage in stages:
         if stage.kind != "evaluate":
             continue
-        marker = run_dir / stage.stage_id / DONE
-        entry = manifest.data["stages"].get(stage.stage_id) or {}
-        if not marker.is_file() and entry.get("status") == "reused":
-            marker = run_dir / entry["reused_from"] / DONE
-        if not marker.is_file():
+        marker = markers.marker_of(run_dir, stage.stage_id, manifest.data["stages"])
+        if marker is None:
             continue
-        done = json.loads(marker.read_text())
+        done = markers.read(marker)
         if done.get("key") != stage.key:
             stale.append(stage.stage_id)
             continue
@@ -265,10 +260,8 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
             manifest.stage_stopped(stage_id, stop.signal)
         raise
     seconds = round(time.perf_counter() - started, 2)
-    if main:
-        write_json(stage_dir / DONE, {**_result_json(result, seconds, run_dir), "key": key, "inputs": stage.inputs})
-        manifest.stage_finished(stage_id, result, seconds, key)
-        shutil.rmtree(stage_dir / "trainer", ignore_errors=True)  # resume checkpoints: no longer needed
+    if main:  # artifacts, marker, manifest, cleanup: pipeline/markers.py
+        markers.commit(manifest, run_dir, stage, result, seconds)
     ranks.wait_for_everyone()  # the next stage may load what rank 0 just saved
     return result
 
@@ -277,14 +270,14 @@ def _finished_result(manifest: Manifest, stage_dir: Path, stage_id: str, key: st
     """The stage's result if it needs no run: done here, or done as an identical stage (recorded as reused)."""
     marker = stage_dir / DONE
     if marker.exists():
-        log.info("skip %s (done)", stage_id)
-        return _load_result(marker, run_dir)
+        log.info("skip %s (done)", stage_id)  # its manifest entry agrees: repaired from the marker at the start
+        return markers.result_of(marker, run_dir)
     twin = manifest.done_stage_with_key(key)
-    if twin and (run_dir / twin / DONE).exists() and json.loads((run_dir / twin / DONE).read_text()).get("key") == key:
+    if twin and (run_dir / twin / DONE).exists() and markers.read(run_dir / twin / DONE).get("key") == key:
         # e.g. DMT's domain stage is the same in domain_only, mixed_sequential and every k of dmt.
         log.info("reuse %s for %s (identical inputs)", twin, stage_id)
         manifest.stage_reused(stage_id, twin, key)
-        return _load_result(run_dir / twin / DONE, run_dir)
+        return markers.result_of(run_dir / twin / DONE, run_dir)
     return None
 
 
@@ -359,31 +352,3 @@ def _eval_config(recipe: RecipeFile, chat: bool = False):
         target_limit = min(target_limit or recipe.target.test_rows, recipe.target.test_rows)
     return Config(limit=recipe.evaluation.limit, target_limit=target_limit, batch_size=recipe.evaluation.batch_size,
                   chat_template=chat)
-
-
-def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
-    return {"model_dir": _stored_path(result.model_dir, run_dir), "adapter_dir": _stored_path(result.adapter_dir, run_dir),
-            "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
-
-
-def _stored_path(path, run_dir: Path):
-    """A folder inside the run folder as {"run": relative path}, so the run folder can be moved or copied;
-    anything else (the base model's folder, a hub id) as {"path": ...}, as given."""
-    if path is None:
-        return None
-    path = Path(path)
-    return {"run": str(path.relative_to(run_dir))} if path.is_relative_to(run_dir) else {"path": str(path)}
-
-
-def _loaded_path(stored, run_dir: Path):
-    if stored is None:
-        return None
-    if isinstance(stored, str):  # a marker written before paths were tagged: relative meant inside the run
-        return run_dir / stored
-    return run_dir / stored["run"] if "run" in stored else Path(stored["path"])
-
-
-def _load_result(marker: Path, run_dir: Path) -> StageResult:
-    data = json.loads(marker.read_text())
-    return StageResult(model_dir=_loaded_path(data["model_dir"], run_dir), metrics=data["metrics"], rows=data["rows"],
-                       adapter_dir=_loaded_path(data["adapter_dir"], run_dir))

@@ -8,7 +8,9 @@
 
 The pointer is the single commit point: registry.jsonl is rewritten first, accepted.json last, both
 atomically, and readers ignore history lines after the pointer's run. A job killed at any moment leaves
-the previous pointer and a consistent history; its run folder is just one that was never accepted.
+the previous pointer and a consistent history; its run folder is just one that was never accepted. The
+entry's model paths come from the stages' completion markers, and the pointer moves only once their files
+are checked whole (`loadable_problem`: the gate's "loadable" row).
 
 Only a missing accepted.json means "no model yet". A pointer that is not an entry (`[]`, `{}`, `null`, no
 run_id) is refused by every reader, and `check()` (run by retrain before it trains) also refuses history
@@ -23,7 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.atomic import write_json, write_text
+from pipeline.atomic import remove_leftovers, write_json, write_text
 from pipeline.errors import UserError
 
 POINTER, HISTORY, LOCK, RUNS, RUN_INFO = "accepted.json", "registry.jsonl", "registry.lock", "runs", "retrain.json"
@@ -131,7 +133,8 @@ class Registry:
         return self.root / RUNS / run_id
 
     def start_run(self, fingerprint: dict) -> Path:
-        """A run folder for this data: the newest unaccepted one with the same fingerprint, else a new one.
+        """A run folder for this data: the newest unaccepted one with the same fingerprint (or the empty one a job
+        killed right after making it left), else a new one.
 
         Resuming means a job killed mid-training continues from its last finished stage (the
         orchestrator skips stages with a DONE marker) instead of training everything again.
@@ -141,18 +144,25 @@ class Registry:
             info = folder / RUN_INFO
             if info.exists() and _read_json(info).get("fingerprint") == digest:
                 return folder
-        folder = self.run_dir(f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{digest[:8]}")
+            if not info.exists():
+                remove_leftovers(folder, recursive=False)  # under the registry lock: its writer is dead
+                if not any(folder.iterdir()):
+                    break  # made by a job killed before it wrote RUN_INFO: taken over
+        else:
+            folder = self.run_dir(f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{digest[:8]}")
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / RUN_INFO, {**fingerprint, "created": _now()})
         return folder
 
 
 def entry_for(run_dir: Path, recipe: str, stage: str, scores: dict, fingerprint: dict, checks: list) -> dict:
-    """The registry entry of a run that passed the gate: what it was trained on, how it scored, where it is."""
+    """The registry entry of a run that passed the gate: what it was trained on, how it scored, where it is.
+
+    The model paths come from each seed's completion marker, not from the manifest's record of it."""
     manifest = _read_json(run_dir / "manifest.json")
     seeds = sorted({int(key.split("/")[0].removeprefix("seed")) for key in manifest["stages"]
                     if key.startswith("seed") and key.split("/")[1:] == [recipe, stage]})
-    models = {str(seed): _model_paths(run_dir, manifest["stages"][f"seed{seed}/{recipe}/{stage}"]) for seed in seeds}
+    models = {str(seed): _model_paths(run_dir, manifest["stages"], f"seed{seed}/{recipe}/{stage}") for seed in seeds}
     first = models[str(seeds[0])] if seeds else {"model": None, "adapter": None}
     return {
         "run_id": run_dir.name, "run_dir": str(run_dir.resolve()), "time": _now(),
@@ -163,12 +173,40 @@ def entry_for(run_dir: Path, recipe: str, stage: str, scores: dict, fingerprint:
     }
 
 
-def _model_paths(run_dir: Path, stage: dict) -> dict:
-    # The manifest may hold paths relative to the run folder (movable runs) or absolute ones.
-    def absolute(path):
-        return None if path is None else str((run_dir / path).resolve())
+def _model_paths(run_dir: Path, stages: dict, stage_id: str) -> dict:
+    from pipeline.markers import loaded_path, marker_of, read
 
-    return {"model": absolute(stage.get("output_model")), "adapter": absolute(stage.get("output_adapter"))}
+    marker = marker_of(run_dir, stage_id, stages)
+    if marker is None:
+        return {"model": None, "adapter": None}
+    done = read(marker)
+
+    def absolute(stored):
+        path = loaded_path(stored, run_dir)
+        if path is None:
+            return None
+        return str(path.resolve()) if path.is_absolute() or path.exists() else str(path)  # a hub id stays as it is
+
+    return {"model": absolute(done["model_dir"]), "adapter": absolute(done["adapter_dir"])}
+
+
+def loadable_problem(entry: dict) -> str | None:
+    """Why an entry's models would not load (a folder missing or cut short), or None; a hub id is not checked."""
+    from stages.saved_files import adapter_problem, model_problem
+
+    models = entry["models"] or {"0": {"model": entry["model"], "adapter": entry["adapter"]}}
+    for seed, paths in models.items():
+        if paths["model"] is None:
+            return f"seed {seed}: no finished model (no completion marker)"
+        if Path(paths["model"]).is_absolute():
+            problem = model_problem(paths["model"])
+            if problem:
+                return f"seed {seed}: {paths['model']}: {problem}"
+        if paths["adapter"] is not None:
+            problem = adapter_problem(paths["adapter"])
+            if problem:
+                return f"seed {seed}: {paths['adapter']}: {problem}"
+    return None
 
 
 def _entry_problem(entry, fields) -> str | None:

@@ -22,7 +22,7 @@ from pipeline import ranks
 from pipeline.atomic import remove_leftovers
 from pipeline.config import RecipeFile
 from pipeline.errors import UserError, every_rank
-from pipeline.registry import Registry, entry_for
+from pipeline.registry import Registry, entry_for, loadable_problem
 
 EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
 
@@ -93,10 +93,14 @@ def judge(run_dir: Path, gate: gates.GateConfig, registry: Registry, prints: dic
         stage, scores = gates.run_scores(run_dir, gate.recipe)
         reference = accepted["run_id"] if accepted else "none"
         checks = gates.evaluate(gate, scores, accepted["scores"] if accepted else None, reference)
+        entry = entry_for(run_dir, gate.recipe, stage, scores, prints, checks)
+        problem = loadable_problem(entry)  # the pointer never moves to a model that would not load
+        checks.append(gates.Check("loadable", None, "model and prompt load", problem is None, problem or ""))
+        entry["gate"] = [c.__dict__ for c in checks]
         gates.write_result(run_dir, gate, scores, checks, reference)
         if not gates.passed(checks):
             return Outcome("refused", run_dir, checks, accepted["run_id"] if accepted else None)
-        registry.promote(entry_for(run_dir, gate.recipe, stage, scores, prints, checks))
+        registry.promote(entry)
         return Outcome("accepted", run_dir, checks, run_dir.name)
 
 

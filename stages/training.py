@@ -6,14 +6,19 @@ step's batch over them, and with a DeepSpeed config it hands the model to DeepSp
 
 from __future__ import annotations
 
+import logging
+import shutil
 import time
 from pathlib import Path
 
+from pipeline import ranks
 from pipeline.errors import UserError
 from stages.preemption import preemption_callback
 from stages.packing import check_packing, packed_collator
 from stages.sft_data import sft_collator, tokenize_for_sft
 from stages.train_config import TrainingConfig
+
+log = logging.getLogger(__name__)
 
 
 def per_device_batch(config: TrainingConfig, world_size: int) -> int:
@@ -32,7 +37,6 @@ def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deep
     import torch
     from transformers import TrainingArguments
 
-    from pipeline import ranks
     from stages.tracking import trainer_settings
 
     world_size = world_size or ranks.world_size()
@@ -120,7 +124,7 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
                                          processing_class=tokenizer)  # saved next to every checkpoint
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
     output_dir = Path(args.output_dir)
-    last = last_complete_checkpoint(output_dir)
+    last = ranks.from_main(lambda: last_complete_checkpoint(output_dir))  # rank 0 checks and clears, all follow
     from stages.tracking import attach
 
     attach(trainer, tracking)
@@ -166,10 +170,48 @@ def no_final_checkpoint():
 
 
 def last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest checkpoint the Trainer finished: it writes trainer_state.json after the weights, optimizer
-    and RNG states, so a folder without one was cut short by a kill and cannot be resumed from."""
-    done = [path for path in output_dir.glob("checkpoint-*") if (path / "trainer_state.json").exists()]
-    return str(max(done, key=lambda path: int(path.name.rsplit("-", 1)[1]))) if done else None
+    """The newest checkpoint whose every file a resume reads is whole (stages/saved_files.py).
+
+    transformers writes trainer_state.json last but in place, so a kill while writing it, or while writing any
+    file before it, leaves a checkpoint that only looks finished. Such checkpoints are removed (the Trainer
+    saves them again when it gets there) and the fallback is said in one line.
+    """
+    steps = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir()), key=_step, reverse=True)
+    chosen, broken = None, []
+    for path in steps:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            chosen = path
+            break
+        broken.append((path, problem))
+    if broken:
+        cut = "; ".join(f"{path.name} ({problem})" for path, problem in broken)
+        log.warning("%s: incomplete checkpoint %s: resuming from %s instead", output_dir, cut,
+                    chosen.name if chosen else "the start")
+        for path, _ in broken:
+            shutil.rmtree(path, ignore_errors=True)
+    return str(chosen) if chosen else None
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from, or None: its state must parse and name its own step,
+    and every weight, optimizer, scheduler and RNG file must be whole."""
+    import json
+
+    from stages.saved_files import folder_problem
+
+    problem = folder_problem(folder, ("trainer_state.json",))
+    if problem:
+        return problem
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("global_step*")):  # DeepSpeed: its own shards
+        return "no weights"
+    step = json.loads((folder / "trainer_state.json").read_text()).get("global_step")
+    return None if step == _step(folder) else f"trainer_state.json: global_step {step}, not {_step(folder)}"
+
+
+def _step(folder: Path) -> int:
+    tail = folder.name.rsplit("-", 1)[1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def forget_deepspeed() -> None:
