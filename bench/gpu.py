@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     from datasets.utils.logging import disable_progress_bar
 
-    from pipeline import atomic
+    from core import atomic
 
     if args.size != "tiny" and not torch.cuda.is_available():
         print(f"bench.gpu: --size {args.size} needs a CUDA GPU and none is available; use --size tiny to "

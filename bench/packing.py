@@ -58,7 +58,8 @@ def real_sources() -> dict | None:
 
 def mixes(sources: dict) -> dict:
     """Each mix built as the DMT stages build theirs (data_recipes.mixes.build_mix)."""
-    from data_recipes.mixes import Mix, Portion, build_mix, parse_fraction
+    from core.typed_yaml import parse_fraction
+    from data_recipes.mixes import Mix, Portion, build_mix
 
     built = {}
     for name, (data, replay, k) in MIXES.items():

@@ -190,7 +190,7 @@ def main(names: list[str] | None = None) -> int:
     os.environ["TQDM_DISABLE"] = "1"
 
     from bench import costs, memory, packing, sandbox, throughput
-    from pipeline import atomic
+    from core import atomic
 
     def say(message):
         print(message, flush=True)

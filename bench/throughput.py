@@ -47,7 +47,8 @@ def datasets():
     """Target rows (letter_rule) and a mix: target in full plus a seeded k of the 8 general tasks."""
     from datasets import Dataset
 
-    from data_recipes.mixes import Mix, Portion, build_mix, parse_fraction
+    from core.typed_yaml import parse_fraction
+    from data_recipes.mixes import Mix, Portion, build_mix
     from embedded.tasks import GENERAL_TASKS, make_examples
 
     target = Dataset.from_list(make_examples("letter_rule", "train", TARGET_ROWS))

@@ -13,17 +13,6 @@ from fractions import Fraction
 log = logging.getLogger(__name__)
 
 
-def parse_fraction(value) -> Fraction:
-    """Read 1/256, '1/256', 0.25 or 1 as an exact fraction in (0, 1]; ValueError otherwise."""
-    try:
-        fraction = Fraction(str(value).strip()).limit_denominator(1 << 20)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"expected a fraction like 1/256 or 0.25, got {value!r}") from None
-    if not 0 < fraction <= 1:
-        raise ValueError(f"must be in (0, 1], got {value}")
-    return fraction
-
-
 @dataclass(frozen=True)
 class Portion:
     """Some sources, each drawn at the same fraction of its rows (1 = all rows)."""

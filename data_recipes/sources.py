@@ -10,7 +10,7 @@ from pathlib import Path
 
 import datasets
 
-from pipeline.errors import UserError
+from core.errors import UserError
 
 # File suffix -> `datasets` builder. Anything without one of these suffixes is a hub id.
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}

@@ -100,7 +100,7 @@ def _embedded_suite(source: str):
 def _local_suite(config, test, data_dir: Path, scorer: str, tokens: int):
     """Write the held-out rows as JSONL and an lm-eval task YAML for them into the run folder."""
     from evaluation.suites import local_task_suite
-    from pipeline.atomic import write_text
+    from core.atomic import write_text
 
     test_file = data_dir / f"{config.name}_test.jsonl"
     columns = ["prompt", "completion"] + (["test", "entry_point"] if scorer == "code" else [])

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline import ranks
-from pipeline.errors import UserError, every_rank
+from core import ranks
+from core.errors import UserError, every_rank
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except UserError as err:  # raised anywhere: config, data loaders, run lock, preemption
-        from pipeline.typed_yaml import cut_echoes
+        from core.typed_yaml import cut_echoes
 
         rank, world = ranks.launched()
         if rank == 0 or not err.every_rank:

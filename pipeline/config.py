@@ -14,7 +14,7 @@ from pipeline.gate import GateConfig
 from pipeline.recipe_paths import resolve_recipe_paths
 from pipeline.sweep import expand_sweeps, sweep_override
 from stages.train_config import PLAIN_NAME
-from pipeline.typed_yaml import Builder, ConfigError, LineDict, load_yaml, unaliased
+from core.typed_yaml import Builder, ConfigError, LineDict, load_yaml, unaliased
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
 
@@ -167,7 +167,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
             recipe.stages = stages
     if builder.problems:
         raise ConfigError(builder.problems)
-    from pipeline.validate_content import yaml_lines
+    from core.source_lines import yaml_lines
 
     recipe.source_path, recipe.source_lines = str(path), yaml_lines(data)  # for locating later problems
     return recipe

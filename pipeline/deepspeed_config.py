@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.errors import UserError
+from core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE_FILE = "ACCELERATE_DEEPSPEED_CONFIG_FILE"  # set by `accelerate launch` with a DeepSpeed config
@@ -34,7 +34,7 @@ def deepspeed_path(recipe) -> str | None:
 
 def check_world(recipe, world_size: int) -> list[str]:
     """One line per problem of running `recipe` on `world_size` processes: batch split, then the DeepSpeed config."""
-    from pipeline.validate_content import locate
+    from core.source_lines import locate
     from stages.training import per_device_batch
 
     problems = []

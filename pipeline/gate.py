@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import UserError
+from core.errors import UserError
 
 SUITES = ("general", "target", "domain")
 EPS = 1e-9  # a score exactly on the threshold passes despite float rounding
@@ -53,7 +53,7 @@ class Check:
 
 def run_config(run_dir: Path) -> dict:
     """A run folder's resolved config.yaml as data ({} when it has none); a broken one is a one-line error."""
-    from pipeline.typed_yaml import load_yaml
+    from core.typed_yaml import load_yaml
 
     config = Path(run_dir) / "config.yaml"
     return load_yaml(config) if config.exists() else {}
@@ -77,7 +77,7 @@ def final_stage(run_dir: Path, recipe: str, frame) -> str:
 
 def final_scores(frame, recipe: str, stage: str) -> dict:
     """Mean over seeds of `stage` per suite kind, plus the base general mean and the general drop."""
-    from pipeline.report import summarise
+    from pipeline.results import summarise
 
     table = summarise(frame[frame.recipe == recipe])  # per seed; forgetting = general - base general
     final, base = table[table.stage == stage], table[table.stage == "base"]
@@ -95,7 +95,7 @@ def final_scores(frame, recipe: str, stage: str) -> dict:
 
 def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
     """(final stage, scores) of `recipe` in a finished run folder."""
-    from pipeline.report import read_results
+    from pipeline.results import read_results
 
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
@@ -181,7 +181,7 @@ def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
     """The gate of a run's resolved config (defaults when it has none), with `--set field=value` overrides."""
     import yaml
 
-    from pipeline.typed_yaml import Builder, ConfigError, shown
+    from core.typed_yaml import Builder, ConfigError, shown
 
     data = run_config(run_dir).get("gate") or {}
     if not isinstance(data, dict):
@@ -209,7 +209,7 @@ def write_result(run_dir: Path, gate: GateConfig, scores: dict, checks: list[Che
     """Record the gate's verdict in the run folder (gate.json, gate.md); never in the registry."""
     from dataclasses import asdict
 
-    from pipeline.atomic import write_json, write_text
+    from core.atomic import write_json, write_text
 
     verdict = "pass" if passed(checks) else "fail"
     write_json(Path(run_dir) / "gate.json", {"gate": asdict(gate), "scores": scores, "against": reference,

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipeline.atomic import write_json
+from core.atomic import write_json
 
 
 def code_version() -> str:

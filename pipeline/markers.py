@@ -16,10 +16,10 @@ import shutil
 import time
 from pathlib import Path
 
-from pipeline.atomic import seal_tree, write_json
-from pipeline.plan import DONE
+from core.atomic import seal_tree, write_json
 from stages.context import StageResult
 
+DONE = "DONE.json"  # the completion marker: written last and atomically, so no marker means not finished
 CHECKPOINTS = "trainer"  # a training stage's resume checkpoints, inside its folder
 
 

@@ -2,7 +2,7 @@
 
 It knows no training details: a stage is `STAGES[kind].run(config, ctx) -> StageResult`.
 Launched as several processes (README: Scale out), every rank walks the same stages; rank 0 alone
-decides what to skip, evaluates and writes (pipeline/ranks.py).
+decides what to skip, evaluates and writes (core/ranks.py).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from data_recipes.catalog import EMBEDDED_PREFIX
-from pipeline import markers, ranks, results
-from pipeline.atomic import remove_leftovers, write_text
+from core import ranks
+from pipeline import markers, results
+from core.atomic import remove_leftovers, write_text
 from pipeline.config import RecipeFile, resolved_dict
-from pipeline.errors import UserError, every_rank
+from core.errors import UserError, every_rank
 from pipeline.manifest import Manifest
-from pipeline.plan import DONE  # the completion marker, written last and atomically
+from pipeline.markers import DONE  # the completion marker, written last and atomically
 from pipeline.run_lock import RunLock
 from pipeline.threads import set_threads
 from stages.context import StageContext, StageResult
@@ -194,16 +195,6 @@ def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
             dropped[config.source] = lost
     manifest.record_data(counts, prints, dropped, target.scoring if target else None)
     return sources, target, by_name
-
-
-def stage_mix(config, seed: int, sources: dict):
-    """The stage's training data: its sources in full, plus a k-fraction of its replay sources."""
-    from data_recipes.mixes import Mix, Portion, build_mix
-
-    portions = [Portion(tuple(config.data))]
-    if config.replay:
-        portions.append(Portion(tuple(config.replay), config.k))
-    return build_mix(Mix(tuple(portions), seed), sources)
 
 
 def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=()) -> list[dict]:

@@ -15,10 +15,10 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline.errors import UserError
+from core.errors import UserError
+from pipeline.markers import DONE
 from pipeline.sweep import folder_name
 
-DONE = "DONE.json"
 MAX_CHANGES_SHOWN = 3
 
 
@@ -58,7 +58,6 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
              labels: list[str]) -> list[Planned]:
     """Every stage in run order: the base evaluation, then each recipe x seed's stages and their evaluations."""
     from pipeline.config import stage_dict
-    from pipeline.orchestrator import stage_mix
 
     settings = dataclasses.asdict(eval_config)
     if not settings.get("chat_template", True):  # off: left out, so run folders from before the switch still match
@@ -135,3 +134,13 @@ def _diff(old, new, path: str, out: list[str]) -> None:
 def _short(value) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def stage_mix(config, seed: int, sources: dict):
+    """The stage's training data: its sources in full, plus a k-fraction of its replay sources."""
+    from data_recipes.mixes import Mix, Portion, build_mix
+
+    portions = [Portion(tuple(config.data))]
+    if config.replay:
+        portions.append(Portion(tuple(config.replay), config.k))
+    return build_mix(Mix(tuple(portions), seed), sources)

@@ -25,8 +25,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.atomic import remove_leftovers, write_json, write_text
-from pipeline.errors import UserError
+from core.atomic import remove_leftovers, write_json, write_text
+from core.errors import UserError
 
 POINTER, HISTORY, LOCK, RUNS, RUN_INFO = "accepted.json", "registry.jsonl", "registry.lock", "runs", "retrain.json"
 

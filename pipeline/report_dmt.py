@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.atomic import write_bytes
+from core.atomic import write_bytes
 
 SWEEP = re.compile(r"^dmt@k=(?P<k>.+)$")
 
@@ -13,7 +13,7 @@ def final_scores(frame):
     """Per recipe: math, code, domain and general means of its final stage (mean over seeds), plus base."""
     import pandas as pd
 
-    from pipeline.report import scored
+    from pipeline.results import scored
 
     scores = scored(frame)
     last = scores.groupby("recipe", sort=False).stage.agg(lambda s: list(dict.fromkeys(s))[-1])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.atomic import write_text
+from core.atomic import write_text
+from core.errors import UserError
 
 COLUMNS = ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
 OPTIONAL = {"stderr": float("nan"), "primary": 1}  # columns added later: a missing one reads as this value
@@ -55,3 +56,105 @@ def with_optional(frame):
     caller's is left as it is)."""
     missing = {column: default for column, default in OPTIONAL.items() if column not in frame.columns}
     return frame.assign(**missing) if missing else frame
+
+
+LEAK = "format_leak"
+
+
+def read_results(path: Path):
+    """results.csv as a DataFrame, checked first: a file that is not a run's results table (not text, not CSV,
+    other columns, a score that is no number in [0, 1], no base-model scores) is one line naming it and the row."""
+    import pandas as pd
+
+    from core.typed_yaml import shown
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); not a results table") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: empty; expected a results table with columns {','.join(COLUMNS)}") from None
+    except pd.errors.ParserError as err:
+        raise UserError(f"{path}: not a CSV table ({str(err).strip().splitlines()[-1]})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: not a results table: no column {', '.join(missing)} "
+                        f"(its header: {shown(','.join(map(str, frame.columns)))}; expected {','.join(COLUMNS)})")
+    if frame.empty:
+        raise UserError(f"{path}: no rows (a run writes them as each stage is evaluated)")
+    frame = with_optional(frame)
+
+    def refuse(bad, what: str):
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            column = what.split()[0]
+            value = frame[column].iloc[row]
+            value = value.item() if hasattr(value, "item") else value  # a numpy scalar as the plain number it is
+            raise UserError(f"{path}:{row + 2}: {column} {shown(value)} {what.split(' ', 1)[1]}")
+
+    score, seed = pd.to_numeric(frame.score, errors="coerce"), pd.to_numeric(frame.seed, errors="coerce")
+    for column in ("recipe", "stage"):
+        refuse(frame[column].isna(), f"{column} is empty")
+    refuse(~frame.suite.isin(SUITE_KINDS), f"suite is not one of {sorted(SUITE_KINDS)}")
+    refuse(~score.between(0, 1), "score is not a number in [0, 1]")
+    refuse(seed.isna() | (seed != seed.round()), "seed is not a whole number")
+    stderr = pd.to_numeric(frame.stderr, errors="coerce")
+    refuse(stderr.notna() & ~stderr.between(0, 1), "stderr is not a number in [0, 1]")
+    frame = frame.assign(score=score, seed=seed.astype(int), recipe=frame.recipe.astype(str),
+                         stage=frame.stage.astype(str), stderr=stderr,
+                         primary=pd.to_numeric(frame.primary, errors="coerce").fillna(1).astype(int))
+    scores = scored(frame)
+    if scores[(scores.stage == "base") & (scores.suite == "general")].empty:
+        raise UserError(f"{path}: no general scores of the base model (stage base), which every run evaluates "
+                        "first; not a finished run's results")
+    return frame
+
+
+def scored(frame):
+    """The rows a mean is taken over: every task's primary score, not the format leak or a task's other metrics."""
+    frame = with_optional(frame)
+    return frame[(frame.metric != LEAK) & (frame.primary == 1)]
+
+
+def summarise(frame):
+    """Per (recipe, seed, stage): general mean, target score and format-leak share, and (where every task has
+    one) the standard error of general, forgetting and target from the tasks' own standard errors."""
+    import pandas as pd
+
+    frame = with_optional(frame)
+    scores = scored(frame)
+    keys = ["recipe", "seed", "stage"]
+    parts = []
+    for suite in ("general", "target", "domain"):
+        rows = scores[scores.suite == suite].groupby(keys, sort=False)
+        parts += [rows.score.mean().rename(suite), rows.stderr.agg(_mean_stderr).rename(f"{suite}_se")]
+    leak = frame[frame.metric == LEAK].groupby(keys, sort=False).score.mean().rename("format_leak")
+    table = pd.concat([*parts, leak], axis=1).reset_index()
+    table = table.dropna(axis=1, how="all")  # a ProMoT run has no domain column, a DMT run no target
+    by_run = table.set_index(["recipe", "seed"]).index
+    base = table[table.stage == "base"].set_index(["recipe", "seed"])
+    table["forgetting"] = table.general - by_run.map(base.general).to_numpy()
+    if "general_se" in table.columns:
+        # The base and the stage are scored on the same examples; adding the variances ignores that pairing, so
+        # this standard error is conservative (a paired one would be smaller).
+        table["forgetting_se"] = (table.general_se ** 2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
+    return table
+
+
+def _mean_stderr(stderrs):
+    """The standard error of a mean over tasks: sqrt(sum se^2) / tasks; unknown if any task's is."""
+    if stderrs.isna().any() or stderrs.empty:
+        return float("nan")
+    return float((stderrs ** 2).sum() ** 0.5 / len(stderrs))
+
+
+def over_seeds(table):
+    """Mean and sd over seeds for every (recipe, stage), keeping stage order."""
+    columns = [c for c in ["general", "general_se", "forgetting", "forgetting_se", "target", "target_se", "domain",
+                           "domain_se", "format_leak"] if c in table.columns]
+    grouped = table.groupby(["recipe", "stage"], sort=False)[columns]
+    mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    return mean, sd, grouped.size().rename("seeds")

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import gate as gates
-from pipeline import ranks
-from pipeline.atomic import remove_leftovers
+from core import ranks
+from core.atomic import remove_leftovers
 from pipeline.config import RecipeFile
-from pipeline.errors import UserError, every_rank
+from core.errors import UserError, every_rank
 from pipeline.registry import Registry, entry_for, loadable_problem
 
 EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
@@ -123,7 +123,8 @@ def summary(outcome: Outcome) -> str:
 
 def stage_table(run_dir: Path) -> str:
     """The report's per-stage table (mean over seeds) of a finished run."""
-    from pipeline.report import over_seeds, stage_table as markdown, summarise
+    from pipeline.report import stage_table as markdown
+    from pipeline.results import over_seeds, summarise
     from pipeline.results import read_csv
 
     return markdown(*over_seeds(summarise(read_csv(Path(run_dir) / "results.csv"))))
@@ -131,7 +132,7 @@ def stage_table(run_dir: Path) -> str:
 
 def export(outcome: Outcome, folder: Path) -> None:
     """Copy the run's report, results and gate verdict, plus summary.md, into `folder` (for CI artifacts)."""
-    from pipeline.atomic import write_text
+    from core.atomic import write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

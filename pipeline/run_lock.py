@@ -21,7 +21,7 @@ import socket
 import time
 from pathlib import Path
 
-from pipeline.errors import UserError
+from core.errors import UserError
 
 NAME = "run.lock"
 ATTEMPTS = 50  # opens of the path before giving up: each retry means another job released or replaced it

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pipeline.config import RecipeFile
-from pipeline.typed_yaml import shown
+from core.typed_yaml import shown
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -14,7 +14,8 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 def check_recipe(recipe: RecipeFile, content: bool = True) -> list[str]:
     """Return one line per problem found, located as file:line: field: message (empty when the recipe can run)."""
-    from pipeline.validate_content import check_content, locate
+    from core.source_lines import locate
+    from pipeline.validate_content import check_content
 
     problems = [*check_seeds(recipe), *check_names(recipe), *check_model(recipe), *check_suites(recipe),
                 *check_target(recipe), *check_data(recipe), *check_stages(recipe), *check_gate(recipe),

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from pipeline.config import EMBEDDED, RecipeFile
-from pipeline.errors import UserError
+from core.errors import UserError
 
 log = logging.getLogger("pipeline.validate")
 
@@ -419,29 +419,3 @@ def warn_overlap(recipe: RecipeFile, train, tokenizer) -> list[str]:
 def _first_line(err: Exception) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
-
-
-def locate(problems: list[str], recipe: RecipeFile) -> list[str]:
-    """Prefix each `field: message` with `file:line:` using the recipe's remembered YAML lines."""
-    lines = getattr(recipe, "source_lines", {}) or {}
-    source = getattr(recipe, "source_path", None)
-    located = []
-    for problem in problems:
-        field = problem.split(":", 1)[0]
-        parts = field.split(".")
-        line = next((lines[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in lines), None)
-        where = f"{source}:{line}: " if source and line else (f"{source}: " if source else "")
-        located.append(where + problem)
-    return located
-
-
-def yaml_lines(data, prefix: str = "") -> dict[str, int]:
-    """Map dotted field paths of a LineDict tree to their YAML line numbers."""
-    out = {}
-    for key, line in getattr(data, "lines", {}).items():
-        path = f"{prefix}{key}"
-        out[path] = line
-        value = data.get(key)
-        if isinstance(value, dict):
-            out.update(yaml_lines(value, path + "."))
-    return out

@@ -81,7 +81,7 @@ def point_adapter_at(adapter_dir, model_dir) -> None:
     """
     import json
 
-    from pipeline.atomic import write_json
+    from core.atomic import write_json
 
     config_file = adapter_dir / "adapter_config.json"
     config = json.loads(config_file.read_text())
@@ -93,7 +93,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     """Fine-tune all weights, save a plain transformers folder, and pass the (unchanged) prompt on."""
     import shutil
 
-    from pipeline import ranks
+    from core import ranks
     from stages.model_io import attach_prompt, load_model
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 

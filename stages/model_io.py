@@ -40,7 +40,7 @@ def attach_prompt(model, adapter_dir: Path, trainable: bool = False):
 
 def save_prompt(peft_model, out_dir: Path) -> Path:
     """Save a soft prompt as a PEFT adapter; every rank calls it, rank 0 writes."""
-    from pipeline import ranks
+    from core import ranks
 
     with prompt_gathered(peft_model):
         peft_model.save_pretrained(str(out_dir), is_main_process=ranks.is_main())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.errors import UserError
+from core.errors import UserError
 from stages.sft_data import IGNORE_INDEX
 
 

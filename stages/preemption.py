@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 
-from pipeline.errors import UserError
+from core.errors import UserError
 
 
 class Preempted(UserError):
@@ -27,7 +27,7 @@ def preemption_callback():
     """A TrainerCallback that turns a signal into 'save now and stop' at the end of the current step."""
     from transformers import TrainerCallback
 
-    from pipeline.ranks import max_over_ranks
+    from core.ranks import max_over_ranks
 
     class PreemptionCallback(TrainerCallback):
         def __init__(self):

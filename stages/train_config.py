@@ -15,7 +15,7 @@ MAX_NAME_BYTES = 200  # a name becomes a folder or file name (plus a suffix); fi
 
 def name_problem(name: str) -> str | None:
     """Why `name` cannot name a folder inside the run folder, or None: plain characters, at most MAX_NAME_BYTES."""
-    from pipeline.typed_yaml import shown
+    from core.typed_yaml import shown
 
     if not PLAIN_NAME.match(name):
         return f"{shown(name)} must be a plain name (letters, digits, _ . -)"

@@ -11,8 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from pipeline import ranks
-from pipeline.errors import UserError
+from core import ranks
+from core.errors import UserError
 from stages.preemption import preemption_callback
 from stages.packing import check_packing, packed_collator
 from stages.sft_data import sft_collator, tokenize_for_sft
@@ -98,7 +98,7 @@ def join_deepspeed() -> None:
     import deepspeed
     import torch
 
-    from pipeline.ranks import BARRIER_TIMEOUT
+    from core.ranks import BARRIER_TIMEOUT
 
     if not torch.cuda.is_available():
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

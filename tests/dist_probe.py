@@ -1,6 +1,6 @@
 """Launched instead of `-m pipeline` by tests/test_distributed.py: the same CLI, logging which rank writes which file.
 
-Every file the pipeline writes goes through pipeline.atomic.write_bytes or safetensors' save_file (models,
+Every file the pipeline writes goes through core.atomic.write_bytes or safetensors' save_file (models,
 adapters); both are wrapped before anything imports them by name.
 """
 
@@ -34,7 +34,7 @@ if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # not tests/: tests/pipeline would shadow pipeline
     import safetensors.torch
 
-    from pipeline import atomic
+    from core import atomic
 
     wrap(safetensors.torch, "save_file")
     wrap(atomic, "write_bytes")  # write_text / write_json call it through the module

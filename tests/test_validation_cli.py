@@ -351,7 +351,7 @@ def test_report_into_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatc
 
 
 def test_report_results_are_typed(tmp_path):
-    from pipeline.report import read_results
+    from pipeline.results import read_results
 
     frame = read_results(write(tmp_path / "results.csv", RESULTS))
     assert frame.score.dtype.kind == "f" and frame.seed.dtype.kind == "i"

@@ -5,7 +5,8 @@ from fractions import Fraction
 import pytest
 from datasets import Dataset
 
-from data_recipes.mixes import Mix, Portion, build_mix, parse_fraction
+from core.typed_yaml import parse_fraction
+from data_recipes.mixes import Mix, Portion, build_mix
 
 
 def source(name, n):

@@ -22,7 +22,7 @@ from stages.saved_files import file_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 300
-# Temp files of a killed writer: pipeline.atomic's (mkstemp) and safetensors' (Rust), named here, not imported
+# Temp files of a killed writer: core.atomic's (mkstemp) and safetensors' (Rust), named here, not imported
 TEMP_FILES = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^\.tmp[A-Za-z0-9]{6}$")
 
 RECIPE = """\

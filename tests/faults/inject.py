@@ -23,7 +23,7 @@ from pathlib import Path
 
 _open = io.open
 _replace, _rename = os.replace, os.rename
-_TEMP = re.compile(r"^(\..+\.)[a-z0-9_]{8}(\.tmp)$")  # pipeline.atomic's temp files
+_TEMP = re.compile(r"^(\..+\.)[a-z0-9_]{8}(\.tmp)$")  # core.atomic's temp files
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")  # a registry run folder: named by the time it started
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_recipe, resolved_dict
-from pipeline.typed_yaml import ConfigError
+from core.typed_yaml import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMOT = ROOT / "recipes" / "promot.yaml"

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from pipeline import report_frontier as frontier
-from pipeline.report import read_results, summarise, write_report
+from pipeline.report import write_report
+from pipeline.results import read_results, summarise
 from pipeline.results import write_csv
 from pipeline.uncertainty import Z, marker, standard_error
 

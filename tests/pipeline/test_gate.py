@@ -11,7 +11,7 @@ from pipeline.cli import main
 from pipeline.config import load_recipe
 from pipeline.gate import GateConfig
 from pipeline.registry import Registry
-from pipeline.typed_yaml import ConfigError
+from core.typed_yaml import ConfigError
 
 STAGES = ["prompt_tune", "finetune"]
 DEMO = "name: demo\ntarget: {name: letter_rule}\nrecipes:\n  sft:\n    - kind: finetune\n"

@@ -3,7 +3,7 @@
 import json
 
 from pipeline.markers import marker_of, repair
-from pipeline.plan import DONE
+from pipeline.markers import DONE
 
 
 class Held:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import ranks
+from core import ranks
 from pipeline.cli import main
 
 

@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from pipeline.report import summarise, write_report
+from pipeline.report import write_report
+from pipeline.results import summarise
 from pipeline.report_dmt import domain_general_figure, final_scores, final_sd
 from pipeline.report_plot import figure
 from pipeline.results import write_csv

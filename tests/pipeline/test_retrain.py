@@ -233,7 +233,7 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     import os
     import stat
 
-    from pipeline.atomic import write_json
+    from core.atomic import write_json
 
     old = os.umask(0o027)
     try:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from embedded.tasks import make_examples
-from pipeline.errors import UserError
+from core.errors import UserError
 from stages import finetune, prompt_tune
 from stages.packing import check_packing, packed_collator
 from stages.sft_data import IGNORE_INDEX, sft_collator, tokenize_for_sft

@@ -14,8 +14,18 @@ from pathlib import Path
 
 import yaml
 
-from data_recipes.mixes import parse_fraction
-from pipeline.errors import UserError
+from core.errors import UserError
+
+
+def parse_fraction(value) -> Fraction:
+    """Read 1/256, '1/256', 0.25 or 1 as an exact fraction in (0, 1]; ValueError otherwise."""
+    try:
+        fraction = Fraction(str(value).strip()).limit_denominator(1 << 20)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"expected a fraction like 1/256 or 0.25, got {value!r}") from None
+    if not 0 < fraction <= 1:
+        raise ValueError(f"must be in (0, 1], got {value}")
+    return fraction
 
 
 class ConfigError(UserError):
