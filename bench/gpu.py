@@ -218,9 +218,10 @@ def _pipeline(model_dir, data, out, steps, batch, max_length, box, packing) -> f
 
     from stages import finetune
     from stages.context import StageContext
+    from stages.handoff import Handoff
 
     with counted_collators(box, BatchCounter):
-        ctx = StageContext(stage_dir=out, model_dir=Path(model_dir), seed=SEED, max_length=max_length, train_data=data)
+        ctx = StageContext(stage_dir=out, handoff=Handoff(Path(model_dir), Path(model_dir)), seed=SEED, max_length=max_length, train_data=data)
         config = finetune.Config(steps=steps, batch_size=batch, lr=LR, logging_steps=LOGGING_STEPS, packing=packing,
                                  bf16=torch.cuda.is_available())
         return finetune.run(config, ctx).metrics["train_seconds"]

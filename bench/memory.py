@@ -85,8 +85,9 @@ def _plain(base: Path, data, out: Path) -> None:
 def _pipeline(base: Path, data, out: Path, checkpointing: bool) -> None:
     from stages import finetune
     from stages.context import StageContext
+    from stages.handoff import Handoff
 
-    ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=MAX_LENGTH, train_data=data)
+    ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=MAX_LENGTH, train_data=data)
     config = finetune.Config(steps=STEPS, batch_size=BATCH, lr=1e-3, save_steps=STEPS,
                              gradient_checkpointing=checkpointing)
     finetune.run(config, ctx)

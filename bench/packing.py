@@ -72,9 +72,10 @@ def stage_run(data, packing: bool, base: Path, out: Path, max_length: int, steps
     """Our finetune stage, packing on or off; returns seconds, tokens, tensor cells and the per-step losses."""
     from stages import finetune
     from stages.context import StageContext
+    from stages.handoff import Handoff
 
     with counted_collators([]) as counters:
-        ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=max_length, train_data=data)
+        ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=max_length, train_data=data)
         config = finetune.Config(steps=steps, batch_size=BATCH, lr=1e-3, logging_steps=5, packing=packing)
         started = time.perf_counter()
         result = finetune.run(config, ctx)

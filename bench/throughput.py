@@ -95,9 +95,10 @@ def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list) -> t
     """Our stage called directly with a StageContext. Returns (wall seconds, its train() seconds)."""
     from stages import finetune, prompt_tune
     from stages.context import StageContext
+    from stages.handoff import Handoff
 
     with counted_collators(counter_box):
-        ctx = StageContext(stage_dir=out, model_dir=base, seed=SEED, max_length=MAX_LENGTH, train_data=data,
+        ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=MAX_LENGTH, train_data=data,
                            extra={"labels": ["True", "False"]})
         started = time.perf_counter()
         if kind == "prompt_tune":

@@ -242,6 +242,13 @@ class Builder:
                 if plain in (bool, str) and isinstance(value, plain):
                     return value
             return self.convert(inner[0], value, path, line)
+        from_yaml = getattr(hint, "from_yaml", None)
+        if callable(from_yaml):  # a type that reads itself from a list or mapping (a stage's data mix)
+            try:
+                return from_yaml(value)
+            except ValueError as err:
+                self.error(path, line, str(err))
+                return _INVALID
         if dataclasses.is_dataclass(hint):
             built = self.build(hint, value, path, line)
             return _INVALID if built is None else built

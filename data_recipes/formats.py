@@ -12,6 +12,7 @@ from typing import Callable
 
 import datasets
 
+from core.registry import Registry
 from data_recipes.sources import DataError
 
 # Columns that evaluation needs (code tests) and that survive the conversion.
@@ -80,13 +81,13 @@ def messages(row: dict, index: int, tokenizer=None) -> dict:
 
 
 Converter = Callable[..., dict]
-FORMATS: dict[str, Converter] = {
+FORMATS = Registry("data format", {  # row converters a source's `format:` names (pipeline ls)
     "prompt_completion": prompt_completion,
     "gsm8k": gsm8k,
     "alpaca": alpaca,
     "sharegpt": sharegpt,
     "messages": messages,
-}
+})
 
 # Columns that identify each format, checked in this order by detect_format.
 FORMAT_COLUMNS = {

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from core.registry import Registry
 from evaluation.domain_scoring import CODE_METRIC, LABEL_METRIC, MATH_METRIC, SHIM_MODULE, write_scoring_shim
 
 EMBEDDED_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "embedded"
@@ -52,7 +53,7 @@ def _embedded(name: str, kind: SuiteKind, tasks: list[str], labels=None) -> Suit
 REAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "real"
 REAL_GENERAL = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "nq_open", "ifeval"]
 
-SUITES: dict[str, Suite] = {
+SUITES = Registry("suite", {  # the evaluation suites a recipe names (pipeline ls)
     "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
     "embedded_target": _embedded("embedded_target", SuiteKind.TARGET, ["letter_rule"], ["True", "False"]),
     "embedded_math": _embedded("embedded_math", SuiteKind.DOMAIN, ["math"]),
@@ -62,7 +63,7 @@ SUITES: dict[str, Suite] = {
                           str(REAL_TASKS_DIR)),
     "real_general_hub": Suite("real_general_hub", SuiteKind.GENERAL.value, list(REAL_GENERAL), None),
     "real_gsm8k": Suite("real_gsm8k", SuiteKind.DOMAIN.value, ["real_gsm8k"], str(REAL_TASKS_DIR)),
-}
+})
 
 
 def hub_suite(task_names: list[str], kind: str, name: str | None = None) -> Suite:

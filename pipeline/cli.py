@@ -57,9 +57,10 @@ def load(args):
     return path, load_recipe(path, args.set or [])
 
 
-def load_checked(args):
+def load_checked(args, trained=None):
     """Load the recipe on every rank and check it on rank 0 alone (it reads the data once and logs its warnings
-    once). Its problems are every rank's: each reads the same file and --set, and all get rank 0's verdict."""
+    once). Its problems are every rank's: each reads the same file and --set, and all get rank 0's verdict.
+    The launch is checked for the recipes the command trains: `trained(recipe)`, else --only's, else all."""
     from pipeline.deepspeed_config import check_launch, check_world
     from pipeline.validate import check_recipe
 
@@ -67,7 +68,8 @@ def load_checked(args):
         path, recipe = load(args)
     except UserError as err:
         raise every_rank(err)
-    problems = ranks.from_main(lambda: check_recipe(recipe) or [*check_world(recipe, ranks.world_size()),
+    only = trained(recipe) if trained else getattr(args, "only", None) or ()  # one not trained: not launch-checked
+    problems = ranks.from_main(lambda: check_recipe(recipe) or [*check_world(recipe, ranks.world_size(), only),
                                                                 *check_launch(recipe)])
     if problems:
         raise every_rank(UserError("\n".join(problems)))
@@ -116,8 +118,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    """List shipped recipes, stage kinds and evaluation suites."""
+    """List base models, shipped recipes, stage kinds, evaluation suites and data formats."""
     from bases import NAMED_BASES
+    from data_recipes.formats import FORMATS
     from evaluation.suites import SUITES
     from stages import STAGES
 
@@ -133,7 +136,18 @@ def cmd_ls(args) -> int:
     print("suites:")
     for name, suite in SUITES.items():
         print(f"  {name:<20} {suite.suite_kind:<8} {', '.join(suite.tasks)}")
-    return 0
+    print("data formats:")
+    for name, convert in FORMATS.items():
+        print(f"  {name:<20} {(convert.__doc__ or '').strip().splitlines()[0]}")
+    if not args.check:
+        return 0
+    from pipeline.entries import problems
+
+    found = problems()
+    for line in found:
+        print(f"FAIL: {line}")
+    print(f"checked every stage kind, suite and data format: {'FAIL' if found else 'pass'}")
+    return 1 if found else 0
 
 
 def cmd_report(args) -> int:
@@ -158,7 +172,7 @@ def cmd_retrain(args) -> int:
                 output_folder(value, option)
     except UserError as err:
         raise every_rank(err)
-    path, recipe = load_checked(args)
+    path, recipe = load_checked(args, trained=lambda r: [r.gate.recipe] if r.gate else ())
     _setup_logging()
     outcome = retrain(recipe, path, Path(args.registry))  # the same on every rank: rank 0 decided it
     if ranks.is_main():
@@ -213,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a gate threshold, e.g. --set max_regression=0.05")
     p.set_defaults(func=cmd_gate)
     p = sub.add_parser("ls", help=cmd_ls.__doc__, description=cmd_ls.__doc__)
+    p.add_argument("--check", action="store_true",
+                   help="also build every stage kind, suite and data format once; exit 1 naming any that fails")
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     p.add_argument("run_dir", help="a run folder")

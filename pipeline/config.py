@@ -10,6 +10,9 @@ from pathlib import Path
 import yaml
 
 from data_recipes.catalog import SourceConfig
+from data_recipes.mixes import Mix
+from data_recipes.stage_data import fold_replay, unknown_sources
+from pipeline.checks import CheckConfig, ReportConfig, plain as plain_check, validate as validate_checks
 from pipeline.gate import GateConfig
 from pipeline.recipe_paths import resolve_recipe_paths
 from pipeline.sweep import expand_sweeps, sweep_override
@@ -113,12 +116,17 @@ class RecipeFile:
     max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
     gate: GateConfig | None = field(default=None, metadata={"help": "promotion thresholds for `pipeline retrain`"})
+    checks: list[CheckConfig] = field(default_factory=list, metadata={
+        "help": "the report's checks, each a measure of a recipe against a bound (README: Checks)"})
+    report: ReportConfig = field(default_factory=ReportConfig, metadata={
+        "help": "what the report compares by name: checks_title, method (the frontier's), compare (strategy deltas)"})
     deepspeed: str | None = field(default=None, metadata={"help": "DeepSpeed JSON for every training stage, e.g. configs/deepspeed/zero2.json (README: Scale out)"})
     report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
         "help": "experiment trackers, one run per stage named after its stage id: none, tensorboard, mlflow, wandb "
                 "(README: Trackers)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch (None: the cores this process may use / processes on this machine)"})
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
+    swept: dict = field(default_factory=dict, init=False)  # swept copy -> {field: value} (pipeline/sweep.py)
 
     def __post_init__(self):
         if not PLAIN_NAME.match(self.name):
@@ -158,8 +166,13 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     resolve_recipe_paths(data, path.parent)  # before --set: command-line paths stay relative to the working folder
     for item in overrides:
         apply_override(data, item, builder)
-    expand_sweeps(data, builder)
+    written = list(data.get("recipes") or {}) if isinstance(data.get("recipes"), dict) else []
+    swept = expand_sweeps(data, builder)
     recipe = builder.build(RecipeFile, data)
+    if recipe is not None:
+        recipe.swept = swept
+        validate_checks(recipe.checks, data.get("checks"), recipe.report, data.get("report"),
+                        set(written) | set(recipe.recipes), builder)
     raw_recipes = data.get("recipes") if isinstance(data, dict) else None
     if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
         stages = build_stages(raw_recipes, builder, data)  # checked even when other fields failed
@@ -184,24 +197,28 @@ def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
         if not items:
             builder.error(f"recipes.{recipe_name}", where, "empty stage list")
             continue
-        configs = []
+        configs, as_written = [], []  # each built stage, and its mapping as the file wrote it
         for i, item in enumerate(items):
             path = f"recipes.{recipe_name}[{i}]"
             line = getattr(item, "lines", {}).get("kind", where)
             kind = item.get("kind") if isinstance(item, dict) else None
-            if kind not in STAGES or kind == "evaluate":
-                trainable = sorted(k for k in STAGES if k != "evaluate")
-                builder.error(f"{path}.kind", line, f"unknown stage kind {kind!r}; one of {trainable}")
+            written = [k for k in STAGES if getattr(STAGES[k], "IN_RECIPES", True)]  # evaluation is planned, not written
+            if kind not in written:
+                builder.error(f"{path}.kind", line, f"unknown stage kind {kind!r}; one of {sorted(written)}")
                 continue
             body = LineDict({k: v for k, v in item.items() if k != "kind"})  # a --set mapping has no lines
             body.lines = getattr(item, "lines", {})
-            config = builder.build(STAGES[kind].Config, body, path, line)
-            if config is not None:
+            folded, problems = fold_replay(body)  # the data layer turns `replay` + `k` into the stage's data mix
+            for field_name, problem in problems:
+                builder.error(f"{path}.{field_name}", body.lines.get(field_name, line), problem)
+            config = builder.build(STAGES[kind].Config, folded, path, line)
+            if config is not None and not problems:
                 configs.append(config)
+                as_written.append(body)
         check_folder(recipe_name, recipes, builder, where)
         if len(configs) == len(items):  # a stage that did not build (reported) would make its hand-offs look missing
             check_handoffs(recipe_name, configs, builder, where)
-        check_data_names(recipe_name, configs, raw_data_names(raw_root), builder, where)
+        check_data_names(recipe_name, list(zip(configs, as_written)), raw_data_names(raw_root), builder, where)
         built[recipe_name] = configs
     return built
 
@@ -217,18 +234,12 @@ def check_folder(recipe_name: str, recipes: dict, builder: Builder, line) -> Non
 
 
 def check_handoffs(recipe_name: str, configs: list, builder: Builder, line) -> None:
-    """Stage names are unique, and a stage that needs a soft prompt names an earlier prompt stage."""
-    seen = {}
-    for config in configs:
-        if config.name in seen:
-            builder.error(f"recipes.{recipe_name}", line, f"stage name {config.name!r} used twice")
-        prompt_from = getattr(config, "prompt_from", None)
-        if prompt_from is not None and seen.get(prompt_from) != "prompt_tune":
-            builder.error(
-                f"recipes.{recipe_name}.{config.name}.prompt_from", line,
-                f"needs an earlier prompt_tune stage named {prompt_from!r}",
-            )
-        seen[config.name] = config.kind
+    """The recipe's chain holds, from each stage kind's declared contract (stages/handoff.py): unique stage names,
+    every adapter a stage needs made by an earlier one, never two scopes to attach at once."""
+    from stages.handoff import chain_problems
+
+    for field_path, message in chain_problems(configs):
+        builder.error(f"recipes.{recipe_name}" + (f".{field_path}" if field_path else ""), line, message)
 
 
 def raw_data_names(raw_root: dict) -> set[str]:
@@ -237,15 +248,11 @@ def raw_data_names(raw_root: dict) -> set[str]:
     return names | ({"target"} if raw_root.get("target") is not None else set())
 
 
-def check_data_names(recipe_name: str, configs: list, known: set[str], builder: Builder, line) -> None:
-    """Every source a stage trains on is declared."""
-    for config in configs:
-        for field_name in ("data", "replay"):
-            for source in getattr(config, field_name, []):
-                if source not in known:
-                    hint = f"; declared: {sorted(known)}" if known else "; declare it under data: (or add a target: section)"
-                    builder.error(f"recipes.{recipe_name}.{config.name}.{field_name}", line,
-                                  f"unknown source {source!r}{hint}")
+def check_data_names(recipe_name: str, stages: list[tuple], known: set[str], builder: Builder, line) -> None:
+    """Every source a stage trains on is declared: (config, mapping as written) pairs, checked by the data layer."""
+    for config, written in stages:
+        for field_name, problem in unknown_sources(written, known):
+            builder.error(f"recipes.{recipe_name}.{config.name}.{field_name}", line, problem)
 
 
 def apply_override(data: dict, item: str, builder: Builder) -> None:
@@ -286,12 +293,17 @@ def resolved_dict(recipe: RecipeFile) -> dict:
     data = dataclasses.asdict(recipe)
     data["recipes"] = {name: [stage_dict(c) for c in configs] for name, configs in recipe.stages.items()}
     data.pop("stages")
+    data["checks"] = [plain_check(check) for check in recipe.checks]
+    data["swept"] = {name: dict(values) for name, values in recipe.swept.items()}
     return data
 
 
 def stage_dict(config) -> dict:
-    """A typed stage config as plain data with its kind first."""
-    body = {k: _plain(v) for k, v in dataclasses.asdict(config).items()}
+    """A typed stage config as plain data with its kind first; its data mix as the YAML that reads back to it."""
+    body = {}
+    for name, value in dataclasses.asdict(config).items():
+        mix = getattr(config, name)
+        body.update(mix.stage_fields() if isinstance(mix, Mix) else {name: _plain(value)})
     return {"kind": config.kind, **{k: v for k, v in body.items() if k != "kind"}}
 
 

@@ -32,13 +32,14 @@ def deepspeed_path(recipe) -> str | None:
     return str(path.resolve())
 
 
-def check_world(recipe, world_size: int) -> list[str]:
-    """One line per problem of running `recipe` on `world_size` processes: batch split, then the DeepSpeed config."""
+def check_world(recipe, world_size: int, only=()) -> list[str]:
+    """One line per problem of running `recipe` (its recipes in `only`, if given) on `world_size` processes: batch
+    split, then the DeepSpeed config."""
     from core.source_lines import locate
     from stages.training import per_device_batch
 
     problems = []
-    for recipe_name, configs in recipe.stages.items():
+    for recipe_name, configs in _selected(recipe, only).items():
         for config in (c for c in configs if c.steps):  # a 0-step stage splits no batch
             try:
                 per_device_batch(config, world_size)
@@ -47,7 +48,12 @@ def check_world(recipe, world_size: int) -> list[str]:
             if config.bf16 and not bf16_available():
                 problems.append(f"recipes.{recipe_name}.{config.name}.bf16: this GPU has no bf16 "
                                 f"({gpu_name()}); set bf16: false")
-    return locate(problems, recipe) or check_deepspeed(recipe, world_size)
+    return locate(problems, recipe) or check_deepspeed(recipe, world_size, only)
+
+
+def _selected(recipe, only) -> dict:
+    """The recipes a run trains: those named by --only, else all."""
+    return {name: configs for name, configs in recipe.stages.items() if not only or name in only}
 
 
 def bf16_available() -> bool:
@@ -71,7 +77,7 @@ def check_launch(recipe) -> list[str]:
     return []
 
 
-def check_deepspeed(recipe, world_size: int) -> list[str]:
+def check_deepspeed(recipe, world_size: int, only=()) -> list[str]:
     """One line per problem of the run's DeepSpeed config on `world_size` processes (empty: it will run)."""
     path = deepspeed_path(recipe)
     launched = os.environ.get(ACCELERATE_FILE)
@@ -90,7 +96,7 @@ def check_deepspeed(recipe, world_size: int) -> list[str]:
     if not isinstance(raw, dict):
         return [f"{shown}: expected a JSON object"]
     stages_with = {}  # problem -> the stages that have it: a problem of the file itself is one line, not one a stage
-    stages = [(f"recipes.{name}.{config.name}", config) for name, configs in recipe.stages.items()
+    stages = [(f"recipes.{name}.{config.name}", config) for name, configs in _selected(recipe, only).items()
               for config in configs if config.steps]  # a 0-step stage never starts DeepSpeed
     for where, config in stages:
         for line in check_stage(raw, config, world_size):
@@ -121,6 +127,7 @@ def check_stage(raw: dict, config, world_size: int) -> list[str]:
     if problems:  # DeepSpeed would only restate them (e.g. its batch arithmetic)
         return problems
     problems = _deepspeed_verdict(filled, raw, world_size)
+    problems += getattr(config, "deepspeed_problems", lambda _: [])(raw)  # what a stage kind itself cannot run under
     zero = filled.get("zero_optimization") or {}
     if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
         problems.append("zero_optimization.stage3_gather_16bit_weights_on_model_save: must be true under ZeRO-3, "

@@ -3,8 +3,8 @@
 It covers every data source (the target and the named `data:` sources: a local file's sha256, the
 generated rows of an `embedded:` source, a hub id by name) and the resolved config of the gated
 recipe, so editing its stages, seeds, data caps or evaluation retrains too. It leaves out what does
-not change the model: `runs_root`, the gate thresholds (new thresholds re-judge the same run
-instead of training it again), the trackers (`report_to`) and whether code may run unisolated
+not change the model: `runs_root`, the gate thresholds and the report's `checks:` and `report:` (new
+thresholds re-judge the same run instead of training it again), the swept values (already in the stages), the trackers (`report_to`) and whether code may run unisolated
 (`evaluation.unsafe_code_execution`). The base model counts by its `model.path` (a folder or hub id): point
 it at a new folder to retrain on a new base.
 """
@@ -22,7 +22,7 @@ def fingerprint(recipe: RecipeFile, gated_recipe: str) -> dict:
     """{fingerprint, sources, config_sha256}: one digest over every source's content hash and the config."""
     sources = {source: source_hash(source, split, rows) for source, split, rows in data_sources(recipe)}
     config = resolved_dict(recipe)
-    for key in ("runs_root", "gate", "report_to"):
+    for key in ("runs_root", "gate", "report_to", "checks", "report", "swept"):
         config.pop(key, None)
     config.get("evaluation", {}).pop("unsafe_code_execution", None)
     config["recipes"] = {gated_recipe: config["recipes"][gated_recipe]}  # only the gated recipe is trained

@@ -2,7 +2,9 @@
 
 Scores are means over seeds of the gated recipe's final stage, one per suite kind (general, target,
 domain), plus the base model's general mean from the same run. The gate compares them with the base
-(forgetting) and with the last accepted run (regression). Import-light: pandas is loaded on use.
+(forgetting) and with the last accepted run (regression). The thresholds become checks of the report's own type
+(pipeline/checks.py, `gate_checks`) and are measured by the same code; the table keeps its gate rows.
+Import-light: pandas is loaded on use.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 from core.errors import UserError
 
 SUITES = ("general", "target", "domain")
-EPS = 1e-9  # a score exactly on the threshold passes despite float rounding
 
 
 @dataclass
@@ -109,44 +110,66 @@ def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
 
 def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted") -> list[Check]:
     """Every gate check of a candidate's scores against the base (in `scores`) and a reference run."""
-    return [*_targets(gate.min_target, scores), _general_drop(gate.max_general_drop, scores, gate.general_drop_noise),
-            *_regressions(gate.max_regression, scores, reference, reference_name)]
+    from pipeline.checks import evaluate as measure
+
+    source = GateScores(gate.recipe, scores, reference)
+    return [Check(o.name, o.value, o.limit, bool(o.passed), o.note)
+            for o in (measure(check, source, reference_name) for check in gate_checks(gate, scores, reference))]
 
 
-def _targets(limit: float | None, scores: dict) -> list[Check]:
+def gate_checks(gate: GateConfig, scores: dict, reference: dict | None) -> list:
+    """The gate's thresholds as checks of the report's type, one per suite the scores (and reference) have."""
+    from pipeline.checks import CheckConfig
+
+    recipe, limit = gate.recipe, gate.min_target
     suites = [s for s in ("target", "domain") if s in scores]
-    if limit is None:
-        return [Check("min_target", scores.get("target"), "not set", True)]
-    if not suites:
-        return [Check("min_target", None, f">= {limit:.3f}", False, "no target or domain score")]
-    return [Check(f"min_target ({s})", scores[s], f">= {limit:.3f}", scores[s] >= limit - EPS) for s in suites]
-
-
-def _general_drop(limit: float | None, scores: dict, noise: bool = False) -> Check:
-    from pipeline.uncertainty import Z
-
-    drop = scores.get("general_drop")
-    note = f"base {scores.get('base_general', float('nan')):.3f} -> {scores.get('general', float('nan')):.3f}"
-    if limit is None:
-        return Check("max_general_drop", drop, "not set", True, note)
-    if not noise:
-        return Check("max_general_drop", drop, f"<= {limit:.3f}", drop is not None and drop <= limit + EPS, note)
-    se = scores.get("general_drop_se", float("nan"))
-    margin = Z * se if se == se else 0.0
-    note += f"; noise: ±{margin:.3f} ({Z:g} se)" if se == se else "; noise unknown: judged as none"
-    return Check("max_general_drop", drop, f"<= {limit:.3f} + noise",
-                 drop is not None and drop - margin <= limit + EPS, note)
-
-
-def _regressions(limit: float | None, scores: dict, reference: dict | None, name: str) -> list[Check]:
-    if limit is None:
-        return [Check("max_regression", None, "not set", True)]
-    if reference is None:
-        return [Check("max_regression", None, f"<= {limit:.3f}", True, "no accepted run yet: skipped")]
+    if limit is None or not suites:
+        found = [CheckConfig("min_target", recipe, "target", min=limit, if_missing="fail",
+                             missing_note=None if limit is None else "no target or domain score")]
+    else:
+        found = [CheckConfig(f"min_target ({s})", recipe, s, min=limit) for s in suites]
+    found.append(CheckConfig("max_general_drop", recipe, "general_drop", max=gate.max_general_drop,
+                             noise=gate.general_drop_noise and gate.max_general_drop is not None, if_missing="fail"))
+    limit = gate.max_regression
+    if limit is None or reference is None:
+        return found + [CheckConfig("max_regression", recipe, "general", against="accepted", relation="drop",
+                                    max=limit, if_missing="pass",
+                                    missing_note=None if limit is None else "no accepted run yet: skipped")]
     shared = [s for s in SUITES if s in scores and s in reference]
-    return [Check(f"max_regression ({suite})", reference[suite] - scores[suite], f"<= {limit:.3f}",
-                  reference[suite] - scores[suite] <= limit + EPS,
-                  f"{name} {reference[suite]:.3f} -> {scores[suite]:.3f}") for suite in shared]
+    return found + [CheckConfig(f"max_regression ({s})", recipe, s, against="accepted", relation="drop", max=limit)
+                    for s in shared]
+
+
+class GateScores:
+    """The gated recipe's final scores (and its base's general) as the checks' Scores; the reference run's too."""
+
+    def __init__(self, recipe: str, scores: dict, reference: dict | None):
+        self.recipe, self.scores, self.ref = recipe, scores, reference
+
+    def recipes(self) -> list[str]:
+        """Only the gated recipe."""
+        return [self.recipe]
+
+    def swept(self, recipe: str) -> dict:
+        """The gate judges one recipe by its name: no sweep to pick from."""
+        return {}
+
+    def final_stage(self, recipe: str) -> str:
+        """The scores are its final stage's."""
+        return "final"
+
+    def value(self, recipe: str, stage: str, measure: str) -> float | None:
+        """A final score, or the base's general."""
+        key = f"base_{measure}" if stage == "base" else measure
+        return self.scores.get(key)
+
+    def se(self, recipe: str, stage: str, measure: str) -> float | None:
+        """The general drop's standard error, where the scores have it."""
+        return self.scores.get(f"{measure}_se", float("nan"))
+
+    def reference(self, measure: str) -> float | None:
+        """The accepted run's score."""
+        return None if self.ref is None else self.ref.get(measure)
 
 
 def passed(checks: list[Check]) -> bool:

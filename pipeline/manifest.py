@@ -76,9 +76,8 @@ class Manifest:
         """Mark a stage running and record its inputs (the hand-off from the previous stage)."""
         self.data["stages"][stage_id] = {
             "kind": kind, "status": "running", "started": _now(), "seed": ctx.seed,
-            "input_model": str(ctx.model_dir),
-            "input_adapter": str(ctx.adapter_dir) if ctx.adapter_dir else None,
-            "input_prompts": {k: str(v) for k, v in ctx.adapters.items()},
+            "input_model": str(ctx.handoff.model_dir),
+            "input_adapters": _adapters(ctx.handoff.adapters),  # evaluation attaches them by scope
             "data_rows": ctx.data_rows,
             "data_notes": ctx.data_notes,
         }
@@ -97,7 +96,8 @@ class Manifest:
         """Mark a stage done and record its outputs."""
         entry = self.data["stages"][stage_id]
         entry.update(status="done", finished=_now(), seconds=seconds, key=key, output_model=str(result.model_dir),
-                     output_adapter=str(result.adapter_dir) if result.adapter_dir else None)
+                     output_adapter=str(result.adapter_dir) if result.adapter_dir else None,
+                     output_adapters=_adapters(result.adapters))
         self.save()
 
     def stage_stopped(self, stage_id: str, signal_name: str) -> None:
@@ -123,3 +123,8 @@ def _sha256(path: Path) -> str | None:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _adapters(adapters: dict) -> dict:
+    """Named adapters as the manifest records them: path, PEFT method and scope (stages/handoff.py)."""
+    return {name: {"path": str(a.path), "kind": a.kind, "scope": a.scope.value} for name, a in adapters.items()}

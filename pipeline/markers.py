@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.atomic import seal_tree, write_json
 from stages.context import StageResult
+from stages.handoff import Adapter, Scope
 
 DONE = "DONE.json"  # the completion marker: written last and atomically, so no marker means not finished
 CHECKPOINTS = "trainer"  # a training stage's resume checkpoints, inside its folder
@@ -37,11 +38,23 @@ def read(marker: Path) -> dict:
     return json.loads(Path(marker).read_text())
 
 
-def result_of(marker: Path, run_dir: Path) -> StageResult:
-    """The StageResult a marker records, its paths resolved against where the run folder is now."""
+def result_of(marker: Path, run_dir: Path, stage=None) -> StageResult:
+    """The StageResult a marker records, its paths resolved against where the run folder is now.
+
+    A marker from before adapters were named holds one `adapter_dir`: it is the soft prompt of the adapter name
+    the stage's contract uses (its own name for a prompt_tune stage, prompt_from for a fine-tune)."""
     data = read(marker)
-    return StageResult(model_dir=loaded_path(data["model_dir"], run_dir), metrics=data["metrics"], rows=data["rows"],
-                       adapter_dir=loaded_path(data["adapter_dir"], run_dir))
+    # An identical stage of another recipe (reused) may have another name, which a stage's key leaves out: an
+    # adapter named after the stage that made it is named after this one.
+    own = {Path(marker).parent.name: stage.stage_id.rsplit("/", 1)[-1]} if stage is not None else {}
+    adapters = {own.get(name, name): Adapter(loaded_path(a["path"], run_dir), a["kind"], Scope(a["scope"]))
+                for name, a in data.get("adapters", {}).items()}
+    contract = getattr(getattr(stage, "config", None), "contract", None)  # None: an evaluation, which makes none
+    if "adapters" not in data and data.get("adapter_dir") is not None and contract is not None:
+        names = [*(m.name for m in contract().produces), *(n.name for n in contract().consumes)] or [stage.stage_id]
+        adapters[names[0]] = Adapter(loaded_path(data["adapter_dir"], run_dir))
+    return StageResult(model_dir=loaded_path(data["model_dir"], run_dir), adapters=adapters, metrics=data["metrics"],
+                       rows=data["rows"])
 
 
 def marker_of(run_dir: Path, stage_id: str, stages: dict) -> Path | None:
@@ -90,8 +103,10 @@ def _done_entry(entry: dict, marker: Path, run_dir: Path) -> dict:
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
-    return {"model_dir": stored_path(result.model_dir, run_dir),
-            "adapter_dir": stored_path(result.adapter_dir, run_dir), "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
+    adapters = {name: {"path": stored_path(a.path, run_dir), "kind": a.kind, "scope": a.scope.value}
+                for name, a in result.adapters.items()}
+    return {"model_dir": stored_path(result.model_dir, run_dir), "adapter_dir": stored_path(result.adapter_dir, run_dir),
+            "adapters": adapters, "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
 
 
 def stored_path(path, run_dir: Path):

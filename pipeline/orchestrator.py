@@ -24,6 +24,7 @@ from pipeline.markers import DONE  # the completion marker, written last and ato
 from pipeline.run_lock import RunLock
 from pipeline.threads import set_threads
 from stages.context import StageContext, StageResult
+from stages.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                                    "threads": threads}
         manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
         base_eval = run_stage(manifest, run_dir, plan[0], StageContext(
-            stage_dir=run_dir / "base" / "evaluate", model_dir=base_dir, seed=0, **shared))
+            stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared))
         rows = []
         for seed in recipe.seeds:
             for name in recipe.stages:
@@ -99,7 +100,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                 rows += results.stage_rows(name, seed, "base", base_eval.rows)
                 rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared, base_eval.rows)
         if main:
-            results.write_csv(run_dir / "results.csv", rows)
+            results.write_csv(run_dir / "results.csv", rows, recipe.swept)
             from pipeline.report import write_report
 
             write_report(run_dir)
@@ -145,7 +146,7 @@ def _finished_rows(run_dir: Path, name: str, seed: int, stages: list, manifest: 
     """Results of a recipe not run now (--only): its finished evaluations whose inputs still match, in order."""
     rows, stale = [], []
     for stage in stages:
-        if stage.kind != "evaluate":
+        if stage.reports is None:
             continue
         marker = markers.marker_of(run_dir, stage.stage_id, manifest.data["stages"])
         if marker is None:
@@ -154,8 +155,7 @@ def _finished_rows(run_dir: Path, name: str, seed: int, stages: list, manifest: 
         if done.get("key") != stage.key:
             stale.append(stage.stage_id)
             continue
-        trained = stage.stage_id.rsplit("/", 1)[1].removesuffix("-eval")
-        rows += results.stage_rows(name, seed, trained, done["rows"])
+        rows += results.stage_rows(name, seed, stage.reports, done["rows"])
     if stale:
         log.warning("not reported (finished with other inputs than this config): %s", ", ".join(stale))
     return results.stage_rows(name, seed, "base", base_rows) + rows if rows else []
@@ -198,24 +198,17 @@ def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
 
 
 def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=()) -> list[dict]:
-    """Train one recipe's planned stages in order, evaluating after each; returns its results rows."""
-    rows, model_dir, adapter, adapters, trained = [], base_dir, None, {}, None
+    """Run one recipe's planned stages in order, each handed what the one before made; returns its results rows."""
+    rows, handoff = [], Handoff(model_dir=base_dir, base_dir=base_dir)
     for stage in stages:
-        ctx = StageContext(stage_dir=run_dir / stage.stage_id, model_dir=model_dir, seed=stage.seed, **shared)
-        if stage.kind == "evaluate":
-            ctx.adapter_dir = adapter
-            if model_dir == base_dir:
-                # Only a soft prompt was trained so far: the weights are the base's, and the suites scored without
-                # the prompt would score exactly as the base did. Its rows are taken, not computed again.
-                ctx.extra = {**ctx.extra, "unprompted_rows": [r for r in base_rows if r["suite"] != "target"]}
-            rows += results.stage_rows(name, stage.seed, trained, run_stage(manifest, run_dir, stage, ctx).rows)
-            continue
-        trained, mix = stage.config.name, stage.mix
-        ctx.adapters, ctx.train_data, ctx.data_rows, ctx.data_notes = dict(adapters), mix.dataset, mix.counts, mix.notes
+        ctx = StageContext(stage_dir=run_dir / stage.stage_id, handoff=handoff, seed=stage.seed, **shared)
+        ctx.extra = {**ctx.extra, "base_rows": list(base_rows)}  # evaluation reuses them where weights are the base's
+        if stage.mix is not None:
+            ctx.train_data, ctx.data_rows, ctx.data_notes = stage.mix.dataset, stage.mix.counts, stage.mix.notes
         result = run_stage(manifest, run_dir, stage, ctx)
-        model_dir, adapter = result.model_dir, result.adapter_dir or adapter
-        if stage.kind == "prompt_tune":
-            adapters[stage.config.name] = result.adapter_dir
+        handoff = handoff.after(result)
+        if stage.reports is not None:
+            rows += results.stage_rows(name, stage.seed, stage.reports, result.rows)
     return rows
 
 
@@ -228,7 +221,7 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
     from stages import STAGES
 
     stage_dir, stage_id, kind, key = run_dir / stage.stage_id, stage.stage_id, stage.kind, stage.key
-    finished = ranks.from_main(lambda: _finished_result(manifest, stage_dir, stage_id, key, run_dir))
+    finished = ranks.from_main(lambda: _finished_result(manifest, run_dir, stage))
     if finished is not None:
         return finished
     log.info("run %s (%s)", stage_id, kind)
@@ -257,18 +250,19 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
     return result
 
 
-def _finished_result(manifest: Manifest, stage_dir: Path, stage_id: str, key: str, run_dir: Path) -> StageResult | None:
+def _finished_result(manifest: Manifest, run_dir: Path, stage) -> StageResult | None:
     """The stage's result if it needs no run: done here, or done as an identical stage (recorded as reused)."""
+    stage_dir, stage_id, key = run_dir / stage.stage_id, stage.stage_id, stage.key
     marker = stage_dir / DONE
     if marker.exists():
         log.info("skip %s (done)", stage_id)  # its manifest entry agrees: repaired from the marker at the start
-        return markers.result_of(marker, run_dir)
+        return markers.result_of(marker, run_dir, stage)
     twin = manifest.done_stage_with_key(key)
     if twin and (run_dir / twin / DONE).exists() and markers.read(run_dir / twin / DONE).get("key") == key:
         # e.g. DMT's domain stage is the same in domain_only, mixed_sequential and every k of dmt.
         log.info("reuse %s for %s (identical inputs)", twin, stage_id)
         manifest.stage_reused(stage_id, twin, key)
-        return markers.result_of(run_dir / twin / DONE, run_dir)
+        return markers.result_of(run_dir / twin / DONE, run_dir, stage)
     return None
 
 

@@ -33,6 +33,7 @@ class Planned:
     recipe: str | None = None  # None for the base evaluation
     seed: int = 0
     mix: object = None  # the training stage's data (data_recipes.mixes.MixedData)
+    reports: str | None = None  # an evaluation: the stage name its results rows go under ("base", "finetune")
 
     @property
     def key(self) -> str:
@@ -66,27 +67,27 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
                   "suites": [[suite.name, list(suite.tasks), attach] for suite, attach in suites],
                   "target_data": fingerprints.get("target_test"), "labels": list(labels)}
     base_eval = Planned("base/evaluate", "evaluate", eval_config,
-                        {"kind": "evaluate", "upstream": [base_identity(base)], **evaluation})
+                        {"kind": "evaluate", "upstream": [base_identity(base)], **evaluation}, reports="base")
     plan = [base_eval]
     for seed in recipe.seeds:
         for name, configs in recipe.stages.items():
-            upstream, prompts = base_identity(base), {}
+            upstream, makers = base_identity(base), {}  # the key of the stage that made each adapter, by name
             for config in configs:
                 stage_id = f"seed{seed}/{folder_name(name)}/{config.name}"
-                mix = stage_mix(config, seed, sources)
+                mix = config.data.build(sources, seed)  # data_recipes.mixes: the rows, their counts and notes
                 settings = stage_dict(config)
                 settings.pop("name", None)
-                prompt_from = getattr(config, "prompt_from", None)
+                contract = config.contract()  # the adapters it needs are part of its inputs, by their makers' keys
                 inputs = {"kind": config.kind, "settings": settings, "seed": seed, "max_length": recipe.max_length,
-                          "upstream": [upstream] + ([prompts[prompt_from]] if prompt_from else []),
+                          "upstream": [upstream] + [makers[need.name] for need in contract.consumes],
                           "data_rows": mix.counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(mix.counts)}}
                 stage = Planned(stage_id, config.kind, config, inputs, name, seed, mix)
                 plan.append(stage)
                 upstream = stage.key
-                if config.kind == "prompt_tune":
-                    prompts[config.name] = stage.key
+                makers.update({makes.name: stage.key for makes in contract.produces})
                 plan.append(Planned(f"{stage_id}-eval", "evaluate", eval_config,
-                                    {"kind": "evaluate", "upstream": [stage.key], **evaluation}, name, seed))
+                                    {"kind": "evaluate", "upstream": [stage.key], **evaluation}, name, seed,
+                                    reports=config.name))
     return plan
 
 
@@ -135,12 +136,3 @@ def _short(value) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= 40 else text[:37] + "..."
 
-
-def stage_mix(config, seed: int, sources: dict):
-    """The stage's training data: its sources in full, plus a k-fraction of its replay sources."""
-    from data_recipes.mixes import Mix, Portion, build_mix
-
-    portions = [Portion(tuple(config.data))]
-    if config.replay:
-        portions.append(Portion(tuple(config.replay), config.k))
-    return build_mix(Mix(tuple(portions), seed), sources)

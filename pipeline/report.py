@@ -9,7 +9,8 @@ from pathlib import Path
 
 from core.atomic import write_bytes, write_text
 from core.errors import UserError
-from pipeline.results import LEAK, over_seeds, read_results, summarise, with_optional
+from pipeline.results import LEAK, over_seeds, read_results, summarise, swept_values, with_optional
+
 
 def _cell(mean, sd, seeds) -> str:
     if mean != mean:  # NaN: not measured at this stage
@@ -57,39 +58,74 @@ def task_table(frame) -> str:
     return cells.reset_index().to_markdown(index=False)
 
 
-def promot_checks(mean, seeds) -> list[str]:
-    """The issue's bar for the ProMoT comparison, measured; lines of markdown (empty if not applicable)."""
-    final = {r: mean.loc[r].iloc[-1] for r in mean.index.get_level_values(0).unique()}
-    if not {"sft", "promot"} <= final.keys() or "target" not in mean.columns:
+class TableScores:
+    """The report's table over seeds (over_seeds) as the checks' Scores, with the swept values of results.csv."""
+
+    def __init__(self, mean, sd, seeds, swept: dict):
+        self.mean, self.sd, self.seeds, self.swept_values = mean, sd, seeds, swept
+
+    def recipes(self) -> list[str]:
+        """Recipes in results order."""
+        return list(dict.fromkeys(self.mean.index.get_level_values(0)))
+
+    def swept(self, recipe: str) -> dict:
+        """The recipe's swept values, from results.csv's swept columns."""
+        return self.swept_values.get(recipe, {})
+
+    def final_stage(self, recipe: str) -> str:
+        """The recipe's last stage in results order."""
+        return self.mean.loc[recipe].index[-1]
+
+    def _cell(self, table, recipe: str, stage: str, column: str) -> float | None:
+        if (recipe, stage) not in table.index or column not in table.columns:
+            return None
+        value = float(table.loc[(recipe, stage), column])
+        return None if value != value else value
+
+    def value(self, recipe: str, stage: str, measure: str) -> float | None:
+        """Mean over seeds; the general drop is the forgetting's negative."""
+        if measure == "general_drop":
+            forgetting = self._cell(self.mean, recipe, stage, "forgetting")
+            return None if forgetting is None else -forgetting
+        return self._cell(self.mean, recipe, stage, measure)
+
+    def se(self, recipe: str, stage: str, measure: str) -> float | None:
+        """Standard error over examples and seeds (pipeline/uncertainty.py)."""
+        from pipeline.uncertainty import standard_error
+
+        column = "forgetting" if measure == "general_drop" else measure
+        examples = self._cell(self.mean, recipe, stage, f"{column}_se")
+        spread = self._cell(self.sd, recipe, stage, column)
+        if spread is None or (recipe, stage) not in self.seeds.index:
+            return None
+        return standard_error(float("nan") if examples is None else examples, spread,
+                              int(self.seeds.loc[(recipe, stage)]))
+
+    def reference(self, measure: str) -> None:
+        """A report compares with no accepted run."""
+        return None
+
+
+def declared_checks(config: dict, mean, sd, seeds, swept: dict, source: str) -> list[str]:
+    """The recipe file's `checks:` (from the run's config.yaml) measured: a heading and a table, or nothing."""
+    from pipeline.checks import evaluate, from_config, table
+
+    checks, report = from_config(config, source)
+    if not checks:
         return []
-    base = mean.loc["sft"].loc["base"].general
-    sft, promot = final["sft"], final["promot"]
-    checks = [
-        ("SFT forgets: general drop >= 0.20", -sft.forgetting >= 0.20, f"drop {-sft.forgetting:.3f}"),
-        ("ProMoT keeps >= 80% of base general", promot.general >= 0.8 * base,
-         f"{promot.general:.3f} / {base:.3f}" + (f" = {promot.general / base:.1%}" if base else "")),
-        ("ProMoT target within 0.05 of SFT", abs(promot.target - sft.target) <= 0.05,
-         f"{promot.target:.3f} vs {sft.target:.3f}"),
-    ]
-    if "format_leak" in mean.columns:
-        checks += [("ProMoT format leak < 10%", promot.format_leak < 0.10, f"{promot.format_leak:.1%}"),
-                   ("SFT format leak > 30%", sft.format_leak > 0.30, f"{sft.format_leak:.1%}")]
-    else:  # a user's target without target.labels: the leak cannot be measured, and the report says so
-        checks += [(f"{side} format leak", None, "not measured: set target.labels") for side in ("ProMoT", "SFT")]
-    verdict = {True: "yes", False: "**no**", None: "n/a"}
-    lines = ["| check | measured | pass |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {verdict[ok if ok is None else bool(ok)]} |" for name, ok, value in checks]
-    return lines
+    scores = TableScores(mean, sd, seeds, swept)
+    return [f"## {report.checks_title}", table([evaluate(check, scores) for check in checks])]
 
 
-def _resolved_name(run_dir: Path) -> str | None:
-    """The recipe file's `name` from the run's config.yaml (its method's recipe is named the same)."""
+def _resolved_config(run_dir: Path) -> dict:
+    """The run's config.yaml as data ({} when it is missing or unreadable: the report needs results only)."""
     from pipeline.gate import run_config
 
     try:
-        return run_config(run_dir).get("name")
-    except (UserError, ValueError, AttributeError):
-        return None
+        config = run_config(run_dir)
+    except (UserError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def plot(table) -> bytes:
@@ -113,8 +149,11 @@ def write_report(run_dir: Path) -> Path:
     write_bytes(run_dir / "report.png", plot(table))
     from pipeline.report_frontier import sections as frontier_sections
 
-    method = str(_resolved_name(run_dir) or "")
-    frontier, frontier_png = frontier_sections(table, method, run_dir.name)
+    config = _resolved_config(run_dir)
+    report = config.get("report") if isinstance(config.get("report"), dict) else {}
+    method = str(report.get("method") or config.get("name") or "")  # the frontier's method: the file's own recipe
+    swept = swept_values(frame)
+    frontier, frontier_png = frontier_sections(table, method, run_dir.name, swept)
     if frontier_png is not None:
         write_bytes(run_dir / "frontier.png", frontier_png)
     parts = [
@@ -132,13 +171,13 @@ def write_report(run_dir: Path) -> Path:
         *frontier,
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]
-    checks = promot_checks(mean, seeds)
-    if checks:
-        parts += ["## ProMoT vs SFT: the bar", "\n".join(checks)]
-    if "domain" in table.columns:
+    checks = declared_checks(config, mean, sd, seeds, swept, str(run_dir / "config.yaml"))
+    if "domain" in table.columns:  # the DMT sections: the strategies table, then the checks, then the figure
         from pipeline.report_dmt import dmt_sections
 
-        parts += dmt_sections(frame, table, run_dir)
+        parts += dmt_sections(frame, run_dir, report.get("compare") or {}, checks, swept)
+    else:
+        parts += checks
     parts += ["## Per task (mean over seeds)", task_table(frame),
               "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)"]
     return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")

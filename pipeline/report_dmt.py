@@ -1,12 +1,12 @@
-"""The DMT part of the report: a strategies table shaped like the paper's Table 1, the bar, and a plot."""
+"""The DMT part of the report: a strategies table shaped like the paper's Table 1, and a plot.
+
+Which recipes the table's deltas compare with is the recipe file's `report: {compare: ...}`; the sweep the plot
+joins in order is results.csv's swept column (`k`). The checks are the file's own (`checks:`, pipeline/checks.py).
+"""
 
 from __future__ import annotations
 
-import re
-
 from core.atomic import write_bytes
-
-SWEEP = re.compile(r"^dmt@k=(?P<k>.+)$")
 
 
 def final_scores(frame):
@@ -28,48 +28,23 @@ def final_scores(frame):
     return table
 
 
-def strategy_table(table) -> str:
-    """Markdown: one row per strategy with deltas against domain_only (domain) and general_only (general)."""
+def strategy_table(table, compare: dict[str, str]) -> str:
+    """Markdown: one row per strategy, with a delta column per `compare` entry (measure -> recipe), e.g.
+    {domain: domain_only, general: general_only}."""
     out = table.copy()
-    if "domain_only" in out.index:
-        out["Δdomain vs domain_only"] = out.domain - out.loc["domain_only", "domain"]
-    if "general_only" in out.index:
-        out["Δgeneral vs general_only"] = out.general - out.loc["general_only", "general"]
+    for measure, recipe in compare.items():
+        if recipe in out.index and measure in out.columns:
+            out[f"Δ{measure} vs {recipe}"] = out[measure] - out.loc[recipe, measure]
     return out.round(3).to_markdown()
 
 
-def sweep_points(table) -> list[tuple[float, str, float]]:
-    """(k, recipe, domain score) for every dmt@k recipe, sorted by k."""
-    from fractions import Fraction
+def sweep_points(table, swept: dict[str, dict]) -> tuple[str | None, list[str]]:
+    """(field, recipes) of the first swept field: the recipes swept on it, in order of its value."""
+    from pipeline.checks import sort_key
 
-    points = []
-    for recipe in table.index:
-        match = SWEEP.match(str(recipe))
-        if match:
-            points.append((float(Fraction(match["k"])), recipe, float(table.loc[recipe, "domain"])))
-    return sorted(points)
-
-
-def dmt_checks(table) -> list[str]:
-    """The issue's bar for the DMT comparison, measured on this run."""
-    checks = []
-    names = set(table.index)
-    if {"sequential", "domain_only"} <= names:
-        kept, ref = table.loc["sequential", "domain"], table.loc["domain_only", "domain"]
-        loss = 1 - kept / ref if ref else float("nan")
-        checks.append(("sequential loses >= 30% of domain_only's domain score", loss >= 0.30,
-                       f"{kept:.3f} vs {ref:.3f}: loses {loss:.0%}"))
-    dmt = next((r for r in ("dmt@k=1/256", "dmt") if r in names), None)
-    if dmt and "sequential" in names:
-        gap = table.loc[dmt, "domain"] - table.loc["sequential", "domain"]
-        checks.append((f"{dmt} beats sequential on domain by >= 0.05", gap >= 0.05, f"{gap:+.3f}"))
-    points = sweep_points(table)
-    if len(points) > 1:
-        rises = all(b[2] >= a[2] - 0.03 for a, b in zip(points, points[1:]))
-        checks.append(("domain does not fall as k grows (tolerance 0.03)", rises,
-                       ", ".join(f"k={r.split('=')[1]}: {d:.3f}" for _, r, d in points)))
-    lines = ["| check | measured | pass |", "|---|---|---|"]
-    return lines + [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, ok, value in checks]
+    field = next((key for values in swept.values() for key in values), None)
+    recipes = [r for r in table.index if field in swept.get(str(r), {})]
+    return field, sorted(recipes, key=lambda r: sort_key(swept[str(r)][field]))
 
 
 def final_sd(frame):
@@ -82,9 +57,9 @@ def final_sd(frame):
     return both.groupby("recipe", sort=False)[["domain", "general"]].std(ddof=1)  # NaN for one value
 
 
-def domain_general_figure(table, sd=None):
+def domain_general_figure(table, sd=None, swept: dict | None = None):
     """Figure: domain score against general score, one point per strategy's final stage (± sd over seeds
-    where there is more than one), the base as the reference, the dmt@k sweep joined in order of k."""
+    where there is more than one), the base as the reference, the swept copies joined in order of their value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +75,7 @@ def domain_general_figure(table, sd=None):
     def err(recipe, column):
         return nan if sd is None else float(sd.loc[recipe, column])
 
-    sweep = [recipe for _, recipe, _ in sweep_points(table)]
+    field, sweep = sweep_points(table, swept or {})
 
     def draw(ax, size=9):
         if "base" in table.index:
@@ -130,7 +105,7 @@ def domain_general_figure(table, sd=None):
     ax.set_xlabel("general (mean of the held-out general suite)  →  kept general ability")
     ax.set_ylabel("domain (mean of math, code)  →  learned the domain")
     seeds = "one seed: no error bars" if sd is None or sd.isna().all().all() else "error bars: sd over seeds"
-    note = "; arrows: dmt@k as k grows" if len(sweep) > 1 else ""
+    note = f"; arrows: the {field} sweep as {field} grows" if len(sweep) > 1 else ""
     ax.set_title(f"Final stage of each strategy ({seeds}{note})", fontsize=10)
     fig.tight_layout()
     names = ([*strategies, "base"] if "base" in table.index else strategies)
@@ -140,16 +115,17 @@ def domain_general_figure(table, sd=None):
     return fig
 
 
-def domain_general_plot(table, sd=None) -> bytes:
-    """PNG: domain score against general score, one point per strategy and per k, base as reference."""
+def domain_general_plot(table, sd=None, swept: dict | None = None) -> bytes:
+    """PNG: domain score against general score, one point per strategy and swept value, base as reference."""
     from pipeline.report_plot import to_png
 
-    return to_png(domain_general_figure(table, sd))
+    return to_png(domain_general_figure(table, sd, swept))
 
 
-def dmt_sections(frame, table, run_dir) -> list[str]:
-    """Markdown sections for a run with domain suites; also writes domain_vs_general.png."""
+def dmt_sections(frame, run_dir, compare: dict, checks: list[str], swept: dict) -> list[str]:
+    """Markdown sections for a run with domain suites, the file's checks after the table; writes
+    domain_vs_general.png."""
     final = final_scores(frame)
-    write_bytes(run_dir / "domain_vs_general.png", domain_general_plot(final, final_sd(frame)))
-    return ["## Strategies (final stage of each, in the shape of the DMT paper's Table 1)", strategy_table(final),
-            "## DMT: the bar", "\n".join(dmt_checks(final)), "![domain vs general](domain_vs_general.png)"]
+    write_bytes(run_dir / "domain_vs_general.png", domain_general_plot(final, final_sd(frame), swept))
+    return ["## Strategies (final stage of each, in the shape of the DMT paper's Table 1)",
+            strategy_table(final, compare), *checks, "![domain vs general](domain_vs_general.png)"]

@@ -4,7 +4,8 @@ One point per recipe and stage (a swept value is a recipe of its own, `dmt@k=1/2
 95% error bars from pipeline/uncertainty.py. Retention = general / base general (1 = nothing forgotten);
 gain = score − base score on the target task, or on the domain suites where the file has no target. A point
 is on the Pareto front when no other point has both a retention and a gain at least as high, one of them
-higher. The paper's method is the recipe named like the file (`promot` in promot.yaml, `dmt@...` in dmt.yaml).
+higher. The paper's method is the recipe file's `report: {method: ...}`, by default the recipe named like the
+file (`promot` in promot.yaml), with its swept copies (`dmt@k=...` in dmt.yaml, known from results.csv's columns).
 """
 
 from __future__ import annotations
@@ -77,12 +78,14 @@ def _sd(values) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _method(found: list[dict], method: str) -> list[dict]:
-    """The paper's method's final stages: recipes named `method`, or `method@<swept value>`."""
+def _method(found: list[dict], method: str, swept: dict) -> list[dict]:
+    """The paper's method's final stages: the recipe named `method` and its swept copies."""
+    from pipeline.checks import is_copy
+
     finals = {}
     for p in found:
         for recipe in [p["recipe"], *p.get("same_as", [])]:
-            if recipe == method or recipe.startswith(method + "@"):
+            if recipe == method or (recipe in swept and is_copy(recipe, method, swept[recipe])):
                 finals[recipe] = p  # points keep stage order: the last one is the final stage
     return list({id(p): p for p in finals.values()}.values())
 
@@ -103,7 +106,7 @@ def table(found: list[dict], gain: str) -> str:
     return "\n".join(lines)
 
 
-def summary(found: list[dict], method: str, gain: str) -> str:
+def summary(found: list[dict], method: str, gain: str, swept: dict | None = None) -> str:
     """What the frontier says, in sentences: the front, what dominates most, and where the paper's method is."""
     front = [p for p in found if p["front"]]
     names = [f"`{p['recipe']}/{p['stage']}`" for p in sorted(front, key=lambda p: -p["gain"])]
@@ -114,7 +117,7 @@ def summary(found: list[dict], method: str, gain: str) -> str:
     if best and counts[best]:
         lines.append(f"`{best}` dominates the most configurations ({counts[best]}): no other keeps at least as much "
                      f"general skill and gains at least as much {gain}.")
-    finals = _method(found, method)
+    finals = _method(found, method, swept or {})
     if not finals:
         lines.append(f"No recipe named `{method}` (this file's method) to place on it.")
     for p in finals:
@@ -179,8 +182,9 @@ def _bar(err: float):
     return None if err != err else [err]
 
 
-def sections(table_, method: str, title: str) -> tuple[list[str], bytes | None]:
-    """The report's frontier section (markdown parts) and its PNG; nothing where there is no gain to plot."""
+def sections(table_, method: str, title: str, swept: dict | None = None) -> tuple[list[str], bytes | None]:
+    """The report's frontier section (markdown parts) and its PNG; nothing where there is no gain to plot.
+    `swept` ({recipe: {field: value}}) names the method's swept copies."""
     from pipeline.report_plot import to_png
 
     gain = gain_column(table_)
@@ -190,4 +194,4 @@ def sections(table_, method: str, title: str) -> tuple[list[str], bytes | None]:
     png = to_png(figure(found, gain, title))
     return (["## Frontier: gain against general retention",
              "![gain against general retention, every recipe and stage, Pareto front](frontier.png)",
-             summary(found, method, gain), table(found, gain)], png)
+             summary(found, method, gain, swept), table(found, gain)], png)

@@ -3,7 +3,10 @@
 `stderr` is the score's standard error over the task's n examples (empty where not a per-example mean);
 `primary` is 1 for the score a task counts with (its first metric; format_leak rows too) and 0 for its other
 metrics (IFEval's loose accuracy, acc_norm), which the report lists but never averages. A results.csv written
-before these two columns existed reads as stderr unknown, every row primary."""
+before these two columns existed reads as stderr unknown, every row primary.
+
+After them comes one column per swept field (`k` for `sweep: {dmt.k: [...]}`), holding each swept copy's value as
+the recipe file wrote it (`1/256`) and empty for recipes not swept; a file without such columns has no sweep."""
 
 from __future__ import annotations
 
@@ -33,22 +36,49 @@ def check_row(row: dict) -> None:
         raise ValueError(f"results row has score {row['score']} outside [0, 1]: {row}")
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Validate and atomically write results.csv."""
+def write_csv(path: Path, rows: list[dict], swept: dict[str, dict] | None = None) -> Path:
+    """Validate and atomically write results.csv; `swept` ({recipe: {field: value}}, RecipeFile.swept) adds one
+    column per swept field."""
     import pandas as pd
 
     for row in rows:
         check_row(row)
     frame = pd.DataFrame(rows, columns=COLUMNS + list(OPTIONAL))
     frame = frame.fillna({"primary": 1}).astype({"primary": int})
+    swept = swept or {}
+    for key in dict.fromkeys(key for values in swept.values() for key in values):
+        if key in frame.columns:
+            raise ValueError(f"swept field {key!r} is also a results.csv column")  # the recipe loader refuses it
+        frame[key] = [str(swept[r][key]) if key in swept.get(r, {}) else "" for r in frame.recipe]
     return write_text(path, frame.to_csv(index=False, float_format="%.6f"))
+
+
+def _read(path: Path):
+    """pandas.read_csv with the swept columns as text: `1/256` and `0.0010` stay as written."""
+    import pandas as pd
+
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: str for c in header if c not in COLUMNS and c not in OPTIONAL})
 
 
 def read_csv(path: Path):
     """Load results.csv as a DataFrame."""
-    import pandas as pd
+    return with_optional(_read(path))
 
-    return with_optional(pd.read_csv(path))
+
+def swept_columns(frame) -> list[str]:
+    """The swept fields of a results table: its columns after the schema's own."""
+    return [c for c in frame.columns if c not in COLUMNS and c not in OPTIONAL]
+
+
+def swept_values(frame) -> dict[str, dict]:
+    """{recipe: {field: value}} from the swept columns, for every recipe with a value in one ({} for the others)."""
+    found: dict[str, dict] = {}
+    for column in swept_columns(frame):
+        values = frame[["recipe", column]].dropna()
+        for recipe, value in values[values[column].astype(str) != ""].drop_duplicates("recipe").itertuples(index=False):
+            found.setdefault(str(recipe), {})[column] = value
+    return found
 
 
 def with_optional(frame):
@@ -70,7 +100,7 @@ def read_results(path: Path):
 
     path = Path(path)
     try:
-        frame = pd.read_csv(path)
+        frame = _read(path)
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); not a results table") from None
     except pd.errors.EmptyDataError:

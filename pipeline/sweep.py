@@ -1,13 +1,24 @@
 """Sweeps: one recipe per value of a stage field, e.g. `sweep: {dmt.k: [1/256, 1/64, 1/16]}`.
 
 `--set dmt.k=1/256,1/64` on the command line means the same thing: the key names a recipe and a
-field of its stages, and each comma-separated value becomes its own recipe, `dmt@k=1/256`, ...
+field of its stages, and each comma-separated value becomes its own recipe, `dmt@k=1/256`, ... Two keys on
+one recipe make a grid, `dmt@k=1/256@lr=0.001`, ..., every combination, the first key's values outermost.
+Each copy's swept values travel as data (RecipeFile.swept, config.yaml's `swept`, a results.csv column per
+field), so nothing reads them back out of the names.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import re
+
+from pipeline.results import COLUMNS, OPTIONAL
+
+
+def recipe_name(origin: str, values: dict) -> str:
+    """The name a sweep gives `origin`'s copy with these swept values (`dmt@k=1/256`, `dmt@k=1/256@lr=0.001`)."""
+    return origin + "".join(f"@{key}={value}" for key, value in values.items())
 
 
 def sweep_override(data: dict, key: str, raw_value: str) -> bool:
@@ -23,14 +34,16 @@ def sweep_override(data: dict, key: str, raw_value: str) -> bool:
     return True
 
 
-def expand_sweeps(data: dict, builder) -> None:
-    """Replace each swept recipe by one copy per value, in place, keeping the recipes' order."""
+def expand_sweeps(data: dict, builder) -> dict[str, dict]:
+    """Replace each swept recipe by one copy per value (per combination, for several keys on one recipe), in
+    place, keeping the recipes' order; returns each copy's swept values, {copy name: {field: value}}."""
     sweeps = data.pop("sweep", None) or {}
     recipes = data.get("recipes")
     if not isinstance(sweeps, dict) or not isinstance(recipes, dict):
         if sweeps:
             builder.error("sweep", None, "expected a mapping like {dmt.k: [1/256, 1/64]}")
-        return
+        return {}
+    axes: dict[str, list[tuple[str, list, list[int]]]] = {}  # recipe -> (field, values, stages that set it)
     for key, values in sweeps.items():
         recipe, _, field = str(key).partition(".")
         stages = recipes.get(recipe)
@@ -42,18 +55,28 @@ def expand_sweeps(data: dict, builder) -> None:
         if not targets or not values:
             builder.error(f"sweep.{key}", None, f"no stage of recipe {recipe!r} sets {field!r}" if not targets else "no values")
             continue
-        expanded = {}
-        for name, body in recipes.items():
-            if name != recipe:
-                expanded[name] = body
-                continue
-            for value in values:
-                stages_copy = copy.deepcopy(stages)
+        if field in COLUMNS or field in OPTIONAL:
+            builder.error(f"sweep.{key}", None, f"{field!r} is also a column of results.csv, which gets one column "
+                                                "per swept field; it cannot be swept")
+            continue
+        axes.setdefault(recipe, []).append((field, values, targets))
+    expanded, swept = {}, {}
+    for name, stages in recipes.items():
+        if name not in axes:
+            expanded[name] = stages
+            continue
+        for combination in itertools.product(*(values for _, values, _ in axes[name])):  # first key outermost
+            copy_ = copy.deepcopy(stages)
+            point = {}
+            for (field, _, targets), value in zip(axes[name], combination):
                 for i in targets:
-                    stages_copy[i][field] = value
-                expanded[f"{recipe}@{field}={value}"] = stages_copy
-        recipes.clear()
-        recipes.update(expanded)
+                    copy_[i][field] = value
+                point[field] = value
+            expanded[recipe_name(name, point)] = copy_
+            swept[recipe_name(name, point)] = point
+    recipes.clear()
+    recipes.update(expanded)
+    return swept
 
 
 def folder_name(recipe_name: str) -> str:

@@ -1,9 +1,12 @@
-"""Stages: one module per kind, each exposing a typed `Config` and `run(config, ctx) -> StageResult`."""
+"""Stages: one module per kind, each exposing a typed `Config` (with its `contract()`, stages/handoff.py) and
+`run(config, ctx) -> StageResult`. A new kind is one file plus its line here; `pipeline ls` lists them."""
 
-from stages import evaluate, finetune, prompt_tune
+from core.registry import Registry
 
-STAGES = {
-    "prompt_tune": prompt_tune,
-    "finetune": finetune,
-    "evaluate": evaluate,
-}
+STAGES = Registry("stage kind", {
+    "prompt_tune": "stages.prompt_tune",
+    "finetune": "stages.finetune",
+    "evaluate": "stages.evaluate",
+    "joint_tune": "stages.joint_tune",
+    "lora_tune": "stages.lora_tune",
+})

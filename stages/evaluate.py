@@ -1,4 +1,6 @@
-"""Stage: held-out evaluation. General suite WITHOUT the soft prompt, target task WITH it where one exists."""
+"""Stage: held-out evaluation. General suite WITHOUT the soft prompt, target task WITH it where one exists.
+
+Adapters are attached by their scope (stages/handoff.py), never by which stage kind made them."""
 
 from __future__ import annotations
 
@@ -6,12 +8,14 @@ import logging
 from dataclasses import dataclass
 
 from stages.context import StageContext, StageResult
+from stages.handoff import Scope
 
 log = logging.getLogger(__name__)
 
 # Under a multi-process launch rank 0 evaluates alone (it loads the saved checkpoint from disk) and the
 # orchestrator hands its result to the other ranks: scoring N times would give N identical copies.
 MAIN_PROCESS_ONLY = True
+IN_RECIPES = False  # planned by the orchestrator after every stage, never written in a recipe
 
 
 @dataclass
@@ -33,25 +37,33 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     """Score the checkpoint on the general suite and the target suite; returns results rows."""
     from evaluation.format_leak import format_leak_share
     from evaluation.harness import evaluate_suite
-    from stages.model_io import attach_prompt, load_model
+    from stages.model_io import attach_adapter, load_model
 
     labels = ctx.extra.get("labels") or []
-    model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
+    handoff = ctx.handoff
+    model, tokenizer = load_model(handoff.model_dir, ctx.trust_remote_code)
     model.eval()
+    everywhere = handoff.attached(Scope.EVERY_SUITE)  # an unmerged LoRA fine-tune: part of the model for every suite
+    if everywhere is not None:
+        model = attach_adapter(model, everywhere.path)
     # The evaluation window is the model's own context (answers can be longer than training rows).
     settings = {"batch_size": config.batch_size, "max_length": None}
     suites = ctx.extra["suites"]
-    # The prompt is only for the task it was tuned on: every other task sees the raw model,
-    # scored before the prompt is attached at all.
-    results, reused = [], ctx.extra.get("unprompted_rows")
+    # A target-scoped adapter (a soft prompt) is only for the task it was tuned on: every other task sees the
+    # model without it, scored before it is attached at all. While only such adapters were trained, those suites
+    # would score exactly as the base model did: its rows are taken, not computed again.
+    results, base_rows = [], ctx.extra.get("base_rows")
+    reused = base_rows if base_rows is not None and handoff.weights_are_base() else None
     if reused is not None:
+        reused = [row for row in reused if row["suite"] != "target"]
         log.info("suites without the prompt: the base model's weights, so its %d rows are reused", len(reused))
     for suite, _ in [s for s in suites if not s[1] and reused is None]:
         results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit,
                                           apply_chat_template=config.chat_template, **settings), suite)
     prompted = [suite for suite, attach in suites if attach]
     if prompted:
-        scorer = model if ctx.adapter_dir is None else attach_prompt(model, ctx.adapter_dir)
+        target_adapter = handoff.attached(Scope.TARGET)
+        scorer = model if target_adapter is None else attach_adapter(model, target_adapter.path)
         for suite in prompted:
             results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
 
@@ -71,8 +83,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
 
     log_scores(ctx.tracking, rows)
     samples = {r.task: r.responses[:20] for r in results}
-    return StageResult(model_dir=ctx.model_dir, adapter_dir=ctx.adapter_dir, rows=rows,
-                       metrics={"samples": samples})
+    return StageResult(model_dir=handoff.model_dir, rows=rows, metrics={"samples": samples})
 
 
 def _scored(results: list, suite) -> list:

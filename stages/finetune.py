@@ -1,10 +1,11 @@
-"""Stage: full fine-tuning. Plain SFT, or ProMoT's stage 2 with an earlier soft prompt prepended and frozen."""
+"""Stage: full fine-tuning. Plain SFT, or ProMoT's stage 2 with an earlier soft prompt (or LoRA adapter) frozen."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stages.context import StageContext, StageResult
+from stages.handoff import Contract, Needs
 from stages.train_config import TrainingConfig
 
 
@@ -13,10 +14,16 @@ class Config(TrainingConfig):
     """Full fine-tuning settings; `prompt_from` turns SFT into ProMoT stage 2."""
 
     prompt_from: str | None = field(
-        default=None, metadata={"help": "name of an earlier prompt_tune stage whose prompt is prepended, frozen"}
+        default=None, metadata={"help": "name of an earlier prompt_tune (or lora_tune) stage whose soft prompt "
+                                        "(or LoRA adapter) is attached, frozen, while every base weight trains"}
     )
 
     kind = "finetune"
+
+    def contract(self) -> Contract:
+        """Needs the adapter named by prompt_from, if set, and hands it on (re-homed next to the model)."""
+        needs = Needs(self.prompt_from, ("prompt", "lora"), "prompt_from")
+        return Contract(consumes=(needs,) if self.prompt_from else ())
 
     def __post_init__(self):
         super().__post_init__()
@@ -31,6 +38,8 @@ def frozen_prompt_trainer(prompt_dir):
     The Trainer saves a PeftModel as its adapter alone, which is right for prompt tuning but would
     lose every trained weight of ProMoT stage 2 (and break resume). Everything else stays the Trainer's.
     The prompt never changes, so each checkpoint gets a copy of the adapter it came from (`prompt_dir`).
+    A frozen LoRA adapter wraps the layers it targets: the weights are saved (and read back) under the plain
+    base model's names (see plain_weights), so a checkpoint and the final model load without PEFT.
     """
     import os
     import shutil
@@ -50,6 +59,8 @@ def frozen_prompt_trainer(prompt_dir):
                 state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
             else:  # whole weights on this rank: saved as the base model names them
                 state_dict = None
+            if any("lora_" in name for name, _ in base.named_parameters()):
+                state_dict = plain_weights(base.state_dict() if state_dict is None else state_dict)
             base.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
             shutil.copytree(prompt_dir, os.path.join(output_dir, "adapter"), dirs_exist_ok=True)
             if self.processing_class is not None:
@@ -58,7 +69,9 @@ def frozen_prompt_trainer(prompt_dir):
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             wrapped = self.accelerator.unwrap_model(model or self.model)
             weights = load_file(os.path.join(resume_from_checkpoint, "model.safetensors"), device="cpu")
-            result = wrapped.get_base_model().load_state_dict(weights, strict=False)
+            base = wrapped.get_base_model()
+            own = {name.replace(".base_layer.", "."): name for name in base.state_dict() if "lora_" not in name}
+            result = base.load_state_dict({own.get(k, k): v for k, v in weights.items()}, strict=False)
             unexpected = [k for k in result.unexpected_keys]
             if unexpected:
                 raise RuntimeError(f"{resume_from_checkpoint}: unexpected weights {unexpected[:3]}")
@@ -70,6 +83,21 @@ def freeze_prompt_train_model(peft_model) -> None:
     """Every base weight trains; the soft prompt gets no gradient and stays bit-identical."""
     for name, param in peft_model.named_parameters():
         param.requires_grad = "prompt_encoder" not in name
+
+
+def plain_weights(state_dict: dict) -> dict:
+    """A LoRA-wrapped model's weights as the plain base architecture names them: the adapter's own weights left
+    out (it is saved as its own folder), each wrapped layer's `.base_layer.` dropped from its name."""
+    return {name.replace(".base_layer.", "."): weight for name, weight in state_dict.items() if "lora_" not in name}
+
+
+def freeze_lora_train_model(peft_model) -> None:
+    """Every base weight trains; the LoRA adapter gets no gradient and stays bit-identical."""
+    for name, param in peft_model.named_parameters():
+        param.requires_grad = "lora_" not in name
+
+
+FREEZE = {"prompt": freeze_prompt_train_model, "lora": freeze_lora_train_model}  # by the adapter's kind
 
 
 def point_adapter_at(adapter_dir, model_dir) -> None:
@@ -90,23 +118,29 @@ def point_adapter_at(adapter_dir, model_dir) -> None:
 
 
 def run(config: Config, ctx: StageContext) -> StageResult:
-    """Fine-tune all weights, save a plain transformers folder, and pass the (unchanged) prompt on."""
+    """Fine-tune all weights, save a plain transformers folder, and pass the (unchanged) prompt or LoRA on."""
     import shutil
 
     from core import ranks
-    from stages.model_io import attach_prompt, load_model
+    from core.errors import UserError
+    from stages.handoff import Scope
+    from stages.model_io import attach_adapter, load_model
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
+    adapter = ctx.handoff.adapters[config.prompt_from] if config.prompt_from else None
+    if adapter is not None and adapter.scope == Scope.MERGED:  # already in the weights: attaching it adds it twice
+        raise UserError(f"{config.name}.prompt_from: {config.prompt_from!r} is merged into the model already "
+                        f"(scope merged); leave prompt_from out, or give that stage scope target or every_suite")
     # Arguments first: under ZeRO-3 the model then loads straight into its shards.
     args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking)
-    adapter_in = ctx.adapters[config.prompt_from] if config.prompt_from else None
+    adapter_in = adapter.path if adapter is not None else None
     model_dir = ctx.stage_dir / "model"
     try:
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
         trainee = model
         if adapter_in is not None:
-            trainee = attach_prompt(model, adapter_in, trainable=False)
-            freeze_prompt_train_model(trainee)
+            trainee = attach_adapter(model, adapter_in, trainable=False)
+            FREEZE[adapter.kind](trainee)
         metrics, trainer = run_trainer(trainee, tokenizer, ctx.train_data, config, args, ctx.max_length,
                                        trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None,
                                        tracking=ctx.tracking)
@@ -116,11 +150,12 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         forget_deepspeed()
     if ranks.is_main():  # safetensors only, as load_model reads it: no pickled TrainingArguments
         (model_dir / "training_args.bin").unlink(missing_ok=True)
-    adapter_out = None
+    adapters = {}
     if adapter_in is not None:
         adapter_out = ctx.stage_dir / "adapter"
         if ranks.is_main():  # the (unchanged) prompt, next to the model rather than inside it
             shutil.rmtree(adapter_out, ignore_errors=True)  # left by an attempt that died before DONE.json
             shutil.move(model_dir / "adapter", adapter_out)
             point_adapter_at(adapter_out, model_dir)
-    return StageResult(model_dir=model_dir, adapter_dir=adapter_out, metrics=metrics)
+        adapters[config.prompt_from] = replace(ctx.handoff.adapters[config.prompt_from], path=adapter_out)
+    return StageResult(model_dir=model_dir, adapters=adapters, metrics=metrics)

@@ -31,8 +31,8 @@ def load_model(model_dir: Path | str, trust_remote_code: bool = False):
     return model, tokenizer
 
 
-def attach_prompt(model, adapter_dir: Path, trainable: bool = False):
-    """Attach a saved soft prompt (PEFT adapter) to a model; frozen unless `trainable`."""
+def attach_adapter(model, adapter_dir: Path, trainable: bool = False):
+    """Attach a saved PEFT adapter (a soft prompt, a LoRA adapter) to a model; frozen unless `trainable`."""
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.context import StageContext, StageResult
+from stages.handoff import Adapter, Contract, Makes, Scope
 from stages.train_config import TrainingConfig
 
 
@@ -30,6 +31,10 @@ class Config(TrainingConfig):
 
     kind = "prompt_tune"
     min_steps = 0  # 0 steps = a frozen, untrained prompt (the paper's control)
+
+    def contract(self) -> Contract:
+        """Hands on a soft prompt under the stage's name, attached for the target task only."""
+        return Contract(produces=(Makes(self.name, "prompt", Scope.TARGET),))
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,4 +112,5 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     finally:
         forget_deepspeed()
     # The weights did not change, so the next stage starts from the same checkpoint.
-    return StageResult(model_dir=ctx.model_dir, adapter_dir=adapter_dir, metrics=metrics)
+    return StageResult(model_dir=ctx.model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET)},
+                       metrics=metrics)

@@ -6,7 +6,9 @@ import enum
 import math
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
+
+from data_recipes.mixes import DEFAULT_SOURCES, Mix
+from stages.handoff import Contract
 
 
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")
@@ -38,9 +40,12 @@ class TrainingConfig:
     """Optimisation settings for one training stage, run by the transformers Trainer."""
 
     name: str = field(default="", metadata={"help": "stage name, unique in its recipe; default: the kind"})
-    data: list[str] = field(default_factory=lambda: ["target"], metadata={"help": "sources trained on in full: 'target' or names from the recipe's data section"})
-    replay: list[str] = field(default_factory=list, metadata={"help": "sources mixed in at fraction k (DMT stage 2)"})
-    k: Fraction = field(default=Fraction(1), metadata={"help": "fraction of each replay source drawn, e.g. 1/256"})
+    data: Mix = field(default_factory=lambda: Mix.of(DEFAULT_SOURCES), metadata={"help": (
+        "the stage's data mix, from 'target' and the recipe's data section: [a, b] trains on each in full; "
+        "{a: 1, b: 1/256} draws a seeded share of each without replacement, and a number above 1 is a weight "
+        "that upsamples (2.5: the whole source twice plus a seeded half); {sources: {...}, seed: 7} gives the mix "
+        "a seed of its own (default: the stage's). Shorthand: data: [a] with replay: [b] and k: 1/256 "
+        "is {a: 1, b: 1/256} (DMT stage 2)")})
     steps: int = field(default=300, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step (per device x accumulation)"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -72,12 +77,12 @@ class TrainingConfig:
             raise ValueError(f"{self.name}.weight_decay: must be >= 0 and finite, got {self.weight_decay}")
         if self.save_steps < 1 or self.save_total_limit < 1:
             raise ValueError(f"{self.name}.save_steps/save_total_limit: must be >= 1")
-        if not self.data:
-            raise ValueError(f"{self.name}.data: must name at least one source")
-        if self.k != 1 and not self.replay:
-            raise ValueError(f"{self.name}.k: set only together with replay sources")
         if not 0 <= self.warmup_ratio < 1:  # also refuses nan
             raise ValueError(f"{self.name}.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
 
     kind = "train"
     min_steps = 1
+
+    def contract(self) -> Contract:
+        """What the stage consumes and produces besides the model folder (stages/handoff.py): nothing, here."""
+        return Contract()

@@ -20,7 +20,8 @@ def tiny_base(tmp_path_factory):
 
 
 def tiny_overrides(base):
-    steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4}
+    steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4, "lora_promot.0": 4,
+             "lora_promot.1": 4, "promot_1shot.0": 4, "promot_1shot.1": 4, "joint.0": 4}
     # evaluation.limit caps the general tasks only; the target's test set has its own size.
     return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=6",
             *[f"recipes.{k}.steps={v}" for k, v in steps.items()],
@@ -52,9 +53,12 @@ def test_run_folder_is_self_describing(finished_run):
                                                   "reused_from": "seed0/prompt_tuning/prompt_tune"}
     pt, ft = stages["seed0/prompt_tuning/prompt_tune"], stages["seed0/promot/finetune"]
     assert ft["input_model"] == pt["output_model"]
-    assert ft["input_prompts"] == {"prompt_tune": str(run_dir / "seed0/prompt_tuning/prompt_tune/adapter")}
-    assert stages["seed0/promot/finetune-eval"]["input_adapter"] == ft["output_adapter"]
-    assert stages["seed0/sft/finetune-eval"]["input_adapter"] is None
+    prompt = {"path": str(run_dir / "seed0/prompt_tuning/prompt_tune/adapter"), "kind": "prompt", "scope": "target"}
+    assert ft["input_adapters"] == {"prompt_tune": prompt}
+    # stage 2 hands the same prompt on, next to its model; the evaluation after it attaches that one (scope target)
+    assert stages["seed0/promot/finetune-eval"]["input_adapters"] == ft["output_adapters"] == {
+        "prompt_tune": {**prompt, "path": ft["output_adapter"]}}
+    assert stages["seed0/sft/finetune-eval"]["input_adapters"] == {}
     assert stages["seed0/frozen_prompt/prompt_tune"]["status"] == "done"  # 0 steps: a different stage
     assert {s["status"] for s in stages.values()} == {"done", "reused"}
 
@@ -69,7 +73,8 @@ def test_results_schema(finished_run):
     p = scores.score
     assert ((scores.stderr - (p * (1 - p) / (scores.n - 1)) ** 0.5).abs() < 1e-6).all()
     assert (frame.primary == 1).all()
-    assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "frozen_prompt"}
+    assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "frozen_prompt", "joint", "lora_promot",
+                                 "promot_1shot"}
     promot = frame[frame.recipe == "promot"]
     assert list(dict.fromkeys(promot.stage)) == ["base", "prompt_tune", "finetune"]
     general = promot[(promot.suite == "general") & (promot.metric != "format_leak")]

@@ -18,6 +18,9 @@ recipes:
   promot:
     - {{kind: prompt_tune, steps: 1, batch_size: 4, num_virtual_tokens: 4}}
     - {{kind: finetune, steps: 1, batch_size: 4, prompt_from: prompt_tune}}
+checks:
+  - {{name: "ProMoT format leak < 10%", missing_name: "ProMoT format leak", recipe: promot, measure: format_leak,
+     below: 0.10}}
 """
 
 

@@ -30,7 +30,8 @@ def tiny_base(tmp_path_factory):
 
 
 def settings(base) -> list[str]:
-    steps = {"prompt_tuning.0": 2, "promot.0": 2, "promot.1": 2, "sft.0": 2, "frozen_prompt.1": 2}
+    steps = {"prompt_tuning.0": 2, "promot.0": 2, "promot.1": 2, "sft.0": 2, "frozen_prompt.1": 2, "lora_promot.0": 2,
+             "lora_promot.1": 2, "promot_1shot.0": 2, "promot_1shot.1": 2, "joint.0": 2}
     return [f"model.path={base}", "seeds=[0]", "evaluation.limit=2", "target.train_rows=32", "target.test_rows=2",
             *[f"recipes.{k}.steps={v}" for k, v in steps.items()], *[f"recipes.{k}.batch_size=4" for k in steps]]
 

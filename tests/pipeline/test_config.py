@@ -34,7 +34,13 @@ def problems(path, overrides=()):
 
 def test_shipped_promot_recipe_loads_typed():
     recipe = load_recipe(PROMOT)
-    assert set(recipe.stages) == {"sft", "prompt_tuning", "promot", "frozen_prompt"}
+    assert set(recipe.stages) == {"sft", "prompt_tuning", "promot", "frozen_prompt", "joint", "lora_promot",
+                                  "promot_1shot"}
+    assert [s.kind for s in recipe.stages["lora_promot"]] == ["lora_tune", "finetune"]
+    assert recipe.stages["lora_promot"][1].contract().consumes[0].name == "lora_tune"
+    assert [s.kind for s in recipe.stages["joint"]] == ["joint_tune"]
+    assert all(s.data.one_shot for s in recipe.stages["promot_1shot"])
+    assert not any(s.data.one_shot for s in recipe.stages["promot"])
     prompt, finetune = recipe.stages["promot"]
     assert (prompt.kind, finetune.kind, finetune.prompt_from) == ("prompt_tune", "finetune", "prompt_tune")
     assert prompt.lr == 0.3 and finetune.lr == 1e-3
@@ -68,7 +74,7 @@ def test_every_problem_is_reported(tmp_path):
     ("name: demo\nrecipes:\n  sft: []\n", "recipes.sft: empty stage list"),
     ("name: demo\nrecipes:\n  sft:\n    - kind: train_hard\n", "unknown stage kind 'train_hard'"),
     ("name: demo\nrecipes:\n  p:\n    - kind: finetune\n      prompt_from: prompt_tune\n",
-     "recipes.p.finetune.prompt_from: needs an earlier prompt_tune stage named 'prompt_tune'"),
+     "recipes.p.finetune.prompt_from: needs an earlier stage named 'prompt_tune' that makes a soft prompt or LoRA adapter"),
     ("name: demo\nrecipes:\n  p:\n    - kind: prompt_tune\n      init: sampled\n",
      "must be one of ['text', 'sampled_vocab', 'class_labels', 'random'], got 'sampled'; did you mean 'sampled_vocab'?"),
     ("name: demo\nrecipes:\n  p:\n    - kind: prompt_tune\n      init: text\n", "prompt_tune.init_text: required"),

@@ -110,3 +110,13 @@ def test_bf16_on_a_gpu_without_it_names_the_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100-SXM2-16GB")
     assert check_world(recipe, 1) == [f"{tmp_path / 'recipe.yaml'}:4: recipes.sft.finetune.bf16: this GPU has no "
                                       "bf16 (Tesla V100-SXM2-16GB); set bf16: false"]
+
+
+def test_a_stage_kind_that_cannot_run_under_zero3_is_refused_only_where_it_is_trained(tmp_path):
+    zero3 = ROOT / "configs" / "deepspeed" / "zero3.json"
+    (tmp_path / "recipe.yaml").write_text(RECIPE + "  joint:\n    - {kind: joint_tune, steps: 5, batch_size: 16}\n"
+                                          f"deepspeed: {zero3}\n")
+    recipe = load_recipe(tmp_path / "recipe.yaml")
+    (problem,) = check_world(recipe, 2)
+    assert "joint_tune does not run under ZeRO-3" in problem and "recipes.joint.joint_tune" in problem
+    assert check_world(recipe, 2, only=["promot"]) == []  # `pipeline run --only promot` trains no joint stage

@@ -76,3 +76,31 @@ def test_the_registry_takes_model_paths_from_the_markers_and_refuses_a_model_tha
     (tmp_path / stage / DONE).unlink()
     entry = entry_for(tmp_path, "promot", "finetune", {}, {"fingerprint": "f"}, [])
     assert entry["model"] is None and "no finished model" in loadable_problem(entry)
+
+
+def test_a_marker_names_its_adapters_and_one_from_before_names_gets_them_from_the_stage_contract(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.markers import commit, result_of
+    from stages import finetune, prompt_tune
+    from stages.context import StageResult
+    from stages.handoff import Adapter, Scope
+
+    class Manifest:
+        def stage_finished(self, *args):
+            pass
+
+    made = SimpleNamespace(stage_id="seed0/prompt_tuning/pt", key="k", inputs={}, config=prompt_tune.Config(name="pt"))
+    (tmp_path / made.stage_id / "adapter").mkdir(parents=True)
+    commit(Manifest(), tmp_path, made, StageResult(tmp_path / "base", {"pt": Adapter(tmp_path / made.stage_id / "adapter")}), 1.0)
+    # reused by an identical stage of another recipe, named otherwise: the adapter goes by that stage's name
+    twin = SimpleNamespace(stage_id="seed0/promot/prompt_tune", config=prompt_tune.Config())
+    result = result_of(tmp_path / made.stage_id / DONE, tmp_path, twin)
+    assert result.adapters == {"prompt_tune": Adapter(tmp_path / made.stage_id / "adapter", "prompt", Scope.TARGET)}
+    # a marker written before adapters were named: one adapter_dir, named by the stage's contract
+    old = tmp_path / "seed0/promot/finetune" / DONE
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"model_dir": {"run": "seed0/promot/finetune/model"},
+                               "adapter_dir": {"run": "seed0/promot/finetune/adapter"}, "metrics": {}, "rows": []}))
+    stage = SimpleNamespace(stage_id="seed0/promot/finetune", config=finetune.Config(prompt_from="pt"))
+    assert result_of(old, tmp_path, stage).adapters == {"pt": Adapter(tmp_path / "seed0/promot/finetune/adapter")}

@@ -1,7 +1,11 @@
-"""report.md and its figures from results.csv: the ProMoT bar, the DMT strategies table and the plots."""
+"""report.md and its figures from results.csv: the declared checks (the shipped files' ProMoT and DMT bars), the
+DMT strategies table and the plots."""
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.report import write_report
 from pipeline.results import summarise
@@ -10,6 +14,13 @@ from pipeline.report_plot import figure
 from pipeline.results import write_csv
 
 GENERAL = ["embedded_copy", "embedded_sort"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def declare(folder, recipe_file):
+    """The run's config.yaml with the checks and report section of a shipped recipe file, as a run writes it."""
+    shipped = yaml.safe_load((ROOT / "recipes" / recipe_file).read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump({key: shipped[key] for key in ("name", "checks", "report")}))
 
 
 def rows(recipe, stage, general, target=None, leak=None, math=None, code=None, seed=0):
@@ -34,7 +45,9 @@ def test_promot_report_measures_the_bar(tmp_path):
         data += rows("promot", "base", 0.9, 0.5, 0.0, seed=seed) + rows("promot", "prompt_tune", 0.9, 0.6, 0.0, seed=seed)
         data += rows("promot", "finetune", 0.85, 0.96, 0.02 + wobble, seed=seed)
     write_csv(tmp_path / "results.csv", data)
+    declare(tmp_path, "promot.yaml")
     report = write_report(tmp_path).read_text()
+    assert "## ProMoT vs SFT: the bar" in report
     assert "| SFT forgets: general drop >= 0.20 | drop 0.690 | yes |" in report
     assert "| ProMoT keeps >= 80% of base general | 0.850 / 0.900 = 94.4% | yes |" in report
     assert "| ProMoT target within 0.05 of SFT | 0.960 vs 0.980 | yes |" in report
@@ -47,6 +60,7 @@ def test_promot_report_says_no_when_the_effect_is_missing(tmp_path):
     data = rows("sft", "base", 0.9, 0.5, 0.0) + rows("sft", "finetune", 0.85, 0.98, 0.05)
     data += rows("promot", "base", 0.9, 0.5, 0.0) + rows("promot", "finetune", 0.5, 0.7, 0.2)
     write_csv(tmp_path / "results.csv", data)
+    declare(tmp_path, "promot_smollm2.yaml")
     report = write_report(tmp_path).read_text()
     assert "| SFT forgets: general drop >= 0.20 | drop 0.050 | **no** |" in report
     assert "| ProMoT format leak < 10% | 20.0% | **no** |" in report
@@ -58,8 +72,10 @@ def test_dmt_report_table_and_bar(tmp_path):
     data += rows("sequential", "code", 0.1, math=0.0, code=0.9) + rows("sequential", "general", 0.95, math=0.05, code=0.1)
     for k, math, code in (("1/256", 0.1, 0.2), ("1/64", 0.3, 0.4), ("1/16", 0.28, 0.8)):
         data += rows(f"dmt@k={k}", "domain", 0.1, math=0.8, code=0.9) + rows(f"dmt@k={k}", "general", 0.95, math=math, code=code)
-    write_csv(tmp_path / "results.csv", data)
+    write_csv(tmp_path / "results.csv", data, {f"dmt@k={k}": {"k": k} for k in ("1/256", "1/64", "1/16")})
+    declare(tmp_path, "dmt.yaml")
     report = write_report(tmp_path).read_text()
+    assert "## DMT: the bar" in report
     assert "| sequential loses >= 30% of domain_only's domain score | 0.075 vs 0.850: loses 91% | yes |" in report
     assert "| dmt@k=1/256 beats sequential on domain by >= 0.05 | +0.075 | yes |" in report
     assert "k=1/256: 0.150, k=1/64: 0.350, k=1/16: 0.540 | yes |" in report

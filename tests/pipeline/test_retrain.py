@@ -222,6 +222,9 @@ def test_fingerprint_follows_data_and_recipe_not_thresholds(tmp_path):
 
     first = digest()
     assert digest("gate.max_regression=0.5", "runs_root=elsewhere") == first
+    # the report's checks re-judge the same model: editing them trains nothing again
+    check = '[{name: t, recipe: promot, measure: target, min: 0.5}]'
+    assert digest(f"checks={check}", "report.checks_title=bar") == first
     assert digest("recipes.promot.1.steps=5") != first
     assert digest("target.train=embedded:letter_rule", "target.train_rows=8") != \
         digest("target.train=embedded:letter_rule", "target.train_rows=9")

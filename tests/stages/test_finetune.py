@@ -7,6 +7,7 @@ from embedded.tasks import make_examples
 from embedded.tokenizer import build_tokenizer
 from stages import finetune, prompt_tune
 from stages.context import StageContext
+from stages.handoff import Adapter, Handoff, Scope
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,10 @@ def data():
 
 
 def ctx(stage_dir, model_dir, data, adapters=None):
-    return StageContext(stage_dir=stage_dir, model_dir=model_dir, seed=0, max_length=48, train_data=data,
-                        adapters=adapters or {}, extra={"labels": ["True", "False"]})
+    """A context handing over `model_dir` (the base too) and soft prompts by name ({name: folder})."""
+    prompts = {name: Adapter(path, "prompt", Scope.TARGET) for name, path in (adapters or {}).items()}
+    return StageContext(stage_dir=stage_dir, handoff=Handoff(model_dir, model_dir, prompts), seed=0, max_length=48,
+                        train_data=data, extra={"labels": ["True", "False"]})
 
 
 def load_weights(path):
@@ -72,11 +75,11 @@ def test_frozen_prompt_gets_no_gradient_and_stays_bit_identical(tmp_path, tiny_m
     before = load_weights(pt.adapter_dir / "adapter_model.safetensors")
 
     # No gradient reaches the prompt in a forward/backward of the stage-2 setup.
-    from stages.model_io import attach_prompt, load_model
+    from stages.model_io import attach_adapter, load_model
     from stages.sft_data import encode_example
 
     model, tokenizer = load_model(tiny_model_dir)
-    wrapped = attach_prompt(model, pt.adapter_dir)
+    wrapped = attach_adapter(model, pt.adapter_dir)
     finetune.freeze_prompt_train_model(wrapped)
     row = encode_example(data[0]["prompt"], data[0]["completion"], tokenizer, 48)
     batch = {k: torch.tensor([v]) for k, v in row.items()}
