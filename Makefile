@@ -80,7 +80,7 @@ test-faults: $(STAMP)  ## SIGKILL `pipeline run` and `pipeline retrain` at every
 	FORGETLESS_FAULTS=all $(PY) -m pytest -q -m faults -n $(TEST_WORKERS) --dist load -k any_write_point
 
 test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3, preemption, retrain (~3 min)
-	$(PY) -m pytest -q -m dist
+	FORGETLESS_DIST_FULL=1 $(PY) -m pytest -q -m dist
 
 bench: $(STAMP)  ## pipeline vs plain Trainer (speed, memory), packing, CLI start-up, eval share (~8 min) -> docs/benchmarks.md
 	$(PY) -m bench

@@ -1,4 +1,9 @@
-"""Load YAML into typed dataclasses, collecting every problem as one line naming field, file and line."""
+"""Load YAML into typed dataclasses, collecting every problem as one line naming field, file and line.
+
+After PEFT's configs: typed dataclasses with `metadata={"help": ...}`, str Enums for fixed choices, and
+`__post_init__` refusing a bad combination by naming the field. Unlike lm-evaluation-harness's task loading, a
+file that does not parse is never skipped: every problem is reported.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Data mixes as declared objects: portions of named sources, each with a fraction, drawn with a seed.
 
+After nanochat's `TaskMixture([...])`: the mix is one object the data layer owns, parses and builds, read top
+to bottom; the orchestrator only calls `build`.
+
 A stage's `data:` is one Mix, read from what the recipe file says (`Mix.from_yaml`):
 
     data: [math, code]                                   every row of each source

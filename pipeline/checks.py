@@ -1,5 +1,8 @@
 """Checks as data: one declared check type for the report's `checks:` and the retraining gate.
 
+After lm-evaluation-harness's task YAMLs (`metric_list`): what is measured is declared in the file, not written in
+code, so no recipe name appears in the pipeline.
+
 A check names a recipe (and a stage, default its final one), a measure, and a bound, optionally relative to
 another recipe, to the recipe's own base stage or to the gate's accepted run:
 

@@ -39,3 +39,12 @@ def test_an_unknown_name_names_the_close_ones():
     assert STAGES.unknown("fine_tune").startswith("unknown stage kind 'fine_tune'; did you mean finetune")
     with pytest.raises(ValueError, match="one of prompt_tune, finetune, evaluate, "):
         STAGES.get_or_raise("zzz")
+
+
+def test_the_paper_variants_are_registered_stage_kinds(capsys):
+    from stages import STAGES
+
+    assert {"joint_tune", "lora_tune"} <= set(STAGES)
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    assert "  joint_tune " in out and "  lora_tune " in out

@@ -83,12 +83,6 @@ def test_the_joint_model_and_prompt_load_with_plain_peft(finished_run):
     assert model.active_peft_config.num_virtual_tokens == 16
 
 
-def test_ls_check_builds_the_new_kind(capsys):
-    assert main(["ls", "--check"]) == 0
-    out = capsys.readouterr().out
-    assert "checked every stage kind, suite and data format: pass" in out and "  joint_tune " in out
-
-
 LAUNCHERS = {
     "one": [sys.executable, "-m", "pipeline"],
     "ddp": [*ACCELERATE, "--config_file", "configs/accelerate/cpu_two_processes.yaml", "-m", "pipeline"],
@@ -110,10 +104,16 @@ def launch(name: str, recipe: Path, run_dir: Path) -> subprocess.CompletedProces
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+# `make test` launches DDP and the ZeRO-3 refusal; `make test-dist` (FORGETLESS_DIST_FULL=1) adds ZeRO-2, which
+# costs a DeepSpeed start of two processes more.
+FULL = os.environ.get("FORGETLESS_DIST_FULL") == "1"
+
+
 @pytest.fixture(scope="module")
 def launched(recipe, tmp_path_factory):
     root = tmp_path_factory.mktemp("launched")
-    return {name: (root / name, launch(name, recipe, root / name)) for name in LAUNCHERS}
+    names = [name for name in LAUNCHERS if FULL or name != "zero2"]
+    return {name: (root / name, launch(name, recipe, root / name)) for name in names}
 
 
 def stage_file(run_dir: Path, name: str) -> dict:
@@ -124,7 +124,8 @@ def stage_file(run_dir: Path, name: str) -> dict:
 
 @pytest.mark.dist
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ddp", "zero2"])
+@pytest.mark.parametrize("name", ["ddp", pytest.param("zero2", marks=pytest.mark.skipif(
+    not FULL, reason="make test-dist (FORGETLESS_DIST_FULL=1)"))])
 def test_two_processes_train_the_joint_stage_like_one(launched, name):
     (reference, one), (run_dir, done) = launched["one"], launched[name]
     assert one.returncode == 0 and done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]

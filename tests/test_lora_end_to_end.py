@@ -135,12 +135,6 @@ def test_a_rerun_skips_every_lora_stage(finished_run, monkeypatch, tmp_path):
     assert (run_dir / "results.csv").read_text() == before
 
 
-def test_every_stage_kind_builds_lora_tune_included(capsys):
-    assert main(["ls", "--check"]) == 0
-    out = capsys.readouterr().out
-    assert "checked every stage kind, suite and data format: pass" in out and "  lora_tune " in out
-
-
 def test_prompt_from_names_a_lora_stage_or_the_field_is_named(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE.replace("BASE", "embedded").replace("prompt_from: lora_tune", "prompt_from: lora"))
