@@ -167,12 +167,12 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     for item in overrides:
         apply_override(data, item, builder)
     written = list(data.get("recipes") or {}) if isinstance(data.get("recipes"), dict) else []
-    swept = expand_sweeps(data, builder)
+    swept = {**_swept_as_written(data, builder), **expand_sweeps(data, builder)}
     recipe = builder.build(RecipeFile, data)
     if recipe is not None:
         recipe.swept = swept
         validate_checks(recipe.checks, data.get("checks"), recipe.report, data.get("report"),
-                        set(written) | set(recipe.recipes), builder)
+                        set(written) | set(recipe.recipes) | _origins(swept), builder)
     raw_recipes = data.get("recipes") if isinstance(data, dict) else None
     if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
         stages = build_stages(raw_recipes, builder, data)  # checked even when other fields failed
@@ -184,6 +184,27 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
 
     recipe.source_path, recipe.source_lines = str(path), yaml_lines(data)  # for locating later problems
     return recipe
+
+
+def _swept_as_written(data: dict, builder: Builder) -> dict:
+    """A run folder's config.yaml records its sweeps, already expanded, under `swept:` (copy -> field -> value): read
+    back, so the resolved config loads as the recipe file it resolves."""
+    swept = data.pop("swept", None) if isinstance(data, dict) else None
+    if swept is None:
+        return {}
+    if not isinstance(swept, dict) or not all(isinstance(v, dict) for v in swept.values()):
+        builder.error("swept", getattr(data, "lines", {}).get("swept"), "expected {recipe: {field: value}} as a run's "
+                      "config.yaml writes it (to sweep, use sweep: {RECIPE.FIELD: [values]})")
+        return {}
+    return {str(name): dict(values) for name, values in swept.items()}
+
+
+def _origins(swept: dict) -> set[str]:
+    """The recipes the swept copies were made from, each confirmed by rebuilding the copy's name from its values."""
+    from pipeline.checks import is_copy
+
+    candidates = {name.split("@", 1)[0] for name in swept}
+    return {origin for origin in candidates if any(is_copy(copy, origin, values) for copy, values in swept.items())}
 
 
 def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:

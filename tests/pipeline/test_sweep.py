@@ -83,3 +83,26 @@ def test_a_results_file_without_sweep_columns_still_reads(tmp_path):
     old = pd.read_csv(path).drop(columns=["stderr", "primary"])  # as written before those columns existed
     old.to_csv(tmp_path / "old.csv", index=False)
     assert swept_values(read_results(tmp_path / "old.csv")) == {}
+
+
+@pytest.mark.parametrize("shipped", ["dmt", "promot"])
+def test_a_runs_resolved_config_loads_as_the_recipe_file_it_resolves(tmp_path, shipped):
+    """config.yaml (sweeps expanded, their values under swept:, checks naming the swept recipe) reloads to the same
+    stages, swept values and checks, so `pipeline run <run>/config.yaml` trains what the run trained."""
+    from pathlib import Path
+
+    from pipeline.config import stage_dict
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / f"{shipped}.yaml")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
+    again = load_recipe(tmp_path / "config.yaml")
+    assert again.swept == recipe.swept and list(again.stages) == list(recipe.stages)
+    assert {n: [stage_dict(c) for c in s] for n, s in again.stages.items()} == \
+        {n: [stage_dict(c) for c in s] for n, s in recipe.stages.items()}
+    assert again.checks == recipe.checks
+
+
+def test_a_swept_section_that_is_not_what_a_run_writes_is_one_line(tmp_path):
+    (tmp_path / "r.yaml").write_text("name: demo\ntarget: {}\nrecipes:\n  sft:\n    - {kind: finetune}\nswept: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"r.yaml:6: swept: expected \{recipe: \{field: value\}\}"):
+        load_recipe(tmp_path / "r.yaml")
