@@ -14,6 +14,7 @@ import gc
 import json
 import math
 import os
+import secrets
 import select
 import shutil
 import socket
@@ -35,6 +36,12 @@ PR_SET_CHILD_SUBREAPER = 36
 class ProgramGone(BaseException):
     """The runner stopped answering properly. A BaseException, so a test's `except Exception` cannot hide it."""
 
+
+
+def _unguessable() -> int:
+    """A request's sequence number: random, so a program cannot write its replies ahead of the requests (a count
+    would let it forge `{"seq": 1, "value": ...}` before the first call, and race the checks for early replies)."""
+    return secrets.randbits(62)
 
 def _builtin_exception(name: str) -> type:
     import builtins
@@ -90,7 +97,7 @@ class Channel:
             raise ProgramGone(self.broken)
         if not self.quiet():
             self.fail("the program wrote replies nobody asked for")
-        self.seq += 1
+        self.seq = _unguessable()  # a reply written before the request cannot carry it
         self.send({"seq": self.seq, "end": True})
         if self.receive() != {"seq": self.seq, "end": True}:
             self.fail("the program did not stay to the end of its tests")
@@ -100,7 +107,7 @@ class Channel:
             raise ProgramGone(self.broken)
         if not self.quiet():
             self.fail("the program wrote replies nobody asked for")
-        self.seq += 1
+        self.seq = _unguessable()  # a reply written before the request cannot carry it
         self.send({"seq": self.seq, "call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(kwargs)})
         reply = self.receive()
         if reply is None:
