@@ -57,7 +57,9 @@ def test_kill_9_mid_stage_then_rerun_gives_identical_results(tiny_base, referenc
     assert (run_dir / "results.csv").read_text() == reference
     metrics = json.loads((run_dir / "seed0" / "promot" / stage / "DONE.json").read_text())["metrics"]
     resumed_at = int(metrics["resumed_from"].rsplit("-", 1)[1])  # tokens/s counts only the steps rerun
-    assert resumed_at >= int(checkpoint.rsplit("-", 1)[1])
+    # The kill comes once trainer_state.json exists, which transformers writes in place: a kill while it is being
+    # written leaves that checkpoint cut short, and the resume falls back to the one before (save_steps 3 earlier).
+    assert resumed_at >= int(checkpoint.rsplit("-", 1)[1]) - 3
     assert metrics["steps_run"] == {"prompt_tune": 12, "finetune": 48}[stage] - resumed_at
 
 
