@@ -212,6 +212,7 @@ def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
     from stages import STAGES
 
     lines = getattr(recipes, "lines", {})
+    written = [k for k in STAGES if getattr(STAGES[k], "IN_RECIPES", True)]  # evaluation is planned, not written
     built = {}
     for recipe_name, items in recipes.items():
         where = lines.get(recipe_name)
@@ -223,7 +224,6 @@ def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
             path = f"recipes.{recipe_name}[{i}]"
             line = getattr(item, "lines", {}).get("kind", where)
             kind = item.get("kind") if isinstance(item, dict) else None
-            written = [k for k in STAGES if getattr(STAGES[k], "IN_RECIPES", True)]  # evaluation is planned, not written
             if kind not in written:
                 builder.error(f"{path}.kind", line, f"unknown stage kind {kind!r}; one of {sorted(written)}")
                 continue
