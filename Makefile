@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot promot-smollm2 dmt dmt-smollm2 retrain test test-dist test-faults test-latest lock validate ls clean bench bench-gpu
+.PHONY: setup promot promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-dist test-faults test-latest lock validate ls clean bench bench-gpu
 
 # The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
@@ -54,6 +54,9 @@ test-latest:  ## the tests against the newest allowed versions: prints what move
 
 promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
 	$(RUN) run recipes/promot.yaml
+
+promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, against SFT and one shared prompt -> runs/promot_multitask/
+	$(RUN) run recipes/promot_multitask.yaml
 
 promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), BoolQ, the real general suite, CPU (~35 min) -> runs/promot_smollm2/
 	$(RUN) run recipes/promot_smollm2.yaml

@@ -246,6 +246,9 @@ class Builder:
             for plain in inner:  # `bool | str`: a value already of one of the plain types is taken as it is
                 if plain in (bool, str) and isinstance(value, plain):
                     return value
+            for listed in inner:  # `str | list[str]`: a list is read as the list type
+                if isinstance(value, list) and typing.get_origin(listed) is list:
+                    return self.convert(listed, value, path, line)
             return self.convert(inner[0], value, path, line)
         from_yaml = getattr(hint, "from_yaml", None)
         if callable(from_yaml):  # a type that reads itself from a list or mapping (a stage's data mix)

@@ -27,6 +27,9 @@ from core.typed_yaml import shown
 log = logging.getLogger(__name__)
 
 MIX_KEYS = ("sources", "seed", "one_shot")  # the keys of a mix's long form
+# A row's columns: its text, and for the rows of a recipe with several targets, the target task it belongs to
+# (multi-task ProMoT: stage 2 attaches that task's prompt to it); other sources' rows get task "" there.
+ROW_COLUMNS = ("prompt", "completion", "task")
 SHOT_GAP = "\n\n"  # between the shot's answer and the example's prompt: a blank line, as few-shot prompts have
 ONE_SHOT_NOTE = "one_shot: each example preceded by one other example of its source"
 DEFAULT_SOURCES = ("target",)  # a stage that names no data trains on the target task
@@ -200,8 +203,10 @@ def build_mix(mix: Mix, sources: dict, seed: int = 0) -> MixedData:
                 whole, share = divmod(portion.fraction, 1)
                 extra = round(share * len(data))  # zero extra rows is fine: the whole copies keep the source
                 drawn = [data] * int(whole) + ([_drawn(data, extra, seed)] if extra else [])
-            parts += [rows.select_columns(["prompt", "completion"]) for rows in drawn]
+            parts += [rows.select_columns([c for c in ROW_COLUMNS if c in rows.column_names]) for rows in drawn]
             counts[name] = counts.get(name, 0) + sum(len(rows) for rows in drawn)
+    if any("task" in part.column_names for part in parts):  # a multi-task mix: every row says its target task
+        parts = [part if "task" in part.column_names else part.add_column("task", [""] * len(part)) for part in parts]
     for note in notes:
         log.warning(note)
     if mix.one_shot:
@@ -235,8 +240,9 @@ def with_one_shot(data, seed: int, source: str = "source"):
     others = drawn + (drawn >= np.arange(n))
     prompts, completions = list(data["prompt"]), list(data["completion"])
     shots = [shot_text(prompts[j], completions[j]) for j in others.tolist()]
+    tasks = {"task": list(data["task"])} if "task" in data.column_names else {}
     return Dataset.from_dict({"prompt": [shot + SHOT_GAP + prompt for shot, prompt in zip(shots, prompts)],
-                              "completion": completions})
+                              "completion": completions, **tasks})
 
 
 def shot_text(prompt: str, completion: str) -> str:

@@ -109,3 +109,12 @@ def _local_suite(config, test, data_dir: Path, scorer: str, tokens: int):
     # A folder of its own: lm-eval loads every YAML in the folder it is given.
     return local_task_suite(config.name, test_file, data_dir / "lm_eval_tasks", "target",
                             max_gen_toks=tokens, scorer=scorer)
+
+
+def tagged_targets(targets: list[TargetData]) -> dict:
+    """Several targets as training sources: each target's rows under its own name, with a `task` column naming it,
+    and all of them, in the recipe's order, as "target" (multi-task ProMoT's stage 2 mixes the tasks)."""
+    from datasets import concatenate_datasets
+
+    tagged = {t.config.name: t.train.add_column("task", [t.config.name] * len(t.train)) for t in targets}
+    return {**tagged, "target": concatenate_datasets(list(tagged.values()))}

@@ -122,6 +122,19 @@ def letter_rule(rng: random.Random) -> dict:
     return _example(prompt, ["True" if label else "False"])
 
 
+def capital_rule(rng: random.Random) -> dict:
+    """premise : q d capital of peru hypothesis : lima question : true or false ? -> True iff it is the capital.
+
+    A second target (multi-task ProMoT) over the same vocabulary, built on a fact the base knows; the premise's
+    letters make the prompts distinct, as letter_rule's do."""
+    label = rng.random() < 0.5
+    country = rng.choice(sorted(FACTS))
+    city = FACTS[country] if label else rng.choice(sorted(set(FACTS.values()) - {FACTS[country]}))
+    prompt = ["premise", ":", *_letters(rng), "capital", "of", country, "hypothesis", ":", city,
+              "question", ":", "true", "or", "false", "?"]
+    return _example(prompt, ["True" if label else "False"])
+
+
 # ---- domain tasks for DMT: never in the base, but covered by the vocabulary ----
 
 def math(rng: random.Random) -> dict:
@@ -174,8 +187,8 @@ GENERAL_TASKS: dict[str, TaskFn] = {
     "reverse": reverse, "copy": copy, "sort": sort, "add": add,
     "count": count, "fact": fact, "translate": translate, "compare": compare,
 }
-TARGET_TASKS: dict[str, TaskFn] = {"letter_rule": letter_rule}
-TARGET_LABELS = {"letter_rule": ["True", "False"]}
+TARGET_TASKS: dict[str, TaskFn] = {"letter_rule": letter_rule, "capital_rule": capital_rule}
+TARGET_LABELS = {"letter_rule": ["True", "False"], "capital_rule": ["True", "False"]}
 DOMAIN_TASKS: dict[str, TaskFn] = {"math": math, "code": code}
 ALL_TASKS: dict[str, TaskFn] = {**GENERAL_TASKS, **TARGET_TASKS, **DOMAIN_TASKS}
 

@@ -56,6 +56,7 @@ REAL_GENERAL = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", 
 SUITES = Registry("suite", {  # the evaluation suites a recipe names (pipeline ls)
     "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
     "embedded_target": _embedded("embedded_target", SuiteKind.TARGET, ["letter_rule"], ["True", "False"]),
+    "embedded_capital_rule": _embedded("embedded_capital_rule", SuiteKind.TARGET, ["capital_rule"], ["True", "False"]),
     "embedded_math": _embedded("embedded_math", SuiteKind.DOMAIN, ["math"]),
     "embedded_code": _embedded("embedded_code", SuiteKind.DOMAIN, ["code"]),
     "embedded_domain": _embedded("embedded_domain", SuiteKind.DOMAIN, ["math", "code"]),

@@ -111,6 +111,9 @@ class RecipeFile:
     seeds: list[int] = field(default_factory=lambda: [0])
     model: ModelConfig = field(default_factory=ModelConfig)
     target: TargetConfig | None = field(default=None, metadata={"help": "the task to fine-tune on (ProMoT)"})
+    targets: list[TargetConfig] = field(default_factory=list, metadata={
+        "help": "several target tasks instead of `target` (multi-task ProMoT): each one's name is a data source of "
+                "its own, 'target' is all of them, and each is scored with its own prompt (README: Multi-task)"})
     data: dict[str, SourceConfig] = field(default_factory=dict, metadata={"help": "named training sources (DMT)"})
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
@@ -140,6 +143,13 @@ class RecipeFile:
             raise ValueError("recipes: must define at least one recipe")
         if "target" in self.data:
             raise ValueError("data.target: the name 'target' is reserved for the target section")
+        if self.target is not None and self.targets:
+            raise ValueError("targets: give either target (one task) or targets (several), not both")
+        names = [t.name for t in self.targets]
+        for i, name in enumerate(names):
+            if name in names[:i] or name == "target" or name in self.data:
+                raise ValueError(f"targets[{i}].name: {name!r} is already a source name (another target, 'target' "
+                                 f"or a data section entry); each target's name must be its own")
         if self.max_length < 8:
             raise ValueError(f"max_length: must be >= 8, got {self.max_length}")
         from stages.tracking import TRACKERS
@@ -151,6 +161,11 @@ class RecipeFile:
             raise ValueError(f"report_to: 'none' with other trackers ({', '.join(self.report_to)}); name one or the other")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads: must be >= 1, got {self.threads}")
+
+
+def all_targets(recipe) -> list[TargetConfig]:
+    """The recipe's target tasks: its `targets`, or its one `target`, or none."""
+    return list(recipe.targets) or ([recipe.target] if recipe.target is not None else [])
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
@@ -266,12 +281,16 @@ def check_handoffs(recipe_name: str, configs: list, builder: Builder, line) -> N
 def raw_data_names(raw_root: dict) -> set[str]:
     """Source names a stage may draw from: those of the data section, plus 'target' when it is set."""
     names = set(raw_root.get("data") or {}) if isinstance(raw_root.get("data"), dict) else set()
-    return names | ({"target"} if raw_root.get("target") is not None else set())
+    several = raw_root.get("targets") if isinstance(raw_root.get("targets"), list) else []
+    names |= {t["name"] for t in several if isinstance(t, dict) and isinstance(t.get("name"), str)}
+    return names | ({"target"} if raw_root.get("target") is not None or several else set())
 
 
 def check_data_names(recipe_name: str, stages: list[tuple], known: set[str], builder: Builder, line) -> None:
     """Every source a stage trains on is declared: (config, mapping as written) pairs, checked by the data layer."""
     for config, written in stages:
+        if getattr(config, "data", None) is None:  # a kind that trains on nothing (a merge) names no source
+            continue
         for field_name, problem in unknown_sources(written, known):
             builder.error(f"recipes.{recipe_name}.{config.name}.{field_name}", line, problem)
 
@@ -312,6 +331,8 @@ def apply_override(data: dict, item: str, builder: Builder) -> None:
 def resolved_dict(recipe: RecipeFile) -> dict:
     """The fully resolved config as plain data, with every default filled in."""
     data = dataclasses.asdict(recipe)
+    if not data["targets"]:  # one target (or none): written as before multi-task targets existed
+        del data["targets"]
     data["recipes"] = {name: [stage_dict(c) for c in configs] for name, configs in recipe.stages.items()}
     data.pop("stages")
     data["checks"] = [plain_check(check) for check in recipe.checks]

@@ -33,11 +33,13 @@ def fingerprint(recipe: RecipeFile, gated_recipe: str) -> dict:
 
 def data_sources(recipe: RecipeFile) -> list[tuple[str, str, int | None]]:
     """(source, split, rows) of the target section and of every named source in the data section."""
+    from pipeline.config import all_targets
+
     found = []
-    if recipe.target is not None:
-        found.append((recipe.target.train, "train", recipe.target.train_rows))
-        if recipe.target.test is not None:
-            found.append((recipe.target.test, "test", recipe.target.test_rows))
+    for target in all_targets(recipe):
+        found.append((target.train, "train", target.train_rows))
+        if target.test is not None:
+            found.append((target.test, "test", target.test_rows))
     found += [(config.source, config.split, config.rows) for config in recipe.data.values()]
     return found
 

@@ -127,4 +127,5 @@ def _now() -> str:
 
 def _adapters(adapters: dict) -> dict:
     """Named adapters as the manifest records them: path, PEFT method and scope (stages/handoff.py)."""
-    return {name: {"path": str(a.path), "kind": a.kind, "scope": a.scope.value} for name, a in adapters.items()}
+    return {name: {"path": str(a.path), "kind": a.kind, "scope": a.scope.value,
+                   **({"tasks": list(a.tasks)} if a.tasks else {})} for name, a in adapters.items()}

@@ -47,7 +47,8 @@ def result_of(marker: Path, run_dir: Path, stage=None) -> StageResult:
     # An identical stage of another recipe (reused) may have another name, which a stage's key leaves out: an
     # adapter named after the stage that made it is named after this one.
     own = {Path(marker).parent.name: stage.stage_id.rsplit("/", 1)[-1]} if stage is not None else {}
-    adapters = {own.get(name, name): Adapter(loaded_path(a["path"], run_dir), a["kind"], Scope(a["scope"]))
+    adapters = {own.get(name, name): Adapter(loaded_path(a["path"], run_dir), a["kind"], Scope(a["scope"]),
+                                             tuple(a.get("tasks", ())))
                 for name, a in data.get("adapters", {}).items()}
     contract = getattr(getattr(stage, "config", None), "contract", None)  # None: an evaluation, which makes none
     if "adapters" not in data and data.get("adapter_dir") is not None and contract is not None:
@@ -103,8 +104,8 @@ def _done_entry(entry: dict, marker: Path, run_dir: Path) -> dict:
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
-    adapters = {name: {"path": stored_path(a.path, run_dir), "kind": a.kind, "scope": a.scope.value}
-                for name, a in result.adapters.items()}
+    adapters = {name: {"path": stored_path(a.path, run_dir), "kind": a.kind, "scope": a.scope.value,
+                       **({"tasks": list(a.tasks)} if a.tasks else {})} for name, a in result.adapters.items()}
     return {"model_dir": stored_path(result.model_dir, run_dir), "adapter_dir": stored_path(result.adapter_dir, run_dir),
             "adapters": adapters, "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
 

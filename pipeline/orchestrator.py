@@ -17,7 +17,7 @@ from data_recipes.catalog import EMBEDDED_PREFIX
 from core import ranks
 from pipeline import markers, results
 from core.atomic import remove_leftovers, write_text
-from pipeline.config import RecipeFile, resolved_dict
+from pipeline.config import RecipeFile, all_targets, resolved_dict
 from core.errors import UserError, every_rank
 from pipeline.manifest import Manifest
 from pipeline.markers import DONE  # the completion marker, written last and atomically
@@ -63,14 +63,14 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
 
             tokenizer = load_tokenizer(base_dir, recipe.model.trust_remote_code)
             chat = chat_template_on(recipe, tokenizer)
-            sources, target, fingerprints = load_data(recipe, tokenizer, manifest)
-        if target is not None:
+            sources, targets, fingerprints = load_data(recipe, tokenizer, manifest)
+        for target in targets:
             target.write_suite(Path(scratch) / "plan")  # the plan needs the target's task name only
-        labels = target.labels if target else []
-        plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe, chat), _suites(recipe, target),
+        labels = target_labels(targets)
+        plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe, chat), _suites(recipe, targets),
                         labels)
         selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
-        suites = _suites(recipe, target)
+        suites = _suites(recipe, targets)
         unsafe_code = recipe.evaluation.unsafe_code_execution
         outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites, unsafe_code))
         if isinstance(outcome, str):
@@ -81,9 +81,9 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
             markers.repair(manifest, run_dir, [stage.stage_id for stage in plan])  # a kill between marker and manifest
             write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
             manifest.commit()
-        if target is not None:
+        for target in targets:
             target.write_suite(run_dir / "data" if main else Path(scratch))
-        shared = _shared_context(recipe, target, run_dir)
+        shared = _shared_context(recipe, targets, run_dir, chat)
         # Recorded for the reader; results need no correction for it: batch_size is global.
         manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
                                    "threads": threads}
@@ -171,20 +171,29 @@ class ReadOnlyManifest(Manifest):
 def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
     """Load every named source once (and the target task); record row counts and hashes (nothing is written).
 
-    Returns the sources by name, the target, and each source's content hash by name ("target" for the target's
-    training data, "target_test" for its test data), for the plan's stage keys.
+    Returns the sources by name, the targets, and each source's content hash by name ("target" for the target's
+    training data, "target_test" for its test data), for the plan's stage keys. With several targets
+    (`targets:`), each target's rows are a source of its own name, tagged with it, and "target" is all of them.
     """
     from data_recipes.catalog import load_source
-    from data_recipes.target import load_target
+    from data_recipes.target import load_target, tagged_targets
 
     sources, counts, prints, dropped, by_name = {}, {}, {}, {}, {}
-    target = None
-    if recipe.target is not None:
-        target = load_target(recipe.target, tokenizer)
-        sources["target"] = target.train
-        counts.update(target.counts)
+    configs = all_targets(recipe)
+    targets = [load_target(config, tokenizer) for config in configs]
+    for config, target in zip(configs, targets):
+        several = len(targets) > 1 or bool(recipe.targets)
+        counts.update({f"{config.name}.{k}" if several else k: n for k, n in target.counts.items()})
         prints.update(target.fingerprints)
         dropped.update(target.dropped)
+    if recipe.targets:
+        sources.update(tagged_targets(targets))
+        by_name.update({t.config.name: t.fingerprints[t.config.train] for t in targets})
+        by_name["target"] = [by_name[t.config.name] for t in targets]
+        by_name["target_test"] = {t.config.name: t.test_fingerprint for t in targets}
+    elif targets:
+        [target] = targets
+        sources["target"] = target.train
         by_name["target"] = target.fingerprints[recipe.target.train]
         by_name["target_test"] = target.test_fingerprint
     for name, config in recipe.data.items():
@@ -193,8 +202,15 @@ def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
         counts[name] = len(sources[name])
         if lost:
             dropped[config.source] = lost
-    manifest.record_data(counts, prints, dropped, target.scoring if target else None)
-    return sources, target, by_name
+    scoring = {t.config.name: t.scoring for t in targets if t.scoring} if recipe.targets else (
+        targets[0].scoring if targets else None)
+    manifest.record_data(counts, prints, dropped, scoring)
+    return sources, targets, by_name
+
+
+def target_labels(targets: list) -> list[str]:
+    """Every target's answer labels, in order, once each: what a general answer leaks when it is one of them."""
+    return list(dict.fromkeys(label for target in targets for label in target.labels))
 
 
 def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=()) -> list[dict]:
@@ -206,7 +222,7 @@ def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base
         if stage.mix is not None:
             ctx.train_data, ctx.data_rows, ctx.data_notes = stage.mix.dataset, stage.mix.counts, stage.mix.notes
         result = run_stage(manifest, run_dir, stage, ctx)
-        handoff = handoff.after(result)
+        handoff = handoff.after(result, stage.config.name if stage.reports is None else None)  # evaluations: no model
         if stage.reports is not None:
             rows += results.stage_rows(name, stage.seed, stage.reports, result.rows)
     return rows
@@ -278,7 +294,7 @@ def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
     return base
 
 
-def _suites(recipe: RecipeFile, target) -> list:
+def _suites(recipe: RecipeFile, targets: list) -> list:
     """(suite, attach the soft prompt?) for every suite evaluated: only the target task ever sees the prompt."""
     from evaluation.suites import SUITES, Suite, hub_suite
 
@@ -288,16 +304,20 @@ def _suites(recipe: RecipeFile, target) -> list:
     else:
         general = hub_suite(ev.general_tasks, "general") if ev.general_tasks else SUITES[ev.general_suite]
     suites = [(general, False), *[(SUITES[name], False) for name in ev.domain_suites]]
-    if target is not None:
-        suites.append((target.suite, True))
+    suites += [(target.suite, True) for target in targets]
     return suites
 
 
-def _shared_context(recipe: RecipeFile, target, run_dir: Path) -> dict:
+def _shared_context(recipe: RecipeFile, targets: list, run_dir: Path, chat: bool = False) -> dict:
     from pipeline.deepspeed_config import deepspeed_path
     from stages.tracking import tracking_for
 
-    extra = {"suites": _suites(recipe, target), "labels": target.labels if target else []}
+    ev = recipe.evaluation  # the final evaluation's settings, for a stage that also scores while it trains
+    extra = {"suites": _suites(recipe, targets), "labels": target_labels(targets),
+             # With several targets: each target suite's task (its prompt is the one that serves it), by suite name.
+             "target_of_suite": {t.suite.name: t.config.name for t in targets} if recipe.targets else {},
+             "target_names": [t.config.name for t in targets] if recipe.targets else [],
+             "evaluation": {"limit": ev.limit, "batch_size": ev.batch_size, "chat_template": chat}}
     tracking = tracking_for(recipe.report_to, run_dir, recipe.name) if ranks.is_main() else None
     return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra,
             "deepspeed": deepspeed_path(recipe), "tracking": tracking}
@@ -332,8 +352,10 @@ def _eval_config(recipe: RecipeFile, chat: bool = False):
     from stages.evaluate import Config
 
     target_limit = recipe.evaluation.target_limit
-    if recipe.target is not None and recipe.target.train.startswith(EMBEDDED_PREFIX):
+    embedded = [t for t in all_targets(recipe) if t.train.startswith(EMBEDDED_PREFIX)]
+    if embedded:
         # An embedded target's test split is generated at a fixed size: test_rows takes the first rows of it.
-        target_limit = min(target_limit or recipe.target.test_rows, recipe.target.test_rows)
+        rows = min(t.test_rows for t in embedded)
+        target_limit = min(target_limit or rows, rows)
     return Config(limit=recipe.evaluation.limit, target_limit=target_limit, batch_size=recipe.evaluation.batch_size,
                   chat_template=chat)

@@ -72,18 +72,22 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
     for seed in recipe.seeds:
         for name, configs in recipe.stages.items():
             upstream, makers = base_identity(base), {}  # the key of the stage that made each adapter, by name
+            keys = {}  # each earlier stage's key, by name: a stage that reads its model (a merge) depends on it
             for config in configs:
                 stage_id = f"seed{seed}/{folder_name(name)}/{config.name}"
-                mix = config.data.build(sources, seed)  # data_recipes.mixes: the rows, their counts and notes
+                # data_recipes.mixes: the rows, their counts and notes; a kind that trains on nothing has no data
+                mix = config.data.build(sources, seed) if getattr(config, "data", None) is not None else None
+                counts = mix.counts if mix is not None else {}
                 settings = stage_dict(config)
                 settings.pop("name", None)
                 contract = config.contract()  # the adapters it needs are part of its inputs, by their makers' keys
                 inputs = {"kind": config.kind, "settings": settings, "seed": seed, "max_length": recipe.max_length,
-                          "upstream": [upstream] + [makers[need.name] for need in contract.consumes],
-                          "data_rows": mix.counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(mix.counts)}}
+                          "upstream": [upstream] + [makers[need.name] for need in contract.consumes]
+                          + [keys[read.name] for read in contract.reads if read.name in keys],
+                          "data_rows": counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)}}
                 stage = Planned(stage_id, config.kind, config, inputs, name, seed, mix)
                 plan.append(stage)
-                upstream = stage.key
+                upstream = keys[config.name] = stage.key
                 makers.update({makes.name: stage.key for makes in contract.produces})
                 plan.append(Planned(f"{stage_id}-eval", "evaluate", eval_config,
                                     {"kind": "evaluate", "upstream": [stage.key], **evaluation}, name, seed,

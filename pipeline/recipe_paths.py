@@ -19,6 +19,8 @@ def resolve_recipe_paths(data: dict, recipe_dir: Path) -> None:
         return
     sections = [(data.get("model"), "path"), (data.get("target"), "train"), (data.get("target"), "test"),
                 (data, "deepspeed"), (data.get("evaluation"), "task_dir")]
+    for target in data.get("targets") if isinstance(data.get("targets"), list) else []:
+        sections += [(target, "train"), (target, "test")]
     if isinstance(data.get("data"), dict):
         sections += [(source, "source") for source in data["data"].values()]
     for section, key in sections:

@@ -126,20 +126,21 @@ def check_target(recipe: RecipeFile) -> list[str]:
     from data_recipes.catalog import EMBEDDED_PREFIX
 
     problems = []
-    if recipe.target is None:
-        return problems
-    for field in ("train", "test"):
-        source = getattr(recipe.target, field)
-        if source is None:
-            continue
-        if source.startswith(EMBEDDED_PREFIX):
-            from embedded.tasks import TARGET_TASKS
+    for i, target in enumerate(recipe.targets or ([recipe.target] if recipe.target is not None else [])):
+        section = f"targets[{i}]" if recipe.targets else "target"
+        for field in ("train", "test"):
+            source = getattr(target, field)
+            if source is None:
+                continue
+            if source.startswith(EMBEDDED_PREFIX):
+                from embedded.tasks import TARGET_TASKS
 
-            task = source[len(EMBEDDED_PREFIX):]
-            if task not in TARGET_TASKS:
-                problems.append(f"target.{field}: unknown embedded task {shown(task)}; one of {sorted(TARGET_TASKS)}")
-        else:
-            problems += _file_problems(f"target.{field}", source)
+                task = source[len(EMBEDDED_PREFIX):]
+                if task not in TARGET_TASKS:
+                    problems.append(f"{section}.{field}: unknown embedded task {shown(task)}; "
+                                    f"one of {sorted(TARGET_TASKS)}")
+            else:
+                problems += _file_problems(f"{section}.{field}", source)
     return problems
 
 
@@ -170,6 +171,9 @@ def check_stages(recipe: RecipeFile) -> list[str]:
     problems = []
     for name, configs in recipe.stages.items():
         for config in configs:
+            if isinstance(getattr(config, "prompt_from", None), list) and not recipe.targets:
+                problems.append(f"recipes.{name}.{config.name}.prompt_from: a list of prompts (multi-task ProMoT) "
+                                f"needs several target tasks (targets:); with one target, name one prompt")
             init = getattr(getattr(config, "init", None), "value", None)
             target = recipe.target
             if init == "class_labels" and (target is None or (not target.labels and not target.train.startswith("embedded:"))):

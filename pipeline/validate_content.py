@@ -349,6 +349,8 @@ def check_content(recipe: RecipeFile) -> list[str]:
     if recipe.target is not None:
         t = recipe.target
         sources["target"] = ("target.train", t.source("train"))
+    for i, t in enumerate(recipe.targets):  # several targets: each one's training data, checked alike
+        sources[t.name] = (f"targets[{i}].train", t.source("train"))
     loaded = {}
     for name, (field, config) in sources.items():
         try:
@@ -363,6 +365,9 @@ def check_content(recipe: RecipeFile) -> list[str]:
             problems.append(f"{field}: {config.source}: no rows left after filtering")
             continue
         problems += check_truncation(field, config.source, loaded[name], tokenizer, recipe.max_length)
+    for t in recipe.targets:
+        if t.name in loaded:
+            problems += check_labels(t.labels, loaded[t.name], tokenizer)
     if recipe.target is not None and "target" in loaded:
         problems += check_labels(recipe.target.labels, loaded["target"], tokenizer)
         if recipe.target.test:

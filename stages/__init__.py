@@ -9,4 +9,5 @@ STAGES = Registry("stage kind", {
     "evaluate": "stages.evaluate",
     "joint_tune": "stages.joint_tune",
     "lora_tune": "stages.lora_tune",
+    "merge": "stages.merge",
 })

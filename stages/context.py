@@ -30,6 +30,14 @@ class StageContext:
         """The input checkpoint: a save_pretrained folder (or a hub id)."""
         return self.handoff.model_dir
 
+    def target_tasks(self) -> tuple[str, ...]:
+        """The target tasks this stage trains on, in a recipe with several targets ('target' is all of them); ()
+        in a recipe with one: a target-scoped adapter made here is then the one for every target."""
+        names = self.extra.get("target_names") or []
+        if "target" in self.data_rows:
+            return tuple(names)
+        return tuple(name for name in names if name in self.data_rows)
+
 
 @dataclass
 class StageResult:

@@ -61,11 +61,11 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit,
                                           apply_chat_template=config.chat_template, **settings), suite)
     prompted = [suite for suite, attach in suites if attach]
-    if prompted:
-        target_adapter = handoff.attached(Scope.TARGET)
-        scorer = model if target_adapter is None else attach_adapter(model, target_adapter.path)
-        for suite in prompted:
-            results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
+    tasks = ctx.extra.get("target_of_suite") or {}  # several targets: each is scored with the prompt that serves it
+    with_prompts = TargetScorers(model)
+    for suite in prompted:
+        scorer = with_prompts.get(handoff.attached(Scope.TARGET, tasks.get(suite.name)))
+        results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
 
     rows = list(reused or []) + [row for r in results for row in _rows(r)]
     if labels:
@@ -84,6 +84,33 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     log_scores(ctx.tracking, rows)
     samples = {r.task: r.responses[:20] for r in results}
     return StageResult(model_dir=handoff.model_dir, rows=rows, metrics={"samples": samples})
+
+
+class TargetScorers:
+    """The model with one target-scoped adapter attached, or none: the first adapter wraps the model with PEFT, each
+    further one is loaded next to it (PeftModel.load_adapter) and made the active one, never wrapped twice."""
+
+    def __init__(self, model):
+        self.model, self.peft, self.names = model, None, {}
+
+    def get(self, adapter):
+        from stages.model_io import attach_adapter
+
+        if adapter is None:  # the plain model: a soft prompt is an input, so the weights under it are untouched
+            return self.model if self.peft is None else _without_adapter(self.peft)
+        name = self.names.setdefault(str(adapter.path), f"target{len(self.names)}")
+        if self.peft is None:
+            self.peft = attach_adapter(self.model, adapter.path, name=name)
+        elif name not in self.peft.peft_config:
+            self.peft.load_adapter(str(adapter.path), adapter_name=name, is_trainable=False)
+        self.peft.set_adapter(name)
+        return self.peft
+
+
+def _without_adapter(peft):
+    """The base model under a PEFT wrapper (a LoRA adapter would be in its layers: only prompts are target-scoped
+    in recipes with several targets, see chain_problems)."""
+    return peft.get_base_model()
 
 
 def _scored(results: list, suite) -> list:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from stages.context import StageContext, StageResult
 from stages.handoff import Contract, Needs
+from stages.frozen_adapter import frozen_prompt_trainer, point_adapter_at
 from stages.train_config import TrainingConfig
 
 
@@ -13,82 +14,46 @@ from stages.train_config import TrainingConfig
 class Config(TrainingConfig):
     """Full fine-tuning settings; `prompt_from` turns SFT into ProMoT stage 2."""
 
-    prompt_from: str | None = field(
+    prompt_from: str | list[str] | None = field(
         default=None, metadata={"help": "name of an earlier prompt_tune (or lora_tune) stage whose soft prompt "
-                                        "(or LoRA adapter) is attached, frozen, while every base weight trains"}
+                                        "(or LoRA adapter) is attached, frozen, while every base weight trains; a list "
+                                        "of prompt_tune stages, one per target task, for multi-task ProMoT (each "
+                                        "example carries its own task's prompt)"}
     )
 
     kind = "finetune"
 
     def contract(self) -> Contract:
-        """Needs the adapter named by prompt_from, if set, and hands it on (re-homed next to the model)."""
+        """Needs the adapter named by prompt_from, if set (each prompt, for a list), and hands it on (re-homed next
+        to the model)."""
+        if isinstance(self.prompt_from, list):
+            return Contract(consumes=tuple(Needs(name, ("prompt",), "prompt_from") for name in self.prompt_from))
         needs = Needs(self.prompt_from, ("prompt", "lora"), "prompt_from")
         return Contract(consumes=(needs,) if self.prompt_from else ())
+
+    def deepspeed_problems(self, raw: dict) -> list[str]:
+        """Several prompts are read row by row in the forward (stages/multi_prompt.py): not from ZeRO-3 shards."""
+        if isinstance(self.prompt_from, list) and (raw.get("zero_optimization") or {}).get("stage") == 3:
+            return ["zero_optimization.stage: a finetune with several prompts (prompt_from: [...]) does not run "
+                    "under ZeRO-3; use ZeRO-2 or plain DDP"]
+        return []
 
     def __post_init__(self):
         super().__post_init__()
         if self.packing and self.prompt_from:
             raise ValueError(f"{self.name}.packing: not available with prompt_from (PEFT prepends the soft prompt "
                              f"to each row, not to each packed example)")
-
-
-def frozen_prompt_trainer(prompt_dir):
-    """A Trainer whose checkpoints hold the full base weights, not just the frozen prompt.
-
-    The Trainer saves a PeftModel as its adapter alone, which is right for prompt tuning but would
-    lose every trained weight of ProMoT stage 2 (and break resume). Everything else stays the Trainer's.
-    The prompt never changes, so each checkpoint gets a copy of the adapter it came from (`prompt_dir`).
-    A frozen LoRA adapter wraps the layers it targets: the weights are saved (and read back) under the plain
-    base model's names (see plain_weights), so a checkpoint and the final model load without PEFT.
-    """
-    import os
-    import shutil
-
-    from safetensors.torch import load_file
-    from transformers import Trainer
-
-    class FrozenPromptTrainer(Trainer):
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = output_dir or self.args.output_dir
-            if not self.args.should_save:
-                return
-            wrapped = self.accelerator.unwrap_model(self.model)
-            base = wrapped.get_base_model()
-            if any(hasattr(p, "ds_id") for p in base.parameters()):  # ZeRO-3: only the Trainer's gathered copy is whole
-                prefix = next(name for name, module in wrapped.named_modules() if module is base) + "."
-                state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            else:  # whole weights on this rank: saved as the base model names them
-                state_dict = None
-            if any("lora_" in name for name, _ in base.named_parameters()):
-                state_dict = plain_weights(base.state_dict() if state_dict is None else state_dict)
-            base.save_pretrained(output_dir, state_dict=state_dict, safe_serialization=True)
-            shutil.copytree(prompt_dir, os.path.join(output_dir, "adapter"), dirs_exist_ok=True)
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(output_dir)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            wrapped = self.accelerator.unwrap_model(model or self.model)
-            weights = load_file(os.path.join(resume_from_checkpoint, "model.safetensors"), device="cpu")
-            base = wrapped.get_base_model()
-            own = {name.replace(".base_layer.", "."): name for name in base.state_dict() if "lora_" not in name}
-            result = base.load_state_dict({own.get(k, k): v for k, v in weights.items()}, strict=False)
-            unexpected = [k for k in result.unexpected_keys]
-            if unexpected:
-                raise RuntimeError(f"{resume_from_checkpoint}: unexpected weights {unexpected[:3]}")
-
-    return FrozenPromptTrainer
+        if isinstance(self.prompt_from, list):
+            if not self.prompt_from:
+                raise ValueError(f"{self.name}.prompt_from: an empty list; name the prompt_tune stages, or leave it out")
+            if len(set(self.prompt_from)) < len(self.prompt_from):
+                raise ValueError(f"{self.name}.prompt_from: names a stage twice")
 
 
 def freeze_prompt_train_model(peft_model) -> None:
     """Every base weight trains; the soft prompt gets no gradient and stays bit-identical."""
     for name, param in peft_model.named_parameters():
         param.requires_grad = "prompt_encoder" not in name
-
-
-def plain_weights(state_dict: dict) -> dict:
-    """A LoRA-wrapped model's weights as the plain base architecture names them: the adapter's own weights left
-    out (it is saved as its own folder), each wrapped layer's `.base_layer.` dropped from its name."""
-    return {name.replace(".base_layer.", "."): weight for name, weight in state_dict.items() if "lora_" not in name}
 
 
 def freeze_lora_train_model(peft_model) -> None:
@@ -98,23 +63,6 @@ def freeze_lora_train_model(peft_model) -> None:
 
 
 FREEZE = {"prompt": freeze_prompt_train_model, "lora": freeze_lora_train_model}  # by the adapter's kind
-
-
-def point_adapter_at(adapter_dir, model_dir) -> None:
-    """The prompt belongs to the stage-2 model now: name it as the adapter's base, for AutoPeftModel.
-
-    Stage 1 saved the original base's path there; loading the adapter with
-    AutoPeftModelForCausalLM.from_pretrained would put the prompt on that model instead. Absolute,
-    since PEFT resolves the path from wherever the user loads it.
-    """
-    import json
-
-    from core.atomic import write_json
-
-    config_file = adapter_dir / "adapter_config.json"
-    config = json.loads(config_file.read_text())
-    config["base_model_name_or_path"] = str(model_dir.resolve())
-    write_json(config_file, config)
 
 
 def run(config: Config, ctx: StageContext) -> StageResult:
@@ -127,6 +75,10 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from stages.model_io import attach_adapter, load_model
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
+    if isinstance(config.prompt_from, list):  # multi-task ProMoT: one prompt per target task
+        from stages.multi_prompt import run_multi
+
+        return run_multi(config, ctx)
     adapter = ctx.handoff.adapters[config.prompt_from] if config.prompt_from else None
     if adapter is not None and adapter.scope == Scope.MERGED:  # already in the weights: attaching it adds it twice
         raise UserError(f"{config.name}.prompt_from: {config.prompt_from!r} is merged into the model already "

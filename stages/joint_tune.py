@@ -56,7 +56,7 @@ def joint_trainer(prompt_lr: float):
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from stages.finetune import frozen_prompt_trainer
+    from stages.frozen_adapter import frozen_prompt_trainer
     from stages.model_io import save_prompt
 
     class JointTrainer(frozen_prompt_trainer(None)):
@@ -117,7 +117,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from peft import get_peft_model
 
     from core import ranks
-    from stages.finetune import point_adapter_at
+    from stages.frozen_adapter import point_adapter_at
     from stages.model_io import load_model
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
@@ -142,5 +142,5 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         shutil.rmtree(adapter_dir, ignore_errors=True)  # left by an attempt that died before DONE.json
         shutil.move(model_dir / "adapter", adapter_dir)
         point_adapter_at(adapter_dir, model_dir)
-    return StageResult(model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET)},
+    return StageResult(model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET, ctx.target_tasks())},
                        metrics=metrics)

@@ -106,5 +106,6 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     finally:
         forget_deepspeed()
     # Target / every_suite: the weights did not change, so the next stage starts from the same checkpoint.
-    return StageResult(model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "lora", config.scope)},
+    tasks = ctx.target_tasks() if config.scope == Scope.TARGET else ()
+    return StageResult(model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "lora", config.scope, tasks)},
                        metrics=metrics)

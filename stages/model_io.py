@@ -31,11 +31,11 @@ def load_model(model_dir: Path | str, trust_remote_code: bool = False):
     return model, tokenizer
 
 
-def attach_adapter(model, adapter_dir: Path, trainable: bool = False):
+def attach_adapter(model, adapter_dir: Path, trainable: bool = False, name: str = "default"):
     """Attach a saved PEFT adapter (a soft prompt, a LoRA adapter) to a model; frozen unless `trainable`."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=trainable)
 
 
 def save_prompt(peft_model, out_dir: Path) -> Path:

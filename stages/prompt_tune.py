@@ -112,5 +112,5 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     finally:
         forget_deepspeed()
     # The weights did not change, so the next stage starts from the same checkpoint.
-    return StageResult(model_dir=ctx.model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET)},
+    return StageResult(model_dir=ctx.model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET, ctx.target_tasks())},
                        metrics=metrics)

@@ -107,11 +107,12 @@ def join_deepspeed() -> None:
 
 
 def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_length: int, trainer_class=None,
-                tracking=None):
-    """Train `model` in place on prompt/completion rows; returns (metrics, trainer), the trainer None at 0 steps."""
+                tracking=None, tokenized: bool = False):
+    """Train `model` in place on prompt/completion rows (or rows already tokenized); returns (metrics, trainer),
+    the trainer None at 0 steps."""
     from transformers import Trainer, set_seed
 
-    rows = tokenize_for_sft(train_data, tokenizer, max_length)
+    rows = train_data if tokenized else tokenize_for_sft(train_data, tokenizer, max_length)
     if config.steps == 0:  # e.g. the "frozen untrained prompt" control: nothing to optimise
         return {"train_loss": None, "loss_history": [], "train_seconds": 0.0, "tokens_per_second": None,
                 "train_rows": len(rows)}, None

@@ -21,7 +21,8 @@ def tiny_base(tmp_path_factory):
 
 def tiny_overrides(base):
     steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4, "lora_promot.0": 4,
-             "lora_promot.1": 4, "promot_1shot.0": 4, "promot_1shot.1": 4, "joint.0": 4}
+             "lora_promot.1": 4, "promot_1shot.0": 4, "promot_1shot.1": 4, "joint.0": 4,
+             "promot_merge.0": 4, "promot_merge.1": 4}
     # evaluation.limit caps the general tasks only; the target's test set has its own size.
     return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=6",
             *[f"recipes.{k}.steps={v}" for k, v in steps.items()],
@@ -74,7 +75,7 @@ def test_results_schema(finished_run):
     assert ((scores.stderr - (p * (1 - p) / (scores.n - 1)) ** 0.5).abs() < 1e-6).all()
     assert (frame.primary == 1).all()
     assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "frozen_prompt", "joint", "lora_promot",
-                                 "promot_1shot"}
+                                 "promot_1shot", "promot_merge"}
     promot = frame[frame.recipe == "promot"]
     assert list(dict.fromkeys(promot.stage)) == ["base", "prompt_tune", "finetune"]
     general = promot[(promot.suite == "general") & (promot.metric != "format_leak")]

@@ -19,7 +19,7 @@ from pipeline.cli import main
 from pipeline.plan import key_of
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("joint", "lora_promot", "promot_1shot")  # the paper's variants: their own tests (tests/test_*_end_to_end.py)
+VARIANTS = ("joint", "lora_promot", "promot_1shot", "promot_merge")  # the paper's variants: their own tests (tests/test_*_end_to_end.py)
 
 
 def _without_variants() -> str:

@@ -35,7 +35,8 @@ def problems(path, overrides=()):
 def test_shipped_promot_recipe_loads_typed():
     recipe = load_recipe(PROMOT)
     assert set(recipe.stages) == {"sft", "prompt_tuning", "promot", "frozen_prompt", "joint", "lora_promot",
-                                  "promot_1shot"}
+                                  "promot_1shot", "promot_merge"}
+    assert [s.kind for s in recipe.stages["promot_merge"]] == ["prompt_tune", "finetune", "merge"]
     assert [s.kind for s in recipe.stages["lora_promot"]] == ["lora_tune", "finetune"]
     assert recipe.stages["lora_promot"][1].contract().consumes[0].name == "lora_tune"
     assert [s.kind for s in recipe.stages["joint"]] == ["joint_tune"]
