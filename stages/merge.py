@@ -160,7 +160,7 @@ def rehomed(ctx: StageContext, model_dir: Path) -> dict:
     import json
     import shutil
 
-    from stages.finetune import point_adapter_at
+    from stages.frozen_adapter import point_adapter_at
     from stages.handoff import Scope
 
     moved, home = {}, _resolved(ctx.model_dir)
