@@ -181,8 +181,8 @@ def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
     sources, counts, prints, dropped, by_name = {}, {}, {}, {}, {}
     configs = all_targets(recipe)
     targets = [load_target(config, tokenizer) for config in configs]
+    several = bool(recipe.targets)  # row counts named per target, since each has train/test counts of its own
     for config, target in zip(configs, targets):
-        several = len(targets) > 1 or bool(recipe.targets)
         counts.update({f"{config.name}.{k}" if several else k: n for k, n in target.counts.items()})
         prints.update(target.fingerprints)
         dropped.update(target.dropped)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.config import RecipeFile
+from pipeline.config import RecipeFile, all_targets
 from core.typed_yaml import shown
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -126,7 +126,7 @@ def check_target(recipe: RecipeFile) -> list[str]:
     from data_recipes.catalog import EMBEDDED_PREFIX
 
     problems = []
-    for i, target in enumerate(recipe.targets or ([recipe.target] if recipe.target is not None else [])):
+    for i, target in enumerate(all_targets(recipe)):
         section = f"targets[{i}]" if recipe.targets else "target"
         for field in ("train", "test"):
             source = getattr(target, field)

@@ -119,11 +119,12 @@ def run_multi(config, ctx):
         trainer.save_model(str(model_dir))
     finally:
         forget_deepspeed()
+    if ranks.is_main():  # safetensors only, as load_model reads it: no pickled TrainingArguments
+        (model_dir / "training_args.bin").unlink(missing_ok=True)
     handed = {}
     for name, adapter in adapters.items():
         out = ctx.stage_dir / folders[name]
         if ranks.is_main():  # each (unchanged) prompt next to the model rather than inside it
-            (model_dir / "training_args.bin").unlink(missing_ok=True)
             shutil.rmtree(out, ignore_errors=True)  # left by an attempt that died before DONE.json
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(model_dir / folders[name], out)
