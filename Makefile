@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-dist test-faults test-latest lock validate ls clean bench bench-gpu
+.PHONY: setup promot promot-variants promot-sweep promot-own-targets promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-real test-dist test-faults test-latest lock validate ls clean bench bench-gpu
 
 # The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
@@ -55,6 +55,9 @@ test-latest:  ## the tests against the newest allowed versions: prints what move
 promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> runs/promot/report.md
 	$(RUN) run recipes/promot.yaml
 
+promot-variants: $(STAMP)  ## the paper's ablations (untrained prompt, joint, LoRA stage 1, 1-shot, checkpoint selection) beside SFT and ProMoT -> runs/promot_variants/
+	$(RUN) run recipes/promot_variants.yaml
+
 promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, against SFT and one shared prompt -> runs/promot_multitask/
 	$(RUN) run recipes/promot_multitask.yaml
 
@@ -77,7 +80,10 @@ dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: GSM8K as the domain, CPU
 # One pytest-xdist worker per core (tests/conftest.py pins each to its core); a file's tests stay on one worker.
 TEST_WORKERS ?= $(shell nproc)
 test: $(STAMP)  ## the test suite (offline, CPU, tiny models plus a few steps of SmolLM2-135M)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not real"
+
+test-real: $(STAMP)  ## SmolLM2-135M-Instruct scored on the whole shipped ARC-Easy and PIQA slices, above chance (~4 min, .ci/run runs it)
+	$(PY) -m pytest -q -m real tests/test_real_base.py
 
 test-faults: $(STAMP)  ## SIGKILL `pipeline run` and `pipeline retrain` at every write point, rerun, compare (~4 min, .ci/run runs it)
 	FORGETLESS_FAULTS=all $(PY) -m pytest -q -m faults -n $(TEST_WORKERS) --dist load -k any_write_point

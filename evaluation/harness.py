@@ -115,11 +115,13 @@ def _check_task_yamls(folder: Path) -> None:
 
 
 def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, batch_size: int = 32,
-                   max_length: int | None = None, apply_chat_template: bool = False) -> list[TaskResult]:
+                   max_length: int | None = None, apply_chat_template: bool = False,
+                   samples: dict[str, list[int]] | None = None) -> list[TaskResult]:
     """Evaluate a model (optionally with an attached prompt-tuning adapter) on every task of a suite.
 
     apply_chat_template: lm-eval's own switch. Each request's text is one user turn rendered by the tokenizer's
     chat template with the generation prompt, and a multiple-choice continuation follows it with no delimiter.
+    samples: lm-eval's own: which docs of each task to score (instead of the first `limit`).
     """
     manager = task_manager_for(suite)
     if any("ifeval" in task for task in suite.tasks):
@@ -131,7 +133,7 @@ def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, 
         with _quiet_lm_eval(), _preserved_rng(), _no_environment_survey():
             lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length)
             output = simple_evaluate(model=lm, tasks=list(suite.tasks), task_manager=manager,
-                                     limit=limit, log_samples=True, bootstrap_iters=0,
+                                     limit=limit, samples=samples, log_samples=True, bootstrap_iters=0,
                                      apply_chat_template=apply_chat_template)
     finally:
         model.train(was_training)  # HFLM switched it to eval mode; a training stage may go on

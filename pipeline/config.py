@@ -343,14 +343,24 @@ def resolved_dict(recipe: RecipeFile) -> dict:
 def stage_dict(config) -> dict:
     """A typed stage config as plain data with its kind first; its data mix as the YAML that reads back to it."""
     body = {}
+    omitted = {f.name for f in dataclasses.fields(config) if f.metadata.get("omit_default") and _at_default(config, f)}
     for name, value in dataclasses.asdict(config).items():
+        if name in omitted:  # a field added later, at its default: left out, so existing stage keys stay as they were
+            continue
         mix = getattr(config, name)
         body.update(mix.stage_fields() if isinstance(mix, Mix) else {name: _plain(value)})
     return {"kind": config.kind, **{k: v for k, v in body.items() if k != "kind"}}
 
 
+def _at_default(config, f) -> bool:
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return getattr(config, f.name) == default
+
+
 def _plain(value):
-    """Enums and fractions as the plain YAML values a user would write."""
+    """Enums and fractions as the plain YAML values a user would write (inside mappings too)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if hasattr(value, "value"):
         return value.value
     if isinstance(value, Fraction):

@@ -85,6 +85,8 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
                           "upstream": [upstream] + [makers[need.name] for need in contract.consumes]
                           + [keys[read.name] for read in contract.reads if read.name in keys],
                           "data_rows": counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)}}
+                if getattr(config, "selection", None) is not None:  # it scores a validation split while it trains
+                    inputs["validation_evaluation"] = evaluation
                 stage = Planned(stage_id, config.kind, config, inputs, name, seed, mix)
                 plan.append(stage)
                 upstream = keys[config.name] = stage.key

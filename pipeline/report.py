@@ -128,6 +128,27 @@ def _resolved_config(run_dir: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
+def kept_checkpoints(run_dir: Path) -> list[str]:
+    """A table of the stages that kept a checkpoint by `selection` (stages/selection.py): which step, by what."""
+    import pandas as pd
+
+    rows = []
+    for marker in sorted(run_dir.glob("seed*/*/*/DONE.json")):
+        try:
+            metrics = json.loads(marker.read_text()).get("metrics") or {}
+        except (OSError, ValueError):
+            continue
+        if "selected_step" in metrics:
+            seed, recipe, stage = marker.parent.relative_to(run_dir).parts
+            chosen = metrics.get("selection") or {}
+            rows.append({"recipe": recipe, "seed": seed.removeprefix("seed"), "stage": stage,
+                         "kept step": metrics["selected_step"], "checks": len(metrics.get("selection_history", [])),
+                         "criterion": chosen.get("criterion", "?"), "note": chosen.get("note", "")})
+    if not rows:
+        return []
+    return ["## Kept checkpoints (selection)", pd.DataFrame(rows).to_markdown(index=False)]
+
+
 def plot(table) -> bytes:
     """PNG: forgetting vs gain per recipe, format leak, and each recipe's stages on its own axis."""
     from pipeline.report_plot import plot as draw
@@ -178,6 +199,7 @@ def write_report(run_dir: Path) -> Path:
         parts += dmt_sections(frame, run_dir, report.get("compare") or {}, checks, swept)
     else:
         parts += checks
+    parts += kept_checkpoints(run_dir)
     parts += ["## Per task (mean over seeds)", task_table(frame),
               "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)"]
     return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")

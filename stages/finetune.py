@@ -95,7 +95,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
             FREEZE[adapter.kind](trainee)
         metrics, trainer = run_trainer(trainee, tokenizer, ctx.train_data, config, args, ctx.max_length,
                                        trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None,
-                                       tracking=ctx.tracking)
+                                       tracking=ctx.tracking, ctx=ctx)
         # The Trainer's save gathers ZeRO-3 shards; rank 0 writes a plain save_pretrained folder.
         trainer.save_model(str(model_dir))
     finally:

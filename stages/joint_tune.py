@@ -131,7 +131,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         for param in peft_model.parameters():  # PEFT froze the base: every weight trains here
             param.requires_grad = True
         metrics, trainer = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                       trainer_class=joint_trainer(config.prompt_lr), tracking=ctx.tracking)
+                                       trainer_class=joint_trainer(config.prompt_lr), tracking=ctx.tracking, ctx=ctx)
         metrics["trainable_parameters"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         trainer.save_model(str(model_dir))  # the weights, with the prompt in model_dir/adapter
     finally:

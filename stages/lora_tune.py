@@ -88,7 +88,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         except ValueError as error:  # PEFT's "Target modules {...} not found in the base model"
             raise UserError(f"{config.name}.target_modules: {error}") from None
         metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                 tracking=ctx.tracking)
+                                 tracking=ctx.tracking, ctx=ctx)
         metrics["trainable_parameters"] = sum(getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters()
                                               if p.requires_grad)
         with lora_gathered(peft_model):

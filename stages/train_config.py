@@ -35,6 +35,30 @@ class Scheduler(str, enum.Enum):
     CONSTANT_WITH_WARMUP = "constant_with_warmup"
 
 
+class Criterion(str, enum.Enum):
+    """Which checkpoint a stage with `selection` keeps (stages/selection.py)."""
+
+    TARGET = "target"  # the best validation target score
+    TARGET_WITH_RETENTION = "target_with_retention"  # the best target among checks that keep the base's general score
+
+
+SELECTING_KINDS = ("finetune", "joint_tune", "lora_tune")  # the kinds whose run hands its context to run_trainer
+
+
+@dataclass
+class Selection:
+    """Checkpoint selection: score a validation split every N steps and keep the best weights (stages/selection.py)."""
+
+    every: int = field(default=100, metadata={"help": "score the validation split every N steps (and at the last)"})
+    criterion: Criterion = field(default=Criterion.TARGET, metadata={"help": (
+        "target: the best validation target score; target_with_retention: the best target among checks whose "
+        "general validation score is >= min_general_ratio x the base model's")})
+    min_general_ratio: float = field(default=0.95, metadata={"help": "target_with_retention's bar, in (0, 1]"})
+    validation_rows: int = field(default=100, metadata={"help": (
+        "target rows held out of the stage's training rows, and general-suite docs after the final evaluation's "
+        "`limit` ones, scored at each check")})
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation settings for one training stage, run by the transformers Trainer."""
@@ -59,6 +83,9 @@ class TrainingConfig:
     packing: bool = field(default=False, metadata={"help": "padding-free batches: each step's examples packed into rows of max_length, attention kept within each example (same loss, fewer pad tokens)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass: less memory, more compute"})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (autocast) on a GPU that supports it; the weights keep the dtype they load in"})
+    selection: Selection | None = field(default=None, metadata={"omit_default": True, "help": (
+        "keep the best checkpoint by a validation score instead of the last: {every: 100, criterion: "
+        "target_with_retention, min_general_ratio: 0.95, validation_rows: 100} (README: Checkpoint selection)")})
 
     def __post_init__(self):
         self.name = self.name or self.kind
@@ -79,6 +106,32 @@ class TrainingConfig:
             raise ValueError(f"{self.name}.save_steps/save_total_limit: must be >= 1")
         if not 0 <= self.warmup_ratio < 1:  # also refuses nan
             raise ValueError(f"{self.name}.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.selection is not None:
+            problem = self.selection_problem()
+            if problem:
+                raise ValueError(f"{self.name}.selection.{problem}")
+
+    def selection_problem(self) -> str | None:
+        """What is wrong with `selection` here, as 'field: why', or None."""
+        chosen = self.selection
+        if self.kind not in SELECTING_KINDS:
+            return f"every: not available for {self.kind} (only {', '.join(SELECTING_KINDS)})"
+        if chosen.every < 1:
+            return f"every: must be >= 1, got {chosen.every}"
+        if chosen.every > self.steps:
+            return f"every: must be <= steps ({self.steps}), got {chosen.every}"
+        if not (math.isfinite(chosen.min_general_ratio) and 0 < chosen.min_general_ratio <= 1):
+            return f"min_general_ratio: must be in (0, 1], got {chosen.min_general_ratio}"
+        if chosen.validation_rows < 1:
+            return f"validation_rows: must be >= 1, got {chosen.validation_rows}"
+        sources = [name for name, _ in self.data.shares()]
+        if sources != ["target"] or self.data.one_shot:
+            return (f"validation_rows: the target's validation rows are held out of the stage's training rows, so the "
+                    f"stage must train on the target alone, zero-shot (data: [target]); it draws from {sources}"
+                    + (" with one_shot" if self.data.one_shot else ""))
+        if isinstance(getattr(self, "prompt_from", None), list):
+            return "every: not available with several prompts (prompt_from: [...])"
+        return None
 
     kind = "train"
     min_steps = 1

@@ -107,11 +107,17 @@ def join_deepspeed() -> None:
 
 
 def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_length: int, trainer_class=None,
-                tracking=None, tokenized: bool = False):
+                tracking=None, tokenized: bool = False, ctx=None):
     """Train `model` in place on prompt/completion rows (or rows already tokenized); returns (metrics, trainer),
-    the trainer None at 0 steps."""
+    the trainer None at 0 steps. With the config's `selection` (it needs the stage's `ctx`), the model ends with
+    the kept check's weights (stages/selection.py)."""
     from transformers import Trainer, set_seed
 
+    from stages.selection import selector_for
+
+    selector = selector_for(config, ctx, model, tokenizer)
+    if selector is not None:
+        train_data = selector.hold_out(train_data)
     rows = train_data if tokenized else tokenize_for_sft(train_data, tokenizer, max_length)
     if config.steps == 0:  # e.g. the "frozen untrained prompt" control: nothing to optimise
         return {"train_loss": None, "loss_history": [], "train_seconds": 0.0, "tokens_per_second": None,
@@ -130,6 +136,9 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
 
     attach(trainer, tracking)
     trainer.add_callback(no_final_checkpoint())
+    if selector is not None:
+        selector.start(int(last.rsplit("-", 1)[1]) if last else 0)
+        trainer.add_callback(selector.callback())
     preemption = preemption_callback()  # after it: a signal at the last step still saves a checkpoint
     trainer.add_callback(preemption)
     preemption.install()
@@ -144,6 +153,7 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
     # Only the steps this call ran: a resumed stage started at its checkpoint's step.
     steps_run = trainer.state.global_step - (int(last.rsplit("-", 1)[1]) if last else 0)
     tokens = steps_run * config.batch_size * _mean_length(rows)
+    chosen = selector.finish(trainer.state.global_step) if selector is not None else {}
     return {
         "train_loss": output.training_loss,
         "loss_history": losses,
@@ -152,6 +162,7 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
         "steps_run": steps_run,
         "train_rows": len(rows),
         "resumed_from": last,
+        **chosen,
     }, trainer
 
 

@@ -19,14 +19,10 @@ def tiny_base(tmp_path_factory):
     return ensure_base_model(TEST_SPEC, cache_root=tmp_path_factory.mktemp("cache"))
 
 
-def tiny_overrides(base):
-    steps = {"prompt_tuning.0": 4, "promot.0": 4, "promot.1": 4, "sft.0": 4, "frozen_prompt.1": 4, "lora_promot.0": 4,
-             "lora_promot.1": 4, "promot_1shot.0": 4, "promot_1shot.1": 4, "joint.0": 4,
-             "promot_merge.0": 4, "promot_merge.1": 4}
+def tiny_overrides(base, steps=("prompt_tuning.0", "promot.0", "promot.1", "sft.0", "promot_merge.0", "promot_merge.1")):
     # evaluation.limit caps the general tasks only; the target's test set has its own size.
     return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=6",
-            *[f"recipes.{k}.steps={v}" for k, v in steps.items()],
-            *[f"recipes.{k}.batch_size=8" for k in steps]]
+            *[f"recipes.{k}.steps=4" for k in steps], *[f"recipes.{k}.batch_size=8" for k in steps]]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +56,6 @@ def test_run_folder_is_self_describing(finished_run):
     assert stages["seed0/promot/finetune-eval"]["input_adapters"] == ft["output_adapters"] == {
         "prompt_tune": {**prompt, "path": ft["output_adapter"]}}
     assert stages["seed0/sft/finetune-eval"]["input_adapters"] == {}
-    assert stages["seed0/frozen_prompt/prompt_tune"]["status"] == "done"  # 0 steps: a different stage
     assert {s["status"] for s in stages.values()} == {"done", "reused"}
 
 
@@ -74,8 +69,7 @@ def test_results_schema(finished_run):
     p = scores.score
     assert ((scores.stderr - (p * (1 - p) / (scores.n - 1)) ** 0.5).abs() < 1e-6).all()
     assert (frame.primary == 1).all()
-    assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "frozen_prompt", "joint", "lora_promot",
-                                 "promot_1shot", "promot_merge"}
+    assert set(frame.recipe) == {"sft", "prompt_tuning", "promot", "promot_merge"}
     promot = frame[frame.recipe == "promot"]
     assert list(dict.fromkeys(promot.stage)) == ["base", "prompt_tune", "finetune"]
     general = promot[(promot.suite == "general") & (promot.metric != "format_leak")]
@@ -157,3 +151,19 @@ def test_a_rerun_removes_what_killed_writers_left_and_files_follow_the_umask(fin
         os.umask(old)
     assert [p for p in leftovers if p.exists()] == [] and kept.exists()
     assert stat.S_IMODE((run_dir / "results.csv").stat().st_mode) == 0o644  # not mkstemp's 0600
+
+
+def test_the_variants_file_runs_its_untrained_prompt_control(tiny_base, tmp_path):
+    """recipes/promot_variants.yaml through `pipeline run` (its other recipes have their own end-to-end tests):
+    the frozen_prompt control's 0-step prompt is a stage of its own, not promot's trained prompt."""
+    run_dir = tmp_path / "variants"
+    steps = ("frozen_prompt.0", "frozen_prompt.1")
+    args = ["run", str(ROOT / "recipes" / "promot_variants.yaml"), "--run-dir", str(run_dir), "--only", "frozen_prompt"]
+    for item in tiny_overrides(tiny_base, steps=steps[1:]):
+        args += ["--set", item]
+    assert main(args) == 0
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert stages["seed0/frozen_prompt/prompt_tune"]["status"] == "done"
+    assert json.loads((run_dir / "seed0/frozen_prompt/prompt_tune/DONE.json").read_text())["metrics"]["train_seconds"] == 0.0
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert set(frame.recipe) == {"frozen_prompt"} and set(frame.stage) == {"base", "prompt_tune", "finetune"}

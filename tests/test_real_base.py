@@ -4,7 +4,7 @@ tests/test_real_model.py instead of after it."""
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real]  # make test-real, not make test: ~4 min on 2 cores
 
 
 @pytest.fixture(scope="module")

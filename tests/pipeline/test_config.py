@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_recipe, resolved_dict
+from pipeline.config import load_recipe, resolved_dict, stage_dict
 from core.typed_yaml import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,18 +34,28 @@ def problems(path, overrides=()):
 
 def test_shipped_promot_recipe_loads_typed():
     recipe = load_recipe(PROMOT)
-    assert set(recipe.stages) == {"sft", "prompt_tuning", "promot", "frozen_prompt", "joint", "lora_promot",
-                                  "promot_1shot", "promot_merge"}
+    assert set(recipe.stages) == {"sft", "prompt_tuning", "promot", "promot_merge"}
     assert [s.kind for s in recipe.stages["promot_merge"]] == ["prompt_tune", "finetune", "merge"]
-    assert [s.kind for s in recipe.stages["lora_promot"]] == ["lora_tune", "finetune"]
-    assert recipe.stages["lora_promot"][1].contract().consumes[0].name == "lora_tune"
-    assert [s.kind for s in recipe.stages["joint"]] == ["joint_tune"]
-    assert all(s.data.one_shot for s in recipe.stages["promot_1shot"])
     assert not any(s.data.one_shot for s in recipe.stages["promot"])
     prompt, finetune = recipe.stages["promot"]
     assert (prompt.kind, finetune.kind, finetune.prompt_from) == ("prompt_tune", "finetune", "prompt_tune")
     assert prompt.lr == 0.3 and finetune.lr == 1e-3
+
+
+def test_shipped_variants_recipe_loads_typed_with_promot_s_stages():
+    recipe, promot = load_recipe(PROMOT.with_name("promot_variants.yaml")), load_recipe(PROMOT)
+    assert set(recipe.stages) == {"sft", "promot", "frozen_prompt", "joint", "lora_promot", "promot_1shot",
+                                  "promot_best"}
+    assert [s.kind for s in recipe.stages["lora_promot"]] == ["lora_tune", "finetune"]
+    assert recipe.stages["lora_promot"][1].contract().consumes[0].name == "lora_tune"
+    assert [s.kind for s in recipe.stages["joint"]] == ["joint_tune"]
+    assert all(s.data.one_shot for s in recipe.stages["promot_1shot"])
     assert recipe.stages["frozen_prompt"][0].steps == 0
+    assert recipe.stages["promot_best"][1].selection.criterion.value == "target_with_retention"
+    # The reference rows are the same stages as make promot's, so their numbers can be read side by side.
+    for name in ("sft", "promot"):
+        assert [stage_dict(s) for s in recipe.stages[name]] == [stage_dict(s) for s in promot.stages[name]]
+    assert (recipe.target, recipe.evaluation, recipe.seeds) == (promot.target, promot.evaluation, promot.seeds)
 
 
 def test_minimal_recipe_gets_defaults_and_resolves(tmp_path):
