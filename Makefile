@@ -58,6 +58,9 @@ promot: $(STAMP)  ## ProMoT vs SFT vs prompt tuning on the embedded default -> r
 promot-variants: $(STAMP)  ## the paper's ablations (untrained prompt, joint, LoRA stage 1, 1-shot, checkpoint selection) beside SFT and ProMoT -> runs/promot_variants/
 	$(RUN) run recipes/promot_variants.yaml
 
+promot-sweep: $(STAMP)  ## ProMoT vs SFT across stage 2's lr (3e-4, 1e-3, 3e-3) x steps (100, 300), 3 seeds -> runs/promot_sweep/
+	$(RUN) run recipes/promot_sweep.yaml
+
 promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, against SFT and one shared prompt -> runs/promot_multitask/
 	$(RUN) run recipes/promot_multitask.yaml
 
