@@ -45,6 +45,9 @@ class TaskResult:
     # The task's other metrics of the same filter (IFEval's loose accuracy, acc_norm): name -> (score, stderr).
     extra: dict = field(default_factory=dict, repr=False)
     generated: bool = True  # the responses are generations; False for a scored choice (multiple choice)
+    # The primary metric's value per sample, by lm-eval doc_id: a stage and the base are scored on the same docs, so
+    # their difference has a paired standard error (stages/evaluate.py). None where a value is no number (IFEval).
+    per_example: dict[int, float] | None = field(default=None, repr=False)
 
 
 class SoftPromptHFLM(HFLM):
@@ -156,7 +159,15 @@ def _task_result(task: str, suite: Suite, output: dict) -> TaskResult:
                       n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name,
                       references=[str(s.get("target", "")) for s in samples],
                       stderr=standard_error(samples, metric), extra=extra,
-                      generated=all(_is_generation(s) for s in samples))
+                      generated=all(_is_generation(s) for s in samples), per_example=per_example(samples, metric))
+
+
+def per_example(samples: list[dict], metric: str) -> dict[int, float] | None:
+    """The metric's value per sample by doc_id; None when a value is no number (as standard_error refuses it)."""
+    values = {int(s["doc_id"]): s.get(metric) for s in samples}
+    if not values or not all(isinstance(v, (bool, int, float)) for v in values.values()):
+        return None
+    return {doc: float(v) for doc, v in values.items()}
 
 
 def standard_error(samples: list[dict], metric: str) -> float | None:

@@ -79,7 +79,8 @@ class CheckConfig:
     above: float | None = None
     below: float | None = None
     noise: bool = field(default=False, metadata={
-        "help": "judge a max bound against the noise: fail only beyond it by more than 1.96 standard errors"})
+        "help": "judge a max bound against the noise: fail only beyond it by more than 1.96 standard errors "
+                "(a forgetting's or general drop's paired: base and stage are scored on the same examples)"})
     if_missing: IfMissing = field(default=IfMissing.NA, metadata={"help": "the verdict when nothing can be measured"})
     missing_name: str | None = field(default=None, metadata={"help": "the row's wording when nothing is measured"})
     missing_note: str | None = field(default=None, metadata={"help": "what the row says when nothing is measured"})

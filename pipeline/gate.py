@@ -30,7 +30,8 @@ class GateConfig:
         "help": "largest allowed drop of any suite's score below the last accepted run's"})
     general_drop_noise: bool = field(default=False, metadata={
         "help": "judge max_general_drop against the noise: fail only a drop beyond the limit by more than 1.96 "
-                "standard errors (examples and seeds, pipeline/uncertainty.py); unknown noise counts as none"})
+                "standard errors (examples and seeds, pipeline/uncertainty.py; the examples' part paired, the base "
+                "and the final stage being scored on the same examples); unknown noise counts as none"})
 
     def __post_init__(self):
         if not self.recipe:
@@ -164,7 +165,7 @@ class GateScores:
         return self.scores.get(key)
 
     def se(self, recipe: str, stage: str, measure: str) -> float | None:
-        """The general drop's standard error, where the scores have it."""
+        """The general drop's standard error (paired over the examples: summarise's forgetting_se), where known."""
         return self.scores.get(f"{measure}_se", float("nan"))
 
     def reference(self, measure: str) -> float | None:

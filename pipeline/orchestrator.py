@@ -90,6 +90,9 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
         base_eval = run_stage(manifest, run_dir, plan[0], StageContext(
             stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared))
+        from stages.evaluate import read_per_example
+
+        base_values = read_per_example(run_dir / plan[0].stage_id)  # None from a run older than the file
         rows = []
         for seed in recipe.seeds:
             for name in recipe.stages:
@@ -98,7 +101,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
                     rows += _finished_rows(run_dir, name, seed, stages, manifest, base_eval.rows)
                     continue
                 rows += results.stage_rows(name, seed, "base", base_eval.rows)
-                rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared, base_eval.rows)
+                rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared, base_eval.rows, base_values)
         if main:
             results.write_csv(run_dir / "results.csv", rows, recipe.swept)
             from pipeline.report import write_report
@@ -213,12 +216,14 @@ def target_labels(targets: list) -> list[str]:
     return list(dict.fromkeys(label for target in targets for label in target.labels))
 
 
-def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=()) -> list[dict]:
+def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=(),
+                   base_values=None) -> list[dict]:
     """Run one recipe's planned stages in order, each handed what the one before made; returns its results rows."""
     rows, handoff = [], Handoff(model_dir=base_dir, base_dir=base_dir)
     for stage in stages:
         ctx = StageContext(stage_dir=run_dir / stage.stage_id, handoff=handoff, seed=stage.seed, **shared)
-        ctx.extra = {**ctx.extra, "base_rows": list(base_rows)}  # evaluation reuses them where weights are the base's
+        ctx.extra = {**ctx.extra, "base_rows": list(base_rows),  # evaluation reuses them where weights are the base's
+                     "base_per_example": base_values}  # and pairs its scores with them (paired_stderr)
         if stage.mix is not None:
             ctx.train_data, ctx.data_rows, ctx.data_notes = stage.mix.dataset, stage.mix.counts, stage.mix.notes
         result = run_stage(manifest, run_dir, stage, ctx)

@@ -187,8 +187,9 @@ def write_report(run_dir: Path) -> Path:
         "Values are mean ± sd over seeds; an `se` column is the standard error over the examples scored (the mean "
         "over seeds of each seed's), and the per-task table gives score ± standard error. A forgetting is "
         "`significant` when it is beyond 1.96 standard errors of the mean over seeds, examples and seeds together "
-        "(pipeline/uncertainty.py; `?` where a task has no standard error). The examples' part adds the base's and "
-        "the stage's variances, ignoring that both are scored on the same examples, so it errs towards 'no'.",
+        "(pipeline/uncertainty.py; `?` where a task has no standard error). The forgetting's examples' part is paired "
+        "(the base and the stage are scored on the same examples: results.csv `paired_stderr`); where a task has no "
+        "per-example numbers it adds the two variances, which errs towards 'no'.",
         *frontier,
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]

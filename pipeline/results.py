@@ -2,8 +2,11 @@
 
 `stderr` is the score's standard error over the task's n examples (empty where not a per-example mean);
 `primary` is 1 for the score a task counts with (its first metric; format_leak rows too) and 0 for its other
-metrics (IFEval's loose accuracy, acc_norm), which the report lists but never averages. A results.csv written
-before these two columns existed reads as stderr unknown, every row primary.
+metrics (IFEval's loose accuracy, acc_norm), which the report lists but never averages. `paired_stderr`, on a
+task's primary score row, is the standard error of (score - the base's score) over the examples both scored, the
+base and the stage being scored on the same ones (stages/evaluate.py); 0 on the base's own rows, empty where unknown
+(no per-example numbers, or a base evaluated before they were kept). A results.csv written before these columns
+existed reads as stderr and paired_stderr unknown, every row primary.
 
 After them comes one column per swept field (`k` for `sweep: {dmt.k: [...]}`), holding each swept copy's value as
 the recipe file wrote it (`1/256`) and empty for recipes not swept; a file without such columns has no sweep."""
@@ -16,7 +19,8 @@ from core.atomic import write_text
 from core.errors import UserError
 
 COLUMNS = ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
-OPTIONAL = {"stderr": float("nan"), "primary": 1}  # columns added later: a missing one reads as this value
+# Columns added later: a missing one reads as this value.
+OPTIONAL = {"stderr": float("nan"), "primary": 1, "paired_stderr": float("nan")}
 SUITE_KINDS = {"general", "target", "domain"}
 
 
@@ -133,8 +137,10 @@ def read_results(path: Path):
     refuse(seed.isna() | (seed != seed.round()), "seed is not a whole number")
     stderr = pd.to_numeric(frame.stderr, errors="coerce")
     refuse(stderr.notna() & ~stderr.between(0, 1), "stderr is not a number in [0, 1]")
+    paired = pd.to_numeric(frame.paired_stderr, errors="coerce")
+    refuse(paired.notna() & ~paired.between(0, 1), "paired_stderr is not a number in [0, 1]")
     frame = frame.assign(score=score, seed=seed.astype(int), recipe=frame.recipe.astype(str),
-                         stage=frame.stage.astype(str), stderr=stderr,
+                         stage=frame.stage.astype(str), stderr=stderr, paired_stderr=paired,
                          primary=pd.to_numeric(frame.primary, errors="coerce").fillna(1).astype(int))
     scores = scored(frame)
     if scores[(scores.stage == "base") & (scores.suite == "general")].empty:
@@ -151,7 +157,8 @@ def scored(frame):
 
 def summarise(frame):
     """Per (recipe, seed, stage): general mean, target score and format-leak share, and (where every task has
-    one) the standard error of general, forgetting and target from the tasks' own standard errors."""
+    one) the standard error of general, forgetting and target from the tasks' own standard errors; forgetting's
+    from the tasks' paired ones where every general task has one."""
     import pandas as pd
 
     frame = with_optional(frame)
@@ -162,16 +169,20 @@ def summarise(frame):
         rows = scores[scores.suite == suite].groupby(keys, sort=False)
         parts += [rows.score.mean().rename(suite), rows.stderr.agg(_mean_stderr).rename(f"{suite}_se")]
     leak = frame[frame.metric == LEAK].groupby(keys, sort=False).score.mean().rename("format_leak")
-    table = pd.concat([*parts, leak], axis=1).reset_index()
+    general = scores[scores.suite == "general"].groupby(keys, sort=False)
+    paired = general.paired_stderr.agg(_mean_stderr).rename("paired_se")  # NaN unless every task has one
+    table = pd.concat([*parts, leak, paired], axis=1).reset_index()
     table = table.dropna(axis=1, how="all")  # a ProMoT run has no domain column, a DMT run no target
     by_run = table.set_index(["recipe", "seed"]).index
     base = table[table.stage == "base"].set_index(["recipe", "seed"])
     table["forgetting"] = table.general - by_run.map(base.general).to_numpy()
     if "general_se" in table.columns:
-        # The base and the stage are scored on the same examples; adding the variances ignores that pairing, so
-        # this standard error is conservative (a paired one would be smaller).
-        table["forgetting_se"] = (table.general_se ** 2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
-    return table
+        # The base and the stage are scored on the same examples: the paired standard error (of each task's
+        # per-example differences) counts that pairing. Where a general task lacks it (no per-example numbers, an
+        # older run), adding the two variances ignores it, which is conservative (larger).
+        unpaired = (table.general_se ** 2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
+        table["forgetting_se"] = table.pop("paired_se").fillna(unpaired) if "paired_se" in table else unpaired
+    return table.drop(columns="paired_se", errors="ignore")
 
 
 def _mean_stderr(stderrs):

@@ -2,7 +2,10 @@
 
 A score's uncertainty has two parts. The examples: every seed is scored on the same examples, so their
 noise does not average out over seeds; it is the tasks' standard error (lm-eval's, or a share's binomial one),
-combined as summarise() does. The seeds: training randomness, the sd over seeds, which does average out
+combined as summarise() does. A forgetting's is paired: the base and the stage are scored on the same examples, so
+it is the standard error of the per-example differences (results.csv's paired_stderr), far smaller than the two
+scores' own added where the stage still answers mostly as the base does; summarise() adds the two variances only
+where a task has no paired one. The seeds: training randomness, the sd over seeds, which does average out
 (sd / sqrt(seeds)). Their root sum of squares is the standard error of the mean over seeds; a difference
 counts as significant when it is larger than Z of them (95%, two-sided, normal approximation).
 """

@@ -4,9 +4,14 @@ Adapters are attached by their scope (stages/handoff.py), never by which stage k
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
+from core.atomic import write_json
 from stages.context import StageContext, StageResult
 from stages.handoff import Scope
 
@@ -16,6 +21,9 @@ log = logging.getLogger(__name__)
 # orchestrator hands its result to the other ranks: scoring N times would give N identical copies.
 MAIN_PROCESS_ONLY = True
 IN_RECIPES = False  # planned by the orchestrator after every stage, never written in a recipe
+# {task: {doc_id: value}}: each task's primary metric per example, in the stage folder. The base's is what every
+# later evaluation pairs its own with (paired_stderr): both are scored on the same examples.
+PER_EXAMPLE = "per_example.json"
 
 
 @dataclass
@@ -68,6 +76,14 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
 
     rows = list(reused or []) + [row for r in results for row in _rows(r)]
+    values = {r.task: r.per_example for r in results if r.per_example is not None}
+    # Only the base's own evaluation is handed no base values (the orchestrator hands them to every later one):
+    # paired with itself, every difference is 0, so its rows' paired_stderr is 0.
+    base_values = ctx.extra["base_per_example"] if "base_per_example" in ctx.extra else values
+    if reused is not None:  # the base's rows, so the base's values
+        values = {**{t: v for t, v in (base_values or {}).items() if t in {row["task"] for row in reused}}, **values}
+    write_json(ctx.stage_dir / PER_EXAMPLE, values)
+    rows = [_with_paired_stderr(row, values, base_values or {}) for row in rows]
     if labels:
         from evaluation.format_leak import in_label_format
 
@@ -135,3 +151,29 @@ def _rows(result) -> list[dict]:
         if 0.0 <= score <= 1.0:
             rows.append({**row, "metric": metric, "score": score, "stderr": stderr, "primary": 0})
     return rows
+
+
+def _with_paired_stderr(row: dict, values: dict, base_values: dict) -> dict:
+    """A task's primary score row with the paired standard error of its difference from the base's score."""
+    if row["metric"] == "format_leak" or not row.get("primary", 1):
+        return row
+    return {**row, "paired_stderr": paired_stderr(values.get(row["task"]), base_values.get(row["task"]))}
+
+
+def paired_stderr(values: dict | None, base: dict | None) -> float | None:
+    """The standard error of (stage mean - base mean) on the same examples: sd (ddof 1) of the per-example
+    differences over the doc_ids both scored, over sqrt(n). Adding the two variances instead ignores that an example
+    hard for the base is mostly hard for the stage too. None without both values or with fewer than 2 docs shared."""
+    shared = sorted(set(values or {}) & set(base or {}))
+    if len(shared) < 2:
+        return None
+    return statistics.stdev(values[doc] - base[doc] for doc in shared) / math.sqrt(len(shared))
+
+
+def read_per_example(stage_dir: Path) -> dict | None:
+    """An evaluation's per-example values ({task: {doc_id: value}}); None where it wrote none (an older run)."""
+    path = Path(stage_dir) / PER_EXAMPLE
+    if not path.is_file():
+        return None
+    found = json.loads(path.read_text())
+    return {task: {int(doc): value for doc, value in docs.items()} for task, docs in found.items()}

@@ -62,7 +62,8 @@ def test_run_folder_is_self_describing(finished_run):
 def test_results_schema(finished_run):
     run_dir, _ = finished_run
     frame = pd.read_csv(run_dir / "results.csv")
-    assert list(frame.columns) == ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n", "stderr", "primary"]
+    assert list(frame.columns) == ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n", "stderr",
+                                   "primary", "paired_stderr"]
     assert frame.score.between(0, 1).all() and set(frame.suite) == {"general", "target"}
     # Every score is a mean over n examples, with its standard error; the leak is a share with one too.
     scores = frame[frame.metric != "format_leak"]
@@ -82,6 +83,33 @@ def test_results_schema(finished_run):
     assert (unprompted[unprompted.stage == "prompt_tune"][columns].to_numpy().tolist()
             == unprompted[unprompted.stage == "base"][columns].to_numpy().tolist())
     assert "ProMoT vs SFT: the bar" in (run_dir / "report.md").read_text()
+
+
+def test_forgetting_has_a_paired_standard_error(finished_run):
+    """Each evaluation pairs its per-example scores with the base's, on the same docs (results.csv's paired_stderr),
+    and summarise's forgetting_se takes that over adding the two variances: no larger for a stage near the base.
+    The tiny model scores 0 on these tasks, so the comparison is strict only in tests/test_own_tasks.py."""
+    import statistics
+
+    from pipeline.results import read_results, summarise
+
+    run_dir, _ = finished_run
+    frame = read_results(run_dir / "results.csv")
+    general = frame[(frame.recipe == "sft") & (frame.suite == "general") & (frame.metric != "format_leak")]
+    base, stage = (general[general.stage == s].set_index("task") for s in ("base", "finetune"))
+    assert stage.paired_stderr.notna().all() and (base.paired_stderr == 0).all()
+    values, base_values = (json.loads((run_dir / folder / "per_example.json").read_text())
+                           for folder in ("seed0/sft/finetune-eval", "base/evaluate"))
+    for task, row in stage.iterrows():
+        assert statistics.mean(values[task].values()) == pytest.approx(row.score, abs=1e-6)
+        differences = [values[task][doc] - base_values[task][doc] for doc in base_values[task]]
+        assert row.paired_stderr == pytest.approx(statistics.stdev(differences) / len(differences) ** 0.5, abs=1e-6)
+    table = summarise(frame).set_index(["recipe", "stage"])
+    unpaired = (table.general_se["sft", "finetune"] ** 2 + table.general_se["sft", "base"] ** 2) ** 0.5
+    assert table.forgetting_se["sft", "finetune"] <= unpaired + 1e-9
+    # a prompt-tune stage's suites without the prompt are the base's own rows: nothing differs
+    prompt_tune = frame[(frame.recipe == "promot") & (frame.stage == "prompt_tune") & (frame.suite == "general")]
+    assert (prompt_tune[prompt_tune.metric != "format_leak"].paired_stderr == 0).all()
 
 
 def test_final_model_and_prompt_load_with_plain_libraries(finished_run):

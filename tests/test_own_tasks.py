@@ -56,6 +56,14 @@ def test_a_task_yaml_in_task_dir_is_the_general_suite(tiny_base, tmp_path):
     general = frame[(frame.suite == "general") & (frame.metric == "acc")]
     assert set(general.task) == {"my_quiz"} and (general.n == 3).all()
     assert set(general.stage) == {"base", "finetune"}
+    # One step of fine-tuning answers these docs much as the base does: paired with the base's per-example scores,
+    # the forgetting's standard error is below the two scores' variances added (about 0.47 here).
+    from pipeline.results import read_results, summarise
+
+    assert general[general.stage == "finetune"].paired_stderr.notna().all()
+    table = summarise(read_results(tmp_path / "run" / "results.csv")).set_index("stage")
+    unpaired = (table.general_se["finetune"] ** 2 + table.general_se["base"] ** 2) ** 0.5
+    assert unpaired > 0.1 and table.forgetting_se["finetune"] < unpaired
 
 
 def test_a_missing_task_dir_or_no_task_names_is_one_line(tiny_base, tmp_path, capsys):
