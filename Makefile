@@ -61,6 +61,10 @@ promot-variants: $(STAMP)  ## the paper's ablations (untrained prompt, joint, Lo
 promot-sweep: $(STAMP)  ## ProMoT vs SFT across stage 2's lr (3e-4, 1e-3, 3e-3) x steps (100, 300), 3 seeds -> runs/promot_sweep/
 	$(RUN) run recipes/promot_sweep.yaml
 
+OWN_TARGETS := colour_fr country_of bigger
+promot-own-targets: $(STAMP)  ## ProMoT + merge vs SFT on three targets of a user's own making (tests/data/own_targets/) -> runs/<target>/
+	for f in $(OWN_TARGETS); do $(RUN) run tests/data/own_targets/$$f.yaml || exit 1; done
+
 promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, against SFT and one shared prompt -> runs/promot_multitask/
 	$(RUN) run recipes/promot_multitask.yaml
 
