@@ -22,7 +22,7 @@ from core.errors import UserError, every_rank
 from pipeline.manifest import Manifest
 from pipeline.markers import DONE  # the completion marker, written last and atomically
 from pipeline.run_lock import RunLock
-from pipeline.threads import set_threads
+from pipeline.threads import cpu_kernels, set_threads
 from stages.context import StageContext, StageResult
 from stages.handoff import Handoff
 
@@ -86,7 +86,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         shared = _shared_context(recipe, targets, run_dir, chat)
         # Recorded for the reader; results need no correction for it: batch_size is global.
         manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
-                                   "threads": threads}
+                                   "threads": threads, "cpu": cpu_kernels()}
         manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
         base_eval = run_stage(manifest, run_dir, plan[0], StageContext(
             stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared))

@@ -68,12 +68,17 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     for suite, _ in [s for s in suites if not s[1] and reused is None]:
         results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit,
                                           apply_chat_template=config.chat_template, **settings), suite)
-    prompted = [suite for suite, attach in suites if attach]
-    tasks = ctx.extra.get("target_of_suite") or {}  # several targets: each is scored with the prompt that serves it
-    with_prompts = TargetScorers(model)
-    for suite in prompted:
-        scorer = with_prompts.get(handoff.attached(Scope.TARGET, tasks.get(suite.name)))
-        results += _scored(evaluate_suite(scorer, tokenizer, suite, limit=config.target_limit, **settings), suite)
+    tasks = ctx.extra.get("target_of_suite") or {}  # several targets: each is scored with the adapter that serves it
+    prompted = [(suite, handoff.attached(Scope.TARGET, tasks.get(suite.name))) for suite, attach in suites if attach]
+    # The targets no adapter serves are scored first, on the plain model: once PEFT has wrapped it, a LoRA adapter
+    # sits in its layers. Rows keep the suites' order.
+    order = sorted(range(len(prompted)), key=lambda i: prompted[i][1] is not None)
+    with_adapters, scored = TargetScorers(model), {}
+    for i in order:
+        suite, adapter = prompted[i]
+        scored[i] = _scored(evaluate_suite(with_adapters.get(adapter), tokenizer, suite, limit=config.target_limit,
+                                           **settings), suite)
+    results += [r for i in range(len(prompted)) for r in scored[i]]
 
     rows = list(reused or []) + [row for r in results for row in _rows(r)]
     values = {r.task: r.per_example for r in results if r.per_example is not None}
@@ -104,7 +109,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
 
 class TargetScorers:
     """The model with one target-scoped adapter attached, or none: the first adapter wraps the model with PEFT, each
-    further one is loaded next to it (PeftModel.load_adapter) and made the active one, never wrapped twice."""
+    further one is loaded next to it (PeftModel.load_adapter) and made the active one, never wrapped twice. The
+    plain model is only handed out before the first adapter: a LoRA adapter, once loaded, is in the model's layers."""
 
     def __init__(self, model):
         self.model, self.peft, self.names = model, None, {}
@@ -112,8 +118,10 @@ class TargetScorers:
     def get(self, adapter):
         from stages.model_io import attach_adapter
 
-        if adapter is None:  # the plain model: a soft prompt is an input, so the weights under it are untouched
-            return self.model if self.peft is None else _without_adapter(self.peft)
+        if adapter is None:  # the plain model, asked for before any adapter wrapped it (see run)
+            if self.peft is not None:
+                raise RuntimeError("a target without an adapter must be scored before any adapter is attached")
+            return self.model
         name = self.names.setdefault(str(adapter.path), f"target{len(self.names)}")
         if self.peft is None:
             self.peft = attach_adapter(self.model, adapter.path, name=name)
@@ -121,12 +129,6 @@ class TargetScorers:
             self.peft.load_adapter(str(adapter.path), adapter_name=name, is_trainable=False)
         self.peft.set_adapter(name)
         return self.peft
-
-
-def _without_adapter(peft):
-    """The base model under a PEFT wrapper (a LoRA adapter would be in its layers: only prompts are target-scoped
-    in recipes with several targets, see chain_problems)."""
-    return peft.get_base_model()
 
 
 def _scored(results: list, suite) -> list:

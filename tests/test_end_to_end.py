@@ -43,6 +43,7 @@ def test_run_folder_is_self_describing(finished_run):
     assert manifest["status"] == "done" and manifest["code_version"]
     assert manifest["data"]["rows"] == {"embedded:letter_rule": 64}
     assert manifest["launch"]["threads"] >= 1  # chosen and recorded (pipeline/threads.py)
+    assert manifest["launch"]["cpu"]["capability"] and manifest["launch"]["cpu"]["machine"]  # the kernels used
     stages = manifest["stages"]
     # The hand-off: ProMoT stage 2 starts from stage 1's checkpoint and prompt, recorded, not guessed.
     # ProMoT's stage 1 is identical to the prompt_tuning recipe's only stage, so it is trained once.

@@ -140,3 +140,48 @@ def test_evaluation_picks_the_prompt_that_serves_each_target():
     assert handoff.attached(Scope.TARGET, "other") is None
     shared = Handoff(Path("m"), Path("b"), {"prompt_tune": Adapter(Path("p"))})  # one target: serves it
     assert shared.attached(Scope.TARGET, "letter_rule").path == Path("p")
+
+
+LORA_ON_ONE = """
+name: lora_one
+seeds: [0]
+model: {path: BASE}
+targets:
+  - {name: letter_rule, train: "embedded:letter_rule", train_rows: 48, test_rows: 6}
+  - {name: capital_rule, train: "embedded:capital_rule", train_rows: 32, test_rows: 6}
+evaluation: {general_suite: embedded_general, limit: 4, batch_size: 100}
+max_length: 48
+recipes:
+  lora_letter:
+    - {kind: lora_tune, data: [letter_rule], steps: 4, batch_size: 8, lr: 5.0e-2, r: 4}
+"""
+
+
+def test_a_target_its_lora_does_not_serve_is_scored_without_it(base, tmp_path):
+    """A target-scoped LoRA adapter trained for one of two targets: the other target is scored on the plain model
+    (no LoRA layer active), so its per-example scores are the base model's, though it comes after the LoRA's own."""
+    import evaluation.harness
+
+    scored, score_suite = [], evaluation.harness.evaluate_suite
+
+    def evaluate_suite(model, tokenizer, suite, **kwargs):
+        from peft.tuners.lora import LoraLayer
+
+        active = any(isinstance(m, LoraLayer) and not m.disable_adapters for m in model.modules())
+        scored.append((suite.tasks[0], active))
+        return score_suite(model, tokenizer, suite, **kwargs)
+
+    recipe = write_recipe(tmp_path, base, LORA_ON_ONE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluation.harness, "evaluate_suite", evaluate_suite)
+        assert main(["run", str(recipe), "--run-dir", str(tmp_path / "run")]) == 0
+    lora_eval = scored[-2:]  # the lora stage's evaluation: its two targets, after the base's suites
+    assert sorted(lora_eval) == [("embedded_capital_rule", False), ("embedded_letter_rule", True)]
+    from stages.evaluate import read_per_example
+
+    base_values = read_per_example(tmp_path / "run/base/evaluate")
+    after = read_per_example(tmp_path / "run/seed0/lora_letter/lora_tune-eval")
+    assert after["embedded_capital_rule"] == base_values["embedded_capital_rule"]
+    frame = pd.read_csv(tmp_path / "run/results.csv")
+    targets = frame[(frame.stage == "lora_tune") & (frame.suite == "target") & (frame.primary == 1)]
+    assert list(targets.task) == ["embedded_letter_rule", "embedded_capital_rule"]  # the suites' order

@@ -168,3 +168,21 @@ def test_stage_keys_without_selection_are_as_before():
     best = recipe.stages["promot_best"][1]
     assert stage_dict(best)["selection"] == {"every": 100, "criterion": "target_with_retention",
                                              "min_general_ratio": 0.95, "validation_rows": 100}
+
+
+@pytest.mark.parametrize("criterion, history, kept, noted", [
+    # the best target, whatever the general score; a tie keeps the earliest step
+    ("target", [(2, 0.9, 0.2), (4, 0.7, 0.9), (6, 0.9, 0.9)], 2, False),
+    # with retention: the best target among checks at or above the bar (0.95 x 0.8 = 0.76), the tie the earliest
+    ("target_with_retention", [(2, 0.9, 0.2), (4, 0.7, 0.9), (6, 0.7, 0.77), (8, 0.6, 0.8)], 4, False),
+    # none retains: the best general score, with a note
+    ("target_with_retention", [(2, 0.9, 0.2), (4, 0.7, 0.5), (6, 1.0, 0.5)], 4, True),
+])
+def test_choose_keeps_the_declared_criterions_step(criterion, history, kept, noted):
+    from stages.selection import choose
+    from stages.train_config import Criterion, Selection
+
+    selection = Selection(every=2, criterion=Criterion(criterion), min_general_ratio=0.95)
+    checks = [{"step": s, "target": t, "general": g, "retained": g >= 0.95 * 0.8} for s, t, g in history]
+    step, note = choose(checks, selection)
+    assert step == kept and (note is not None) == noted
