@@ -2,7 +2,8 @@
 
 `ensure_base_model()` returns a folder that `AutoModelForCausalLM` / `AutoTokenizer` load offline.
 The first call trains it (about 2-3 minutes on 2 CPU cores); later calls reuse the cache. The folder
-name hashes the spec and this package's source, so a code change builds a fresh base.
+name hashes the spec and this package's source, so a code change builds a fresh base. The default spec is built
+with the same CPU kernels on any x86-64 machine with AVX2 (embedded/portable.py), so it is the same model there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datasets import Dataset, concatenate_datasets
 from transformers import (LlamaConfig, LlamaForCausalLM, Trainer,
                           TrainingArguments)
 
+from core.machine import cpu_kernels
 from embedded.tasks import GENERAL_TASKS, make_examples
 from embedded.tokenizer import MODEL_MAX_LENGTH, build_tokenizer
 from stages import sft_data
@@ -59,6 +61,8 @@ class BaseModelSpec:
     max_length: int = dataclasses.field(default=64, metadata={"help": "Truncation length of a train row."})
     eval_examples: int = dataclasses.field(default=100, metadata={"help": "Test examples per task in build.json."})
     seed: int = dataclasses.field(default=0, metadata={"help": "Seed of init and data order."})
+    portable_kernels: bool = dataclasses.field(default=True, metadata={
+        "help": "Build with the same CPU kernels on any x86-64 CPU with AVX2 (embedded/portable.py)."})
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -76,8 +80,9 @@ class BaseModelSpec:
 
 DEFAULT_SPEC = BaseModelSpec()
 # For unit tests: builds in a few seconds; its quality is irrelevant.
+# Built in this process (no child interpreter to start), with this machine's kernels.
 TEST_SPEC = BaseModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                          examples_per_task=64, max_steps=8, batch_size=16, eval_examples=8)
+                          examples_per_task=64, max_steps=8, batch_size=16, eval_examples=8, portable_kernels=False)
 
 
 def cache_root_dir(cache_root: str | os.PathLike | None = None) -> Path:
@@ -103,8 +108,18 @@ def ensure_base_model(spec: BaseModelSpec | None = None, cache_root: str | os.Pa
     from bases.cache import build_once
 
     return build_once(root / f"embedded-base-{spec_hash(spec)}", MANIFEST, "the embedded base model",
-                      lambda tmp: build_base_model(spec, tmp),
+                      lambda tmp: _build(spec, tmp),
                       "building the embedded base model once (~2-3 min on CPU) into")
+
+
+def _build(spec: BaseModelSpec, out_dir: Path) -> None:
+    """Build with the pinned kernels where the machine has them (embedded/portable.py), else here, as it is."""
+    from embedded.portable import build_pinned, can_pin
+
+    if spec.portable_kernels and can_pin():
+        build_pinned(__name__, spec, out_dir)  # runs this module's __main__ below
+    else:
+        build_base_model(spec, out_dir)
 
 
 def build_base_model(spec: BaseModelSpec, out_dir: Path) -> dict:
@@ -128,6 +143,7 @@ def build_base_model(spec: BaseModelSpec, out_dir: Path) -> dict:
         "num_parameters": model.num_parameters(),
         "build_seconds": round(time.time() - started, 1),
         "versions": {"torch": torch.__version__, "transformers": sys.modules["transformers"].__version__},
+        "cpu": cpu_kernels(),  # the kernels that built it (embedded/portable.py)
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -214,3 +230,7 @@ def _cpu_threads():
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+if __name__ == "__main__":  # the child interpreter of embedded/portable.py: python -m embedded.model SPEC_JSON OUT_DIR
+    build_base_model(BaseModelSpec(**json.loads(sys.argv[1])), Path(sys.argv[2]))

@@ -19,10 +19,11 @@ from pipeline import markers, results
 from core.atomic import remove_leftovers, write_text
 from pipeline.config import RecipeFile, all_targets, resolved_dict
 from core.errors import UserError, every_rank
+from core.machine import cpu_kernels
 from pipeline.manifest import Manifest
 from pipeline.markers import DONE  # the completion marker, written last and atomically
 from pipeline.run_lock import RunLock
-from pipeline.threads import cpu_kernels, set_threads
+from pipeline.threads import set_threads
 from stages.context import StageContext, StageResult
 from stages.handoff import Handoff
 

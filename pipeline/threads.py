@@ -33,13 +33,3 @@ def set_threads(setting: int | None) -> int:
              "the cores this process may use / processes on this machine; set threads: to change")
     return threads
 
-
-def cpu_kernels() -> dict:
-    """The machine and the instruction set torch's CPU kernels use (AVX512, AVX2, ...): another one rounds
-    differently, and over many steps that trains a measurably different model (README: Measured on the embedded
-    default)."""
-    import platform
-
-    import torch
-
-    return {"machine": platform.machine(), "capability": torch.backends.cpu.get_cpu_capability()}

@@ -94,3 +94,25 @@ def test_concurrent_callers_build_once(tmp_path, monkeypatch):
     for thread in threads:
         thread.join()
     assert len(calls) == 1 and len(set(results)) == 1
+
+
+def test_build_json_names_the_kernels_that_built_it(built):
+    from core.machine import cpu_kernels
+
+    _, path = built
+    assert json.loads((path / "build.json").read_text())["cpu"] == cpu_kernels()  # TEST_SPEC: built here, as is
+
+
+def test_the_default_is_built_with_pinned_kernels(tmp_path):
+    """A portable spec is built in a child interpreter pinned to AVX2 (embedded/portable.py), whatever this CPU has."""
+    import dataclasses
+
+    from embedded.portable import can_pin
+
+    if not can_pin():
+        pytest.skip("not an x86-64 CPU with AVX2: built with the machine's own kernels")
+    assert base.DEFAULT_SPEC.portable_kernels
+    path = ensure_base_model(dataclasses.replace(TEST_SPEC, portable_kernels=True), cache_root=tmp_path)
+    manifest = json.loads((path / "build.json").read_text())
+    assert manifest["cpu"]["capability"] == "AVX2"
+    assert AutoModelForCausalLM.from_pretrained(path).config.vocab_size == len(AutoTokenizer.from_pretrained(path))
