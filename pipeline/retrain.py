@@ -13,7 +13,6 @@ its decisions (the run folder, then the outcome) to the others.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,11 +131,11 @@ def stage_table(run_dir: Path) -> str:
 
 def export(outcome: Outcome, folder: Path) -> None:
     """Copy the run's report, results and gate verdict, plus summary.md, into `folder` (for CI artifacts)."""
-    from core.atomic import write_text
+    from core.atomic import write_bytes, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "summary.md", summary(outcome))
     for name in EXPORTED if outcome.run_dir else ():
-        if (outcome.run_dir / name).exists():
-            shutil.copy2(outcome.run_dir / name, folder / name)
+        if (outcome.run_dir / name).exists():  # atomically: a kill never leaves an artifact cut short
+            write_bytes(folder / name, (outcome.run_dir / name).read_bytes())

@@ -244,3 +244,21 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+
+
+def test_export_copies_the_artifacts_whole_and_atomically(tmp_path, monkeypatch):
+    """--export writes each artifact through the atomic writer (temp file, fsync, rename), never a plain copy."""
+    import core.atomic
+    from pipeline.retrain import EXPORTED, Outcome, export
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for i, name in enumerate(EXPORTED):
+        (run_dir / name).write_bytes(bytes(range(256)) * (i + 1))
+    written, atomic = [], core.atomic.write_bytes
+    monkeypatch.setattr(core.atomic, "write_bytes", lambda path, data: written.append(path.name) or atomic(path, data))
+    out = tmp_path / "out"
+    export(Outcome("nothing to do", run_dir, [], "r1"), out)
+    assert set(EXPORTED) <= set(written)
+    assert all((out / name).read_bytes() == (run_dir / name).read_bytes() for name in EXPORTED)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*EXPORTED, "summary.md"])  # no temp file left
