@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from core.atomic import seal_tree
+
 
 def build_once(final: Path, manifest: str, what: str, build: Callable[[Path], object], notice: str) -> Path:
     """`final` if it holds `manifest` (written last by a finished build); else build it under an exclusive lock.
@@ -35,6 +37,7 @@ def build_once(final: Path, manifest: str, what: str, build: Callable[[Path], ob
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
         print(f"forgetless: {notice} {final}", file=sys.stderr, flush=True)
         build(tmp)
+        seal_tree(tmp)  # safetensors writes weights 0600: every file gets the umask's mode, and is fsynced
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; the finished base is as readable as any cache
         os.replace(tmp, final)
     return final

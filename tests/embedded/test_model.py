@@ -116,3 +116,11 @@ def test_the_default_is_built_with_pinned_kernels(tmp_path):
     manifest = json.loads((path / "build.json").read_text())
     assert manifest["cpu"]["capability"] == "AVX2"
     assert AutoModelForCausalLM.from_pretrained(path).config.vocab_size == len(AutoTokenizer.from_pretrained(path))
+
+
+def test_the_cached_files_have_the_umasks_mode(built):
+    from core.atomic import current_umask
+
+    _, path = built
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert modes and all(mode == 0o666 & ~current_umask() for mode in modes.values()), modes  # weights not 0600
