@@ -35,6 +35,16 @@ def run_dir_for(recipe: RecipeFile, run_dir: str | None) -> Path:
     return Path(run_dir) if run_dir else Path(recipe.runs_root) / recipe.name
 
 
+def with_swept_copies(only: list[str], recipe: RecipeFile) -> list[str]:
+    """--only NAME of a recipe the sweep replaced means every copy it made of it (promot_merge@alpha=0.3, ...)."""
+    from pipeline.sweep import recipe_name
+
+    def copies(name: str) -> list[str]:
+        return [copy for copy, values in recipe.swept.items() if recipe_name(name, values) == copy]
+
+    return [each for name in only for each in (copies(name) if name not in recipe.stages else []) or [name]]
+
+
 def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (),
                rerun_changed: bool = False) -> Path:
     """Run every recipe x seed of a recipe file into `run_dir`, then write results and report.
@@ -46,6 +56,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
 
     from pipeline.plan import plan_run
 
+    only = with_swept_copies(only, recipe)
     unknown = [name for name in only if name not in recipe.stages]
     if unknown:
         raise every_rank(UserError(f"--only: no recipe named {', '.join(map(repr, unknown))} in this file; "

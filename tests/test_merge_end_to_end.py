@@ -157,3 +157,13 @@ def test_a_bad_alpha_or_an_unknown_stage_is_refused_naming_the_field(tmp_path, c
     recipe.write_text(RECIPE.replace("BASE", "embedded").replace(change, bad))
     assert main(["validate", str(recipe)]) != 0
     assert message in capsys.readouterr().err
+
+
+def test_only_a_swept_recipe_selects_every_copy_of_it(finished_run, capsys):
+    """`--only promot_merge` names the recipe the sweep replaced: it means all its copies, here all finished."""
+    run_dir, _ = finished_run
+    before = (run_dir / "results.csv").read_bytes()
+    assert main(["run", str(run_dir.parent / "recipe.yaml"), "--run-dir", str(run_dir), "--only", "promot_merge"]) == 0
+    assert (run_dir / "results.csv").read_bytes() == before  # nothing trained, every recipe's rows kept
+    assert main(["run", str(run_dir.parent / "recipe.yaml"), "--run-dir", str(run_dir), "--only", "promot_mer"]) == 2
+    assert "--only: no recipe named 'promot_mer'" in capsys.readouterr().err
