@@ -32,4 +32,3 @@ def set_threads(setting: int | None) -> int:
     log.info("%d CPU thread(s) for torch (%s)", threads, "threads: in the recipe" if setting else
              "the cores this process may use / processes on this machine; set threads: to change")
     return threads
-
