@@ -2,7 +2,8 @@
 
 torch picks its kernels for the CPU it runs on (AVX512, AVX2, ...) and MKL its matmul code path, and each rounds a
 little differently: over the base's 1200 steps that builds a measurably different model (general exact match 0.975
-with one machine's AVX512 kernels, 0.984 with its AVX2 ones), and every figure trained from it moves with it. So the
+with one machine's AVX512 kernels, 0.984 with ATen and MKL at AVX2 but MKL not strict, 0.971 with the whole pin
+below), and every figure trained from it moves with it. So the
 base is built in a fresh interpreter pinned to AVX2: ATen's kernels (ATEN_CPU_CAPABILITY), MKL's conditional
 numerical reproducibility (MKL_CBWR) and oneDNN's (ONEDNN_MAX_CPU_ISA), one thread, no GPU. A CPU without AVX2, or
 not x86-64, builds with what it has; build.json's `cpu` says which kernels built it.

@@ -36,13 +36,15 @@ def run_dir_for(recipe: RecipeFile, run_dir: str | None) -> Path:
 
 
 def with_swept_copies(only: list[str], recipe: RecipeFile) -> list[str]:
-    """--only NAME of a recipe the sweep replaced means every copy it made of it (promot_merge@alpha=0.3, ...)."""
-    from pipeline.sweep import recipe_name
+    """--only NAME of a recipe the sweep replaced means every copy it made of it (promot_merge@alpha=0.3, ...); any
+    other name stays as it is (an unknown one is refused by the caller)."""
+    from pipeline.checks import is_copy
 
-    def copies(name: str) -> list[str]:
-        return [copy for copy, values in recipe.swept.items() if recipe_name(name, values) == copy]
-
-    return [each for name in only for each in (copies(name) if name not in recipe.stages else []) or [name]]
+    selected = []
+    for name in only:
+        copies = [] if name in recipe.stages else [c for c, values in recipe.swept.items() if is_copy(c, name, values)]
+        selected += copies or [name]
+    return selected
 
 
 def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (),

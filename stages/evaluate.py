@@ -72,13 +72,11 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     prompted = [(suite, handoff.attached(Scope.TARGET, tasks.get(suite.name))) for suite, attach in suites if attach]
     # The targets no adapter serves are scored first, on the plain model: once PEFT has wrapped it, a LoRA adapter
     # sits in its layers. Rows keep the suites' order.
-    order = sorted(range(len(prompted)), key=lambda i: prompted[i][1] is not None)
     with_adapters, scored = TargetScorers(model), {}
-    for i in order:
-        suite, adapter = prompted[i]
-        scored[i] = _scored(evaluate_suite(with_adapters.get(adapter), tokenizer, suite, limit=config.target_limit,
-                                           **settings), suite)
-    results += [r for i in range(len(prompted)) for r in scored[i]]
+    for suite, adapter in sorted(prompted, key=lambda pair: pair[1] is not None):  # stable: suites' order otherwise
+        scored[suite.name] = _scored(evaluate_suite(with_adapters.get(adapter), tokenizer, suite,
+                                                    limit=config.target_limit, **settings), suite)
+    results += [r for suite, _ in prompted for r in scored[suite.name]]
 
     rows = list(reused or []) + [row for r in results for row in _rows(r)]
     values = {r.task: r.per_example for r in results if r.per_example is not None}
