@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ BOOLQ_MAX_WORDS = 70  # short passages only: a CPU step costs time per token (RE
 BOOLQ_TEST = 100
 GSM8K_TRAIN, GSM8K_TEST = 1000, 100
 GENERAL_PER_SOURCE = 300  # rows of each benchmark, none of them in the evaluation slices
+SVAMP_TEST = 300  # SVAMP problems held out for real_svamp; the other 700 train DMT's math domain
 
 
 def general_rows(real: Path, tasks_data: Path) -> list[dict]:
@@ -67,6 +69,42 @@ def gsm8k_rows(path: Path) -> list[dict]:
             for row in map(json.loads, path.read_text().splitlines())]
 
 
+def svamp_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def svamp_rows(path: Path) -> list[dict]:
+    """SVAMP in the `gsm8k` format: the body and question as one question; the answer is the equation with its
+    numbers written plainly, its value, then `#### N`, so real_svamp (the math scorer) reads N by value."""
+    rows = []
+    for row in json.loads(path.read_text()):
+        body, question = row["Body"].strip(), row["Question"].strip()
+        text = f"{body} {question}" if body.endswith((".", ",", "?", "!")) else f"{body}, {question[0].lower()}{question[1:]}"
+        equation = re.sub(r"(\d+)\.0\b", r"\1", row["Equation"].strip())
+        equation = re.sub(r"\s+", " ", equation.replace("( ", "(").replace(" )", ")"))
+        if equation.startswith("(") and equation.endswith(")") and equation.count("(") == 1:
+            equation = equation[1:-1]
+        answer = svamp_number(row["Answer"])
+        rows.append({"question": text, "answer": f"{equation} = {answer}\n#### {answer}", "id": row["ID"]})
+    return rows
+
+
+SVAMP_OPERATIONS = {"Addition": "addition", "Subtraction": "subtraction", "Multiplication": "multiplication",
+                    "Common-Division": "division", "Common-Divison": "division"}  # one row spells it so
+
+
+def svamp_operation_rows(path: Path) -> list[dict]:
+    """A label target from SVAMP (recipes/promot_smollm2.yaml): which operation solves the problem, as chat turns
+    with SVAMP's `Type` as the answer word (addition, subtraction, multiplication, division)."""
+    rows = []
+    for row, problem in zip(json.loads(path.read_text()), svamp_rows(path)):
+        prompt = (f"{problem['question']}\nWhich operation solves this problem: addition, subtraction, "
+                  "multiplication or division?\nAnswer:")
+        rows.append({"messages": [{"role": "user", "content": prompt},
+                                  {"role": "assistant", "content": SVAMP_OPERATIONS[row["Type"]]}], "id": row["ID"]})
+    return rows
+
+
 def split(rows: list[dict], test: int, train: int | None = None, seed: int = 0) -> tuple[list, list]:
     """A seeded shuffle, then the first `test` rows held out and the next `train` kept for training."""
     order = list(range(len(rows)))
@@ -93,7 +131,18 @@ def build(source: Path = SOURCE, out: Path = OUT, tasks_data: Path = TASKS_DATA)
         write_jsonl(path, rows)
         written.append(path)
     write_jsonl(out / "general_train.jsonl", general_rows(source / "real", tasks_data))
-    return written + [out / "general_train.jsonl"]
+    written.append(out / "general_train.jsonl")
+    # SVAMP: the held-out problems stay in recipes/data too (real_svamp reads them from there).
+    train, test = split(svamp_rows(source / "svamp" / "SVAMP.json"), SVAMP_TEST)
+    for name, rows in (("svamp_train", train), ("svamp_test", test)):
+        write_jsonl(out / f"{name}.jsonl", rows)
+        written.append(out / f"{name}.jsonl")
+    # The same problems, the same split, asked for the operation instead of the value (a label target).
+    train, test = split(svamp_operation_rows(source / "svamp" / "SVAMP.json"), SVAMP_TEST)
+    for name, rows in (("svamp_op_train", train), ("svamp_op_test", test)):
+        write_jsonl(out / f"{name}.jsonl", rows)
+        written.append(out / f"{name}.jsonl")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,7 @@ SUITES = Registry("suite", {  # the evaluation suites a recipe names (pipeline l
                           str(REAL_TASKS_DIR)),
     "real_general_hub": Suite("real_general_hub", SuiteKind.GENERAL.value, list(REAL_GENERAL), None),
     "real_gsm8k": Suite("real_gsm8k", SuiteKind.DOMAIN.value, ["real_gsm8k"], str(REAL_TASKS_DIR)),
+    "real_svamp": Suite("real_svamp", SuiteKind.DOMAIN.value, ["real_svamp"], str(REAL_TASKS_DIR)),
 })
 
 

@@ -10,7 +10,8 @@ from data_recipes import slices
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "recipes" / "data" / name for name in
-           ("boolq_train.jsonl", "boolq_test.jsonl", "gsm8k_train.jsonl", "general_train.jsonl")]
+           ("boolq_train.jsonl", "boolq_test.jsonl", "gsm8k_train.jsonl", "general_train.jsonl", "svamp_train.jsonl",
+            "svamp_test.jsonl", "svamp_op_train.jsonl", "svamp_op_test.jsonl")]
 TASKS_DATA = ROOT / "evaluation" / "tasks" / "real" / "data"
 
 
@@ -39,6 +40,20 @@ def test_training_and_evaluated_rows_are_disjoint():
     evaluated |= {r["goal"].lower() for r in rows(TASKS_DATA / "piqa.jsonl")}
     evaluated |= {r["question"].lower() for r in rows(TASKS_DATA / "arc_easy.jsonl")}
     assert not trained & evaluated
+    for train, test in ((SHIPPED[4], SHIPPED[5]), (SHIPPED[6], SHIPPED[7])):  # SVAMP: by problem id and by text
+        assert not {r["id"] for r in rows(train)} & {r["id"] for r in rows(test)}
+        assert len(rows(train)) + len(rows(test)) == 1000
+
+
+def test_svamp_rows_are_answered_by_value_and_label():
+    from evaluation.domain_scoring import answers_match
+
+    for row in rows(SHIPPED[5]):
+        equation, final = row["answer"].split("\n")
+        assert final.startswith("#### ") and equation.endswith(" = " + final[5:])
+        assert answers_match(final, row["answer"]) and not answers_match("#### 1" + final[5:], row["answer"])
+    assert {r["messages"][1]["content"] for r in rows(SHIPPED[7])} == {"addition", "subtraction", "multiplication",
+                                                                      "division"}
 
 
 def test_boolq_rows_are_chat_turns_with_lm_evals_prompt_and_answer_words():
