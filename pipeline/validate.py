@@ -178,7 +178,22 @@ def check_stages(recipe: RecipeFile) -> list[str]:
             target = recipe.target
             if init == "class_labels" and (target is None or (not target.labels and not target.train.startswith("embedded:"))):
                 problems.append(f"recipes.{name}.{config.name}.init: class_labels needs target.labels")
+        problems += check_merge_after_lora(name, configs)
     return problems
+
+
+def check_merge_after_lora(name: str, configs: list) -> list[str]:
+    """A merge never follows a LoRA of scope every_suite: the LoRA is not in the weights the merge interpolates (so
+    both ends can be the same weights) and is attached again at full strength after it, so alpha would not scale it."""
+    unmerged = None  # the latest LoRA stage that stays attached for every suite
+    for config in configs:
+        if config.kind == "lora_tune" and getattr(getattr(config, "scope", None), "value", None) == "every_suite":
+            unmerged = config.name
+        elif config.kind == "merge" and unmerged is not None:
+            return [f"recipes.{name}.{config.name}: follows LoRA stage {unmerged!r} of scope every_suite, which is "
+                    f"not in the weights it merges and stays attached at full strength after it (alpha would not "
+                    f"scale it); set scope: merged on {unmerged!r} to fold it into the weights first"]
+    return []
 
 
 def check_gate(recipe: RecipeFile) -> list[str]:
