@@ -88,6 +88,9 @@ class EvaluationConfig:
     chat_template: bool | str = field(default="auto", metadata={
         "help": "auto (on when the tokenizer has one), true or false: render every suite and the target's chat-format "
                 "rows through the tokenizer's chat template (lm-eval's apply_chat_template)"})
+    unit_metrics: list[str] = field(default_factory=list, metadata={
+        "help": "metrics of your own tasks that lie in [0, 1] and are higher-is-better, besides those forgetless "
+                "knows (acc, acc_norm, exact_match, ...); any other is refused before training (README: Your own tasks)"})
     unsafe_code_execution: bool = field(default=False, metadata={
         "help": "run model-written code (code suites, a code target) even where neither bubblewrap nor unshare "
                 "isolates it (README: Code evaluation sandbox)"})

@@ -95,6 +95,10 @@ def check_suites(recipe: RecipeFile) -> list[str]:
     for name in ev.domain_suites:
         if name not in SUITES:
             problems.append(f"evaluation.domain_suites: unknown suite {shown(name)}; one of {sorted(SUITES)}")
+    if not problems:  # the tasks' own configs, once the suites' names check out (pipeline/validate_metrics.py)
+        from pipeline.validate_metrics import check_metrics
+
+        problems = check_metrics(recipe)
     return problems + check_code_sandbox(recipe)
 
 
