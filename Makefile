@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(LOCK) $(MODELS)
 	@# bubblewrap isolates model-written code (README: Code evaluation sandbox): installed here when we may.
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || \
-	  echo "note: bubblewrap is not installed; code evaluation falls back to unshare (apt-get install bubblewrap)"
+	  echo "note: bubblewrap is not installed; code evaluation refuses to run (apt-get install bubblewrap), unless FORGETLESS_SANDBOX=unshare-weaker accepts the weaker unshare fallback (README: Code evaluation sandbox)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q pip==$(PIP_VERSION)
 	$(PY) -m pip install -q -r $(LOCK)

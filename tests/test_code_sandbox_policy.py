@@ -50,3 +50,41 @@ def test_the_waiver_runs_and_the_manifest_says_so(tmp_path, base_model, monkeypa
     finally:
         sandbox.allow_unisolated(False)  # the policy is per process: leave it as the other tests expect
     assert json.loads((run_dir / "manifest.json").read_text())["code_isolation"] == "none"
+
+
+@pytest.fixture
+def no_bubblewrap(monkeypatch):
+    """As on a machine where unshare works but bubblewrap does not (not installed, or its probe fails)."""
+    from evaluation.sandbox import isolation
+
+    if isolation.isolation_for(sandbox.Mode.UNSHARE) is None:
+        pytest.skip("unshare does not work here")
+    real = isolation.isolation_for
+    monkeypatch.setattr(isolation, "isolation_for", lambda mode: None if mode is sandbox.Mode.BUBBLEWRAP else real(mode))
+    monkeypatch.delenv("FORGETLESS_SANDBOX", raising=False)
+
+
+def test_without_bubblewrap_the_weaker_fallback_needs_its_opt_in(tmp_path, base_model, capsys, no_bubblewrap):
+    path, run_dir = recipe(tmp_path, base_model, unsafe=False), tmp_path / "run"
+    for args in (["validate", str(path)], ["run", str(path), "--run-dir", str(run_dir)]):
+        assert main(args) == 2
+        err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error: ")]
+        assert len(err) == 1, err
+        assert "FORGETLESS_SANDBOX=unshare-weaker" in err[0] and "apt-get install bubblewrap" in err[0], err
+        assert "io.FileIO" in err[0]  # the opt-in says what it gives up
+    assert not (run_dir / "manifest.json").exists() and not (run_dir / "base").exists()
+
+
+def test_the_opt_in_runs_unshare_and_the_manifest_says_so(tmp_path, base_model, monkeypatch, no_bubblewrap):
+    monkeypatch.setenv("FORGETLESS_SANDBOX", "unshare-weaker")
+    run_dir = tmp_path / "run"
+    assert main(["validate", str(recipe(tmp_path, base_model, unsafe=False))]) == 0
+    assert main(["run", str(recipe(tmp_path, base_model, unsafe=False)), "--run-dir", str(run_dir)]) == 0
+    assert json.loads((run_dir / "manifest.json").read_text())["code_isolation"] == "unshare"
+
+
+def test_the_old_unshare_value_is_refused_naming_the_opt_in(tmp_path, base_model, capsys, monkeypatch):
+    monkeypatch.setenv("FORGETLESS_SANDBOX", "unshare")
+    assert main(["validate", str(recipe(tmp_path, base_model, unsafe=False))]) == 2
+    assert "FORGETLESS_SANDBOX='unshare': must be one of ['bubblewrap', 'unshare-weaker', 'none']" in \
+        capsys.readouterr().err

@@ -3,7 +3,9 @@
 Best first: bubblewrap (own user, PID, mount, network, IPC and UTS namespaces; a read-only view of only the
 Python installation and /usr; a private /tmp; no capabilities; an empty environment), then util-linux's
 `unshare` (own PID, network, IPC and mount namespaces, but the real filesystem, guarded only at the Python
-level), then none, which code evaluation refuses unless the recipe says `evaluation.unsafe_code_execution`.
+level, which io.FileIO, posix.open, dir_fd and ctypes get past), then none. Code evaluation uses bubblewrap;
+it never falls back on its own: unshare only when FORGETLESS_SANDBOX=unshare-weaker says so, none only when the
+recipe says `evaluation.unsafe_code_execution`. Else it refuses, naming both.
 Every mode adds the runner's own layers: resource limits and the seccomp filter (seccomp.py).
 """
 
@@ -22,9 +24,12 @@ SANDBOX_DIR = Path(__file__).resolve().parent
 MOUNTED_DIR = "/sandbox"  # where bubblewrap shows the runner's folder (read-only)
 NOBODY = "65534"
 FORCE_VARIABLE = "FORGETLESS_SANDBOX"
-MISSING = ("code evaluation needs process isolation, and neither bubblewrap nor unshare works here: install the "
-           "'bubblewrap' package (apt-get install bubblewrap), or set evaluation.unsafe_code_execution: true "
-           "to run model-written code without it")
+WEAKER = "unshare-weaker"  # FORCE_VARIABLE's value that opts in to the unshare fallback: the name says what it is
+MISSING = ("code evaluation needs bubblewrap, which does not work here: install the 'bubblewrap' package "
+           f"(apt-get install bubblewrap); or set {FORCE_VARIABLE}={WEAKER} to accept unshare's weaker isolation "
+           "(the real filesystem, writes outside its folder stopped only by Python-level guards that ctypes, "
+           "io.FileIO and posix.open get past); or set evaluation.unsafe_code_execution: true to run "
+           "model-written code with no isolation")
 
 
 class Mode(str, enum.Enum):
@@ -107,15 +112,27 @@ def isolation_for(mode: Mode) -> Isolation | None:
     return Isolation(Mode(mode), (*prefix, _python(), "-I", "-S", runner))
 
 
-def best_available() -> Isolation:
-    """The strongest isolation that works here (Mode.NONE if nothing does), or only the one FORGETLESS_SANDBOX
-    names: `unshare` to try the fallback, `none` to see the refusal. It can narrow the choice, never waive it."""
+CHOICES = {Mode.BUBBLEWRAP.value: Mode.BUBBLEWRAP, WEAKER: Mode.UNSHARE, Mode.NONE.value: Mode.NONE}
+
+
+def forced_mode() -> Mode | None:
+    """The mode FORGETLESS_SANDBOX names, or None when it is unset; a value not in CHOICES raises."""
     forced = os.environ.get(FORCE_VARIABLE)
-    if forced:
-        if forced not in {mode.value for mode in Mode}:
-            raise SandboxUnavailable(f"{FORCE_VARIABLE}={forced!r}: must be one of {[mode.value for mode in Mode]}")
-        return isolation_for(Mode(forced)) or isolation_for(Mode.NONE)
-    return isolation_for(Mode.BUBBLEWRAP) or isolation_for(Mode.UNSHARE) or isolation_for(Mode.NONE)
+    if not forced:
+        return None
+    if forced not in CHOICES:
+        raise SandboxUnavailable(f"{FORCE_VARIABLE}={forced!r}: must be one of {list(CHOICES)}")
+    return CHOICES[forced]
+
+
+def best_available() -> Isolation:
+    """Bubblewrap where it works, else Mode.NONE, or only the mode FORGETLESS_SANDBOX names: `unshare-weaker`
+    is the only way to the unshare fallback (the opt-in names its weaker guarantee), `none` shows the refusal.
+    The variable can narrow the choice or accept the weaker one; it never waives the refusal of none."""
+    forced = forced_mode()
+    if forced is not None:
+        return isolation_for(forced) or isolation_for(Mode.NONE)
+    return isolation_for(Mode.BUBBLEWRAP) or isolation_for(Mode.NONE)
 
 
 _policy = {"allow_unisolated": False}
@@ -127,8 +144,12 @@ def allow_unisolated(allowed: bool) -> None:
 
 
 def chosen() -> Isolation:
-    """The isolation code evaluation uses; raises SandboxUnavailable rather than run code unisolated by accident."""
+    """The isolation code evaluation uses; raises SandboxUnavailable rather than run code unisolated, or in the
+    weaker fallback, by accident. Where the recipe waived isolation altogether, unshare still beats none."""
     isolation = best_available()
-    if isolation.mode is Mode.NONE and not _policy["allow_unisolated"]:
-        raise SandboxUnavailable(MISSING)
+    if isolation.mode is Mode.NONE:
+        if not _policy["allow_unisolated"]:
+            raise SandboxUnavailable(MISSING)
+        if forced_mode() is None:
+            isolation = isolation_for(Mode.UNSHARE) or isolation
     return isolation

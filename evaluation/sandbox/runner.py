@@ -177,7 +177,8 @@ def _drop_capabilities(libc) -> None:
 
 def _restrict_writes(workdir: str) -> None:
     """Without a mount namespace of its own the program sees the real filesystem: refuse, at the Python level,
-    any write, removal or rename outside its folder. ctypes gets past this; the fallback's README entry says so."""
+    any write, removal or rename outside its folder. ctypes, io.FileIO, posix.open and calls with dir_fd get past
+    this, which is why unshare is only used on request (FORGETLESS_SANDBOX=unshare-weaker, isolation.py)."""
     import _io
     import io
 
