@@ -24,6 +24,7 @@ class SourceConfig:
     format: str = field(default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"})
     split: str = field(default="train", metadata={"help": "split to read"})
     on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
+    revision: str | None = field(default=None, metadata={"help": "a hub dataset's branch, tag or commit (None: its default branch)"})
 
     def __post_init__(self):
         if self.rows is not None and self.rows < 1:
@@ -43,6 +44,25 @@ class LoadedSource(NamedTuple):
 def rows_fingerprint(rows: list[dict]) -> str:
     """Content hash of generated rows, so the manifest pins synthetic data too."""
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+def tokens_fingerprint(rows, tokenizer, max_length: int, chunk: int = 1000) -> str:
+    """Content hash of rows as a training stage sees them: the token ids and loss labels of every row, after its
+    format and the chat template rendered it and the tokenizer encoded it (stages/sft_data.py), with its task tag.
+
+    So a stage's key follows the format, the chat template, the tokenizer, a hub dataset's split and revision: any
+    of them that changes a token changes the key.
+    """
+    from stages.sft_data import encode_batch
+
+    digest = hashlib.sha256()
+    for start in range(0, len(rows), chunk):
+        batch = rows[start:start + chunk]  # datasets.Dataset slice: a dict of columns
+        encoded = encode_batch({"prompt": batch["prompt"], "completion": batch["completion"]}, tokenizer, max_length)
+        tasks = batch.get("task") or [""] * len(encoded["input_ids"])
+        for ids, labels, task in zip(encoded["input_ids"], encoded["labels"], tasks):
+            digest.update(json.dumps([ids, labels, task]).encode())
+    return digest.hexdigest()
 
 
 def embedded_rows(source: str, split: str, rows: int | None) -> list[dict]:
@@ -69,7 +89,7 @@ def load_source(config: SourceConfig, tokenizer) -> LoadedSource:
     if config.source.startswith(EMBEDDED_PREFIX):
         rows = embedded_rows(config.source, config.split, config.rows)
         return LoadedSource(Dataset.from_list(rows), rows_fingerprint(rows))
-    raw = load_rows(config.source, split=config.split)
+    raw = load_rows(config.source, split=config.split, revision=config.revision)
     if config.rows:  # the cap first: a bad row past it is never read into training, so it is no error
         raw = raw.select(range(min(config.rows, len(raw))))
     fmt = detect_format(raw.column_names) if config.format == "auto" else config.format
@@ -79,8 +99,8 @@ def load_source(config: SourceConfig, tokenizer) -> LoadedSource:
         log.warning("%s: dropped %d of %d rows that do not convert (on_bad_rows: skip)", config.source, dropped, len(raw))
     try:
         print_ = fingerprint(config.source)
-    except OSError:
-        print_ = f"hub:{config.source}"
+    except OSError:  # a hub dataset: its rows are keyed by their token ids (pipeline/plan.py)
+        print_ = f"hub:{config.source}" + (f"@{config.revision}" if config.revision else "")
     return LoadedSource(data, print_, dropped)
 
 

@@ -20,11 +20,12 @@ class DataError(UserError):
     """A problem with the user's data; the message is one line naming the file, row or field."""
 
 
-def load_rows(source: str, split: str = "train", config: str | None = None) -> datasets.Dataset:
-    """Load a local .jsonl/.json/.parquet/.csv file, or a hub dataset id, as a `datasets.Dataset`."""
+def load_rows(source: str, split: str = "train", config: str | None = None,
+              revision: str | None = None) -> datasets.Dataset:
+    """Load a local .jsonl/.json/.parquet/.csv file, or a hub dataset id (at `revision`), as a `datasets.Dataset`."""
     builder = LOCAL_BUILDERS.get(Path(source).suffix.lower())
     if builder is None:
-        rows = _load_hub(source, split, config)
+        rows = _load_hub(source, split, config, revision)
     else:
         rows = _load_local(Path(source), builder, split)
     if len(rows) == 0:
@@ -58,9 +59,9 @@ def _load_local(path: Path, builder: str, split: str) -> datasets.Dataset:
         raise DataError(f"{path}: cannot read as {builder} ({_first_line(error)})") from error
 
 
-def _load_hub(source: str, split: str, config: str | None) -> datasets.Dataset:
+def _load_hub(source: str, split: str, config: str | None, revision: str | None = None) -> datasets.Dataset:
     try:
-        return datasets.load_dataset(source, config, split=split)
+        return datasets.load_dataset(source, config, split=split, revision=revision)
     except Exception as error:  # not found, offline, gated, missing config: all user-facing
         raise DataError(f"{source}: cannot load from the hub ({type(error).__name__}: {_first_line(error)})") from error
 

@@ -28,6 +28,9 @@ class ModelConfig:
 
     path: str = field(default=EMBEDDED, metadata={"help": "a named base ('embedded', 'smollm2-135m-instruct': pipeline ls), a local folder or a hub id"})
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code from the hub; off unless set"})
+    revision: str | None = field(default=None, metadata={"help": (
+        "a hub id's branch, tag or commit (None: its default branch), fetched as a snapshot and recorded; "
+        "for a hub id only")})
 
     def __post_init__(self):
         if not self.path:
@@ -51,12 +54,15 @@ class TargetConfig:
     scorer: str = field(default="auto", metadata={"help": "exact, label, math, code, or auto: math for '#### N' answers, code for rows with test/entry_point, label when every answer is one of labels, else exact"})
     max_answer_tokens: int | None = field(default=None, metadata={"help": "tokens generated per test answer (None: exact 64, label 8, math 256, code 512)"})
     on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
+    revision: str | None = field(default=None, metadata={"help": "a hub dataset's branch, tag or commit for train and test (None: its default branch)"})
 
     def source(self, split: str = "train") -> SourceConfig:
-        """The train or test data as a data source: its file, row cap, format and bad-row rule."""
+        """The train or test data as a data source: its file, row cap, format, bad-row rule and hub revision."""
         if split == "train":
-            return SourceConfig(self.train, self.train_rows, self.format, on_bad_rows=self.on_bad_rows)
-        return SourceConfig(self.test, self.test_rows, self.format, "test", on_bad_rows=self.on_bad_rows)
+            return SourceConfig(self.train, self.train_rows, self.format, on_bad_rows=self.on_bad_rows,
+                                revision=self.revision)
+        return SourceConfig(self.test, self.test_rows, self.format, "test", on_bad_rows=self.on_bad_rows,
+                            revision=self.revision)
 
     def __post_init__(self):
         if not PLAIN_NAME.match(self.name):  # it names files inside the run folder

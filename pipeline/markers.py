@@ -2,7 +2,8 @@
 
 The commit protocol of a stage, on rank 0, in this order:
   1. the stage saves its artifacts into its folder (model/, adapter/); they get the umask's mode and are fsynced
-  2. DONE.json, atomically: result paths (relative inside the run folder), metrics, rows, key and inputs
+  2. DONE.json, atomically: result paths (relative inside the run folder), metrics, rows, key and inputs, and the
+     versions of the code and libraries that made it (`versions`)
   3. the manifest's entry for the stage, then the stage's resume checkpoints (trainer/) are removed
 A kill between any two steps leaves a folder that `repair` sets right on the next start: the manifest's stage
 entries are made to agree with the markers (done where a marker is, never done where none is), and leftover
@@ -11,6 +12,7 @@ checkpoints of finished stages are removed. Readers take paths from the marker, 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -28,9 +30,30 @@ def commit(manifest, run_dir: Path, stage, result: StageResult, seconds: float) 
     """Finish a stage: its artifacts on disk, then its marker, then its manifest entry, then the cleanup."""
     stage_dir = run_dir / stage.stage_id
     seal_tree(stage_dir, skip=(CHECKPOINTS,))
-    write_json(stage_dir / DONE, {**_result_json(result, seconds, run_dir), "key": stage.key, "inputs": stage.inputs})
+    write_json(stage_dir / DONE, {**_result_json(result, seconds, run_dir), "key": stage.key, "inputs": stage.inputs,
+                                  "versions": versions()})
     manifest.stage_finished(stage.stage_id, result, seconds, stage.key)
     shutil.rmtree(stage_dir / CHECKPOINTS, ignore_errors=True)
+
+
+LIBRARIES = ("torch", "transformers", "peft", "lm_eval", "accelerate", "deepspeed")
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict:
+    """What made a stage: the forgetless code (git commit of the checkout, '+dirty' when modified, else the package
+    version) and each library's installed version (None: not installed). Read once per process."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pipeline.manifest import code_version
+
+    found = {"forgetless": code_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def read(marker: Path) -> dict:

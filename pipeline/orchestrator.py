@@ -56,8 +56,6 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
     """
     import yaml
 
-    from pipeline.plan import plan_run
-
     only = with_swept_copies(only, recipe)
     unknown = [name for name in only if name not in recipe.stages]
     if unknown:
@@ -71,18 +69,7 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
         if main:  # under the run lock: no writer of ours is alive to own a temp file here
             remove_leftovers(run_dir)
         manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)  # held: not written yet
-        with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
-            base_dir = resolve_base_model(recipe, manifest)
-            from stages.model_io import load_tokenizer
-
-            tokenizer = load_tokenizer(base_dir, recipe.model.trust_remote_code)
-            chat = chat_template_on(recipe, tokenizer)
-            sources, targets, fingerprints = load_data(recipe, tokenizer, manifest)
-        for target in targets:
-            target.write_suite(Path(scratch) / "plan")  # the plan needs the target's task name only
-        labels = target_labels(targets)
-        plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe, chat), _suites(recipe, targets),
-                        labels)
+        plan, base_dir, chat, targets = make_plan(recipe, manifest, Path(scratch))
         selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
         suites = _suites(recipe, targets)
         unsafe_code = recipe.evaluation.unsafe_code_execution
@@ -124,6 +111,28 @@ def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[
             manifest.finish()
         ranks.wait_for_everyone()  # no rank leaves (and no launcher reports success) before the report exists
     return run_dir
+
+
+def make_plan(recipe: RecipeFile, manifest: Manifest, scratch: Path):
+    """Load the base's tokenizer and the data, and plan every stage with its key (pipeline/plan.py); writes nothing
+    but the target's task files into `scratch`. Returns (plan, base folder, chat template on?, targets)."""
+    from pipeline.deepspeed_config import deepspeed_path
+    from pipeline.plan import plan_run
+
+    with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
+        base_dir = resolve_base_model(recipe, manifest)
+        from stages.model_io import load_tokenizer
+
+        tokenizer = load_tokenizer(base_dir, recipe.model.trust_remote_code)
+        chat = chat_template_on(recipe, tokenizer)
+        sources, targets, fingerprints = load_data(recipe, tokenizer, manifest)
+    for target in targets:
+        target.write_suite(scratch / "plan")  # the plan keys the target's task files as written
+    scoring = ({t.config.name: t.scoring for t in targets if t.scoring} if recipe.targets
+               else (targets[0].scoring if targets else {}))
+    plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe, chat), _suites(recipe, targets),
+                    target_labels(targets), tokenizer=tokenizer, scoring=scoring, deepspeed=deepspeed_path(recipe))
+    return plan, base_dir, chat, targets
 
 
 def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool, suites: list, unsafe_code: bool):
@@ -304,10 +313,19 @@ def _finished_result(manifest: Manifest, run_dir: Path, stage) -> StageResult | 
 def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
     """The base checkpoint folder; a named base (the embedded default, SmolLM2) is built once and cached."""
     import bases
+    from bases.identity import resolve_hub_base
 
     if not bases.is_named(recipe.model.path):
         # A local folder by its absolute path: stages hand it on, and a rerun reads it back, from any folder.
-        return Path(recipe.model.path).resolve() if Path(recipe.model.path).exists() else recipe.model.path
+        if Path(recipe.model.path).exists():
+            if recipe.model.revision is not None:
+                raise every_rank(UserError(f"model.revision: {recipe.model.revision!r} is for a hub id; "
+                                           f"{recipe.model.path} is a local folder"))
+            return Path(recipe.model.path).resolve()
+        return resolve_hub_base(recipe.model, manifest)  # a snapshot folder at model.revision, keyed by content
+    if recipe.model.revision is not None:
+        raise every_rank(UserError(f"model.revision: {recipe.model.revision!r} is for a hub id; "
+                                   f"{recipe.model.path!r} is a base forgetless builds"))
     base = bases.ensure(recipe.model.path)
     manifest.record_base(base, recipe.model.path)
     return base

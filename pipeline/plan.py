@@ -1,11 +1,15 @@
 """The run plan: every stage of a recipe file with the inputs that make its output what it is, before any runs.
 
-A stage's key hashes its inputs: kind, settings, seed, the rows and content of its data, and the keys of
-the stages it starts from (so a change anywhere upstream changes every stage after it). A finished stage
-is reused only under the same key. Before anything is trained or written, the plan is checked against the
-run folder: a finished stage whose inputs differ is refused in one line that says what changed, unless
-`--rerun-changed` asks for it to be trained again.
-"""
+A stage's key hashes its inputs: kind, settings, seed, the keys of the stages it starts from (so a change anywhere
+upstream changes every stage after it), and what it actually uses: the base by the content of its files
+(bases/identity.py); for a training stage the token ids of the rows it draws from (after format, chat template and
+tokenizer) and the DeepSpeed JSON's content; for an evaluation the text of every task file its suites read, the
+target's scorer and answer budget, and lm-eval's version (pipeline/eval_inputs.py). What is keyed, and what is
+left out because it cannot change a number, is listed field by field in tests/pipeline/test_key_coverage.py.
+
+A finished stage is reused only under the same key. Before anything is trained or written, the plan is checked
+against the run folder: a finished stage whose inputs differ is refused in one line that says what changed, unless
+`--rerun-changed` asks for it to be trained again."""
 
 from __future__ import annotations
 
@@ -45,33 +49,45 @@ def key_of(inputs: dict) -> str:
 
 
 def base_identity(base) -> str:
-    """What the base model is: a local folder by its config and weight files, a hub id by its name."""
+    """What the base model is: a local folder by the content of the files it is loaded from (bases/identity.py),
+    a hub id that is no folder here by its name ("revision: unresolved": resolve_base_model fetches a hub id as a
+    snapshot folder, so a planned run never keys one by name alone)."""
+    from bases.identity import folder_identity
+
     folder = Path(str(base))
     if not (folder / "config.json").is_file():
-        return f"hub:{base}"
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    return f"folder:{digest.hexdigest()}"
+        return f"hub:{base} revision: unresolved"
+    return folder_identity(folder)
 
 
-def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suites: list,
-             labels: list[str]) -> list[Planned]:
-    """Every stage in run order: the base evaluation, then each recipe x seed's stages and their evaluations."""
+def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suites: list, labels: list[str],
+             tokenizer=None, scoring=None, deepspeed: str | None = None) -> list[Planned]:
+    """Every stage in run order: the base evaluation, then each recipe x seed's stages and their evaluations.
+
+    A training stage keys the token ids of the rows it draws from (after format, chat template and tokenizer); an
+    evaluation keys its settings, the text of every task file its suites read, the target's scoring and lm-eval's
+    version; every stage keys the base by content, and a training stage the DeepSpeed JSON's content.
+    """
     from pipeline.config import stage_dict
+    from pipeline.eval_inputs import deepspeed_content, lm_eval_version, suite_files
 
     settings = dataclasses.asdict(eval_config)
     if not settings.get("chat_template", True):  # off: left out, so run folders from before the switch still match
         del settings["chat_template"]
     evaluation = {"settings": settings, "max_length": recipe.max_length,
                   "suites": [[suite.name, list(suite.tasks), attach] for suite, attach in suites],
-                  "target_data": fingerprints.get("target_test"), "labels": list(labels)}
+                  "target_data": fingerprints.get("target_test"), "labels": list(labels),
+                  "scoring": scoring or {}, "task_files": {suite.name: suite_files(suite) for suite, _ in suites},
+                  "lm_eval": lm_eval_version()}
+    base_key = base_identity(base)
     base_eval = Planned("base/evaluate", "evaluate", eval_config,
-                        {"kind": "evaluate", "upstream": [base_identity(base)], **evaluation}, reports="base")
+                        {"kind": "evaluate", "upstream": [base_key], **evaluation}, reports="base")
     plan = [base_eval]
+    tokens = _TokenKeys(sources, tokenizer, recipe.max_length)
+    training_extra = {"deepspeed": deepspeed_content(deepspeed)} if deepspeed else {}
     for seed in recipe.seeds:
         for name, configs in recipe.stages.items():
-            upstream, makers = base_identity(base), {}  # the key of the stage that made each adapter, by name
+            upstream, makers = base_key, {}  # the key of the stage that made each adapter, by name
             keys = {}  # each earlier stage's key, by name: a stage that reads its model (a merge) depends on it
             for config in configs:
                 stage_id = f"seed{seed}/{folder_name(name)}/{config.name}"
@@ -84,7 +100,8 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
                 inputs = {"kind": config.kind, "settings": settings, "seed": seed, "max_length": recipe.max_length,
                           "upstream": [upstream] + [makers[need.name] for need in contract.consumes]
                           + [keys[read.name] for read in contract.reads if read.name in keys],
-                          "data_rows": counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)}}
+                          "data_rows": counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)},
+                          "data_token_ids": {s: tokens.of(s) for s in sorted(counts)}, **training_extra}
                 if getattr(config, "selection", None) is not None:  # it scores a validation split while it trains
                     inputs["validation_evaluation"] = evaluation
                 stage = Planned(stage_id, config.kind, config, inputs, name, seed, mix)
@@ -95,6 +112,22 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
                                     {"kind": "evaluate", "upstream": [stage.key], **evaluation}, name, seed,
                                     reports=config.name))
     return plan
+
+
+class _TokenKeys:
+    """Each source's token ids hashed once per plan (data_recipes.catalog.tokens_fingerprint)."""
+
+    def __init__(self, sources: dict, tokenizer, max_length: int):
+        self.sources, self.tokenizer, self.max_length, self.done = sources, tokenizer, max_length, {}
+
+    def of(self, name: str) -> str | None:
+        from data_recipes.catalog import tokens_fingerprint
+
+        if self.tokenizer is None or name not in self.sources:
+            return None
+        if name not in self.done:
+            self.done[name] = tokens_fingerprint(self.sources[name], self.tokenizer, self.max_length)
+        return self.done[name]
 
 
 def check_plan(plan: list[Planned], run_dir: Path, manifest_stages: dict, rerun_changed: bool) -> list[str]:
@@ -118,22 +151,50 @@ def check_plan(plan: list[Planned], run_dir: Path, manifest_stages: dict, rerun_
     return [stage.stage_id for stage, _ in changed]
 
 
+# Inputs keyed since issue 31: a stage finished before them was keyed on less than a rerun now checks.
+NEWER_INPUTS = ("data_token_ids", "task_files", "scoring", "lm_eval")
+READABLE = {  # an input's path in the key -> how a change of it reads
+    "data_token_ids": "the token ids of {}'s rows (its data, format, chat template or tokenizer)",
+    "data_sha256": "the content of {}",
+    "target_data": "the target's test rows",
+    "lm_eval": "lm-eval's version",
+}
+
+
 def describe_change(old: dict | None, new: dict) -> str:
-    """The first few differences between two stages' inputs, as `settings.lr: 0.001 -> 0.05`."""
+    """The first few differences between two stages' inputs, in words: `settings.lr: 0.001 -> 0.05`, `the token
+    ids of target's rows (...)`, `task file colour_fr.yaml of suite colour_fr`."""
     if old is None:
         return "finished by an older forgetless that did not record its inputs"
+    newer = [name for name in NEWER_INPUTS if name in new and name not in old]
+    if newer:
+        return f"finished by an older forgetless that did not key {', '.join(newer)}"
     differences = []
     _diff(old, new, "", differences)
     return ", ".join(differences[:MAX_CHANGES_SHOWN]) or "inputs differ"
 
 
 def _diff(old, new, path: str, out: list[str]) -> None:
-    if isinstance(old, dict) and isinstance(new, dict):
+    if path == "task_files" and isinstance(old, dict) and isinstance(new, dict):
+        for suite in sorted(set(old) | set(new)):
+            before, after = old.get(suite) or {}, new.get(suite) or {}
+            if isinstance(before, dict) and isinstance(after, dict):
+                out += [f"task file {name} of suite {suite}" + ("" if name in before and name in after else
+                                                                 " (added)" if name in after else " (gone)")
+                        for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+            elif before != after:
+                out.append(f"the task files of suite {suite}")
+    elif isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new), key=str):
             _diff(old.get(key), new.get(key), f"{path}.{key}" if path else str(key), out)
     elif old != new:
+        head, _, rest = path.partition(".")
         if path == "upstream":
             out.append("an earlier stage or the base model changed")
+        elif path == "settings.chat_template":  # false is left out of the key (plan_run)
+            out.append(f"chat_template: {str(bool(old)).lower()} -> {str(bool(new)).lower()}")
+        elif head in READABLE:
+            out.append(READABLE[head].format(rest))
         else:
             out.append(f"{path}: {_short(old)} -> {_short(new)}")
 

@@ -149,6 +149,32 @@ def kept_checkpoints(run_dir: Path) -> list[str]:
     return ["## Kept checkpoints (selection)", pd.DataFrame(rows).to_markdown(index=False)]
 
 
+def mixed_versions(run_dir: Path) -> list[str]:
+    """One note line when the run folder's stages were made by different code or library versions (each DONE.json's
+    `versions`, pipeline/markers.py; a stage from before they were recorded counts as "not recorded"), else none."""
+    made = []
+    for marker in sorted(run_dir.glob("**/DONE.json")):
+        try:
+            made.append(json.loads(marker.read_text()).get("versions"))
+        except (OSError, ValueError):
+            continue
+    if not any(isinstance(v, dict) for v in made):
+        return []  # a run folder from before versions were recorded: nothing to compare
+    made = [v if isinstance(v, dict) else {} for v in made]
+    differ = []
+    for name in dict.fromkeys(key for v in made for key in v):
+        counts = {}
+        for v in made:
+            value = str(v.get(name, "not recorded"))
+            counts[value] = counts.get(value, 0) + 1
+        if len(counts) > 1:
+            differ.append(f"{name} " + " / ".join(f"{value} ({n})" for value, n in counts.items()))
+    if not differ:
+        return []
+    return [f"**Note: this run folder's stages were made by different versions** (stages per version, from DONE.json "
+            f"`versions`): {'; '.join(differ)}."]
+
+
 def plot(table) -> bytes:
     """PNG: forgetting vs gain per recipe, format leak, and each recipe's stages on its own axis."""
     from pipeline.report_plot import plot as draw
@@ -190,6 +216,7 @@ def write_report(run_dir: Path) -> Path:
         "(pipeline/uncertainty.py; `?` where a task has no standard error). The forgetting's examples' part is paired "
         "(the base and the stage are scored on the same examples: results.csv `paired_stderr`); where a task has no "
         "per-example numbers it adds the two variances, which errs towards 'no'.",
+        *mixed_versions(run_dir),
         *frontier,
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]
