@@ -123,6 +123,7 @@ def cmd_ls(args) -> int:
     from data_recipes.formats import FORMATS
     from evaluation.suites import SUITES
     from stages import STAGES
+    from stages.losses import LOSSES
 
     print("base models (model.path):")
     for name, (_, _, about) in NAMED_BASES.items():
@@ -139,6 +140,9 @@ def cmd_ls(args) -> int:
     print("data formats:")
     for name, convert in FORMATS.items():
         print(f"  {name:<20} {(convert.__doc__ or '').strip().splitlines()[0]}")
+    print("losses (a training stage's loss:, with loss_alpha, kl_to and kl_weight):")
+    for name, about in LOSSES.items():  # stages/losses.py
+        print(f"  {name:<20} {about}")
     if not args.check:
         return 0
     from pipeline.entries import problems

@@ -33,10 +33,11 @@ class Config(TrainingConfig):
 
     def deepspeed_problems(self, raw: dict) -> list[str]:
         """Several prompts are read row by row in the forward (stages/multi_prompt.py): not from ZeRO-3 shards."""
+        problems = super().deepspeed_problems(raw)
         if isinstance(self.prompt_from, list) and (raw.get("zero_optimization") or {}).get("stage") == 3:
-            return ["zero_optimization.stage: a finetune with several prompts (prompt_from: [...]) does not run "
-                    "under ZeRO-3; use ZeRO-2 or plain DDP"]
-        return []
+            problems.append("zero_optimization.stage: a finetune with several prompts (prompt_from: [...]) does not "
+                            "run under ZeRO-3; use ZeRO-2 or plain DDP")
+        return problems
 
     def __post_init__(self):
         super().__post_init__()

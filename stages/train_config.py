@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from data_recipes.mixes import DEFAULT_SOURCES, Mix
 from stages.handoff import Contract
+from stages.losses import KLTo, Loss
 
 
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")
@@ -86,6 +87,16 @@ class TrainingConfig:
     selection: Selection | None = field(default=None, metadata={"omit_default": True, "help": (
         "keep the best checkpoint by a validation score instead of the last: {every: 100, criterion: "
         "target_with_retention, min_general_ratio: 0.95, validation_rows: 100} (README: Checkpoint selection)")})
+    loss: Loss = field(default=Loss.CE, metadata={"omit_default": True, "help": (
+        "the token loss: ce (cross-entropy), dft (each token's CE times its detached probability), eaft (CE times "
+        "the detached top-20 entropy / 3, to the power loss_alpha), asft (dft plus loss_alpha x KL to a frozen "
+        "reference, kl_to: input by default); stages/losses.py says which reference code each follows")})
+    loss_alpha: float | None = field(default=None, metadata={"omit_default": True, "help": (
+        "eaft: the entropy weight's exponent (default 1.0); asft: the KL term's weight (default 0.1)")})
+    kl_to: KLTo | None = field(default=None, metadata={"omit_default": True, "help": (
+        "add kl_weight x KL(reference || model) over answer tokens, the reference frozen: base (the recipe's base "
+        "model) or input (the model this stage starts from)")})
+    kl_weight: float = field(default=0.0, metadata={"omit_default": True, "help": "the weight of kl_to's term, > 0"})
 
     def __post_init__(self):
         self.name = self.name or self.kind
@@ -110,6 +121,38 @@ class TrainingConfig:
             problem = self.selection_problem()
             if problem:
                 raise ValueError(f"{self.name}.selection.{problem}")
+        problem = self.loss_problem()
+        if problem:
+            raise ValueError(f"{self.name}.{problem}")
+
+    def loss_problem(self) -> str | None:
+        """What is wrong with the loss settings, as 'field: why', or None."""
+        if self.loss_alpha is not None:
+            if self.loss not in (Loss.EAFT, Loss.ASFT):
+                return f"loss_alpha: only eaft and asft take it, and loss is {Loss(self.loss).value}"
+            if not (math.isfinite(self.loss_alpha) and self.loss_alpha >= 0):
+                return f"loss_alpha: must be >= 0 and finite, got {self.loss_alpha}"
+        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
+            return f"kl_weight: must be >= 0 and finite, got {self.kl_weight}"
+        if self.loss == Loss.ASFT and self.kl_weight:
+            return "kl_weight: asft weighs its own KL term with loss_alpha; leave kl_weight out"
+        if self.kl_weight and self.kl_to is None:
+            return "kl_weight: set kl_to (base or input) to say which model the KL term anchors to"
+        if self.kl_to is not None and self.loss != Loss.ASFT and not self.kl_weight:
+            return "kl_weight: must be > 0 with kl_to"
+        anchored = self.kl_to is not None or self.loss == Loss.ASFT
+        if anchored and (self.kind in ("prompt_tune", "joint_tune") or getattr(self, "prompt_from", None)):
+            return ("kl_to: a KL term needs the reference model's logits for the same positions, and a soft prompt "
+                    "or frozen adapter changes them; use it on a plain finetune or lora_tune stage")
+        return None
+
+    def deepspeed_problems(self, raw: dict) -> list[str]:
+        """A KL reference is a whole second model on every process: not from ZeRO-3 shards."""
+        anchored = self.kl_to is not None or self.loss == Loss.ASFT
+        if anchored and (raw.get("zero_optimization") or {}).get("stage") == 3:
+            return [f"zero_optimization.stage: {self.name}'s KL term (kl_to or loss asft) needs a whole reference "
+                    f"model on every process, which ZeRO-3 does not give; use ZeRO-2 or plain DDP"]
+        return []
 
     def selection_problem(self) -> str | None:
         """What is wrong with `selection` here, as 'field: why', or None."""

@@ -113,6 +113,7 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
     the kept check's weights (stages/selection.py)."""
     from transformers import Trainer, set_seed
 
+    from stages.losses import load_reference, loss_trainer, needs_custom_loss
     from stages.selection import selector_for
 
     selector = selector_for(config, ctx, model, tokenizer)
@@ -123,12 +124,15 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
         return {"train_loss": None, "loss_history": [], "train_seconds": 0.0, "tokens_per_second": None,
                 "train_rows": len(rows)}, None
     set_seed(args.seed)
+    trainer_class = trainer_class or Trainer
+    if needs_custom_loss(config):  # dft, eaft, asft or a KL term: the Trainer's compute_loss_func hook
+        trainer_class = loss_trainer(trainer_class, config, load_reference(config, ctx))
     collator = sft_collator(tokenizer)
     if config.packing:
         check_packing(model, rows)
         collator = packed_collator(tokenizer, max_length)
-    trainer = (trainer_class or Trainer)(model=model, args=args, train_dataset=rows, data_collator=collator,
-                                         processing_class=tokenizer)  # saved next to every checkpoint
+    trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=collator,
+                            processing_class=tokenizer)  # saved next to every checkpoint
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
     output_dir = Path(args.output_dir)
     last = ranks.from_main(lambda: last_complete_checkpoint(output_dir))  # rank 0 checks and clears, all follow
