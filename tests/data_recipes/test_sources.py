@@ -108,7 +108,9 @@ def test_hub_id_goes_to_load_dataset(monkeypatch):
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or ROWS)
     load_rows("openai/gsm8k", split="test", config="main")
-    assert calls == [(("openai/gsm8k", "main"), {"split": "test"})]
+    load_rows("openai/gsm8k", split="test", config="main", revision="v1.0")  # target.revision / a source's
+    assert calls == [(("openai/gsm8k", "main"), {"split": "test", "revision": None}),
+                     (("openai/gsm8k", "main"), {"split": "test", "revision": "v1.0"})]
 
 
 def test_hub_failure_is_one_line_data_error(monkeypatch):
