@@ -109,16 +109,21 @@ def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
     return stage, final_scores(frame, recipe, stage)
 
 
-def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted") -> list[Check]:
-    """Every gate check of a candidate's scores against the base (in `scores`) and a reference run."""
+def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted",
+             unlike: str | None = None) -> list[Check]:
+    """Every gate check of a candidate's scores against the base (in `scores`) and a reference run. `unlike` says
+    why the reference's scores were taken on other examples or otherwise (registry.unlike): then the regression
+    check is skipped, with that note, instead of comparing unlike scores."""
     from pipeline.checks import evaluate as measure
 
+    reference = None if unlike else reference
     source = GateScores(gate.recipe, scores, reference)
     return [Check(o.name, o.value, o.limit, bool(o.passed), o.note)
-            for o in (measure(check, source, reference_name) for check in gate_checks(gate, scores, reference))]
+            for o in (measure(check, source, reference_name) for check in gate_checks(gate, scores, reference,
+                                                                                      unlike))]
 
 
-def gate_checks(gate: GateConfig, scores: dict, reference: dict | None) -> list:
+def gate_checks(gate: GateConfig, scores: dict, reference: dict | None, unlike: str | None = None) -> list:
     """The gate's thresholds as checks of the report's type, one per suite the scores (and reference) have."""
     from pipeline.checks import CheckConfig
 
@@ -135,7 +140,8 @@ def gate_checks(gate: GateConfig, scores: dict, reference: dict | None) -> list:
     if limit is None or reference is None:
         return found + [CheckConfig("max_regression", recipe, "general", against="accepted", relation="drop",
                                     max=limit, if_missing="pass",
-                                    missing_note=None if limit is None else "no accepted run yet: skipped")]
+                                    missing_note=None if limit is None else
+                                    f"{unlike}: skipped" if unlike else "no accepted run yet: skipped")]
     shared = [s for s in SUITES if s in scores and s in reference]
     return found + [CheckConfig(f"max_regression ({s})", recipe, s, against="accepted", relation="drop", max=limit)
                     for s in shared]

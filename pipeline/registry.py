@@ -164,13 +164,63 @@ def entry_for(run_dir: Path, recipe: str, stage: str, scores: dict, fingerprint:
                     if key.startswith("seed") and key.split("/")[1:] == [recipe, stage]})
     models = {str(seed): _model_paths(run_dir, manifest["stages"], f"seed{seed}/{recipe}/{stage}") for seed in seeds}
     first = models[str(seeds[0])] if seeds else {"model": None, "adapter": None}
+    evaluations = [_evaluation(run_dir, manifest["stages"], f"seed{seed}/{recipe}/{stage}-eval") for seed in seeds]
     return {
         "run_id": run_dir.name, "run_dir": str(run_dir.resolve()), "time": _now(),
         "fingerprint": fingerprint["fingerprint"], "data": manifest.get("data"),
         "code_version": manifest.get("code_version"), "recipe": recipe, "stage": stage,
         "scores": scores, "gate": [c.__dict__ for c in checks],
         "model": first["model"], "adapter": first["adapter"], "models": models,
+        "evaluation_keys": sorted({evaluation_key(e) for e in evaluations if e is not None}),
     }
+
+
+# --- the gate compares like with like: scores taken by the same evaluation ---------------------------------------
+
+def _evaluation(run_dir: Path, stages: dict, stage_id: str) -> dict | None:
+    """The inputs of an evaluation stage (its DONE.json's), or None when it has no marker or recorded none."""
+    from pipeline.markers import marker_of, read
+
+    marker = marker_of(run_dir, stage_id, stages)
+    return None if marker is None else read(marker).get("inputs")
+
+
+def evaluation_key(inputs: dict) -> str:
+    """The key of how an evaluation scored (settings such as `limit`, suites and their task files, target data and
+    scoring, lm-eval's version: pipeline/plan.py), less the model it scored (`upstream`)."""
+    from pipeline.plan import key_of
+
+    return key_of({name: value for name, value in inputs.items() if name != "upstream"})
+
+
+def evaluations_of(run_dir: Path, recipe: str, stage: str) -> list[dict]:
+    """The evaluation inputs of a run's final stage, one per seed that has them (in seed order)."""
+    stages = _read_json(Path(run_dir) / "manifest.json")["stages"]
+    ids = sorted(s for s in stages if s.startswith("seed") and s.split("/")[1:] == [recipe, f"{stage}-eval"])
+    found = [_evaluation(Path(run_dir), stages, stage_id) for stage_id in ids]
+    return [e for e in found if e is not None]
+
+
+def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str) -> str | None:
+    """Why the accepted run's scores were not taken as the candidate's are (its evaluation keys differ), or None.
+    An entry from before evaluation keys were recorded is compared as before."""
+    from pipeline.plan import describe_change
+
+    if not accepted or "evaluation_keys" not in accepted:
+        return None
+    mine = evaluations_of(run_dir, recipe, stage)
+    if not mine or {evaluation_key(e) for e in mine} == set(accepted["evaluation_keys"]):
+        return None
+    theirs = []
+    if accepted.get("run_dir") and accepted.get("stage"):
+        try:
+            theirs = evaluations_of(Path(accepted["run_dir"]), accepted.get("recipe", recipe), accepted["stage"])
+        except UserError:
+            theirs = []  # the accepted run's folder is gone: the keys alone say the evaluations differ
+    what = "its evaluation key differs"
+    if theirs:
+        what = describe_change(*({k: v for k, v in e.items() if k != "upstream"} for e in (theirs[0], mine[0])))
+    return f"the accepted run was evaluated otherwise ({what})"
 
 
 def _model_paths(run_dir: Path, stages: dict, stage_id: str) -> dict:

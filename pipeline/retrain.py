@@ -2,7 +2,8 @@
 
     check the registry (a corrupt pointer or history line is an error, never "no model yet")
     -> fingerprint the inputs -> nothing new since the accepted run? stop ("nothing to do")
-    -> train the gated recipe into <registry>/runs/<id> -> gate it against the base and the accepted run
+    -> train the gated recipe into <registry>/runs/<id> -> gate it against the base and the accepted run (the
+       regression check only where both were evaluated alike: the same evaluation key, registry.unlike)
     -> promote only if every check passes (exit 0), else print the failing checks (exit 1)
 
 Training happens outside the registry lock, so a long run never blocks another job's check; the lock
@@ -21,7 +22,7 @@ from core import ranks
 from core.atomic import remove_leftovers
 from pipeline.config import RecipeFile
 from core.errors import UserError, every_rank
-from pipeline.registry import Registry, entry_for, loadable_problem
+from pipeline.registry import Registry, entry_for, loadable_problem, unlike
 
 EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
 
@@ -91,7 +92,8 @@ def judge(run_dir: Path, gate: gates.GateConfig, registry: Registry, prints: dic
             return Outcome("nothing to do", run_dir, [], accepted["run_id"])
         stage, scores = gates.run_scores(run_dir, gate.recipe)
         reference = accepted["run_id"] if accepted else "none"
-        checks = gates.evaluate(gate, scores, accepted["scores"] if accepted else None, reference)
+        differs = unlike(accepted, run_dir, gate.recipe, stage)  # other examples or settings: no regression check
+        checks = gates.evaluate(gate, scores, accepted["scores"] if accepted else None, reference, differs)
         entry = entry_for(run_dir, gate.recipe, stage, scores, prints, checks)
         problem = loadable_problem(entry)  # the pointer never moves to a model that would not load
         checks.append(gates.Check("loadable", None, "model and prompt load", problem is None, problem or ""))
