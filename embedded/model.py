@@ -1,9 +1,11 @@
 """The embedded base model: a tiny Llama pretrained on the general tasks, built once and cached.
 
 `ensure_base_model()` returns a folder that `AutoModelForCausalLM` / `AutoTokenizer` load offline.
-The first call trains it (about 2-3 minutes on 2 CPU cores); later calls reuse the cache. The folder
-name hashes the spec and this package's source, so a code change builds a fresh base. The default spec is built
-with the same CPU kernels on any x86-64 machine with AVX2 (embedded/portable.py), so it is the same model there.
+The default spec's base ships with the package (embedded/base/, embedded/shipped.py): the same bytes on every
+machine, checked by sha256 on every use. Any other spec (the tests' TEST_SPEC) is trained on its first use and
+cached; its folder name hashes the spec and this package's source, so a code change builds a fresh base. The
+default spec is rebuilt with the same CPU kernels on any x86-64 machine with AVX2 (embedded/portable.py), which
+repeats it bit for bit only where MKL's reproducible mode holds (Intel CPUs): `python -m embedded.shipped rebuild`.
 """
 
 from __future__ import annotations
@@ -101,8 +103,13 @@ def spec_hash(spec: BaseModelSpec) -> str:
 
 
 def ensure_base_model(spec: BaseModelSpec | None = None, cache_root: str | os.PathLike | None = None) -> Path:
-    """Return the folder of the cached base model for `spec`, building it first if missing."""
+    """Return the folder of the base model for `spec`: the default spec's is shipped (its sha256 checked; a
+    damaged file raises a one-line UserError naming it), any other is cached, and built first if missing."""
     spec = spec or DEFAULT_SPEC
+    if spec == DEFAULT_SPEC:
+        from embedded.shipped import verified
+
+        return verified()
     root = cache_root_dir(cache_root)
     root.mkdir(parents=True, exist_ok=True)
     from bases.cache import build_once

@@ -1,0 +1,119 @@
+"""The embedded default base, shipped: its weights, tokenizer and config in embedded/base/, each file's sha256 in
+embedded/base/SHA256SUMS (`sha256sum -c` reads it too).
+
+Built once by a maintainer with the portable build (embedded/portable.py): built again, it comes out the same only
+where MKL's reproducible mode holds, which Intel promises for Intel CPUs alone (an AMD EPYC built general 0.990
+where an Intel Xeon built 0.971). Shipped, it is the same bytes on every machine, and loading checks them.
+
+    python -m embedded.shipped check             every file against SHA256SUMS; exit 1 naming the first bad one
+    python -m embedded.shipped rebuild [--replace]
+        build DEFAULT_SPEC again (portable kernels, ~3 min) into a temporary folder and print each file's sha256
+        beside the shipped one; exit 0 when the weights and the tokenizer are identical. --replace ships the new
+        build instead (after a change to DEFAULT_SPEC, the tasks or the tokenizer) and rewrites SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from core.errors import UserError
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "base"
+SUMS = "SHA256SUMS"
+SAME_BASE = ("model.safetensors", "tokenizer.json")  # what a rebuild must repeat byte for byte to be the same base
+UNREPEATABLE = ("build.json",)  # build time and CPU: differs on every build, so not compared
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded(folder: Path | None = None) -> dict[str, str]:
+    """File name -> sha256, as SHA256SUMS lists them."""
+    sums = (folder or SHIPPED_DIR) / SUMS
+    if not sums.is_file():
+        raise UserError(f"{sums}: missing; the shipped embedded base cannot be checked (restore embedded/base/)")
+    pairs = [line.split(None, 1) for line in sums.read_text().splitlines() if line.strip()]
+    return {name.strip().lstrip("*"): digest for digest, name in pairs}
+
+
+def verified(folder: Path | None = None) -> Path:
+    """`folder` once every file SHA256SUMS lists has its sha256; else one line naming the first file that does not."""
+    folder = folder or SHIPPED_DIR
+    for name, want in recorded(folder).items():
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{path}: missing from the shipped embedded base (restore it: git checkout -- {path})")
+        got = sha256(path)
+        if got != want:
+            raise UserError(f"{path}: sha256 {got} is not the {want} that {folder / SUMS} records: the shipped "
+                            f"embedded base is damaged or changed (restore it: git checkout -- {path})")
+    return folder
+
+
+def problem() -> str | None:
+    """Why the shipped base cannot be used (a missing or damaged file, in one line), or None."""
+    try:
+        verified()
+    except UserError as err:
+        return str(err)
+    return None
+
+
+def write_sums(folder: Path) -> None:
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != SUMS)
+    (folder / SUMS).write_text("".join(f"{sha256(folder / name)}  {name}\n" for name in names))
+
+
+def rebuild(replace: bool = False) -> int:
+    """Build DEFAULT_SPEC again as a fresh cache would, compare it with the shipped files, and say so."""
+    from embedded.model import DEFAULT_SPEC, _build
+
+    shipped, target = recorded(), SHIPPED_DIR
+    with tempfile.TemporaryDirectory(prefix="embedded-base-rebuild-") as tmp:
+        built = Path(tmp) / "base"
+        built.mkdir()
+        _build(DEFAULT_SPEC, built)
+        names = sorted({p.name for p in built.iterdir() if p.is_file()} | set(shipped))
+        same = True
+        for name in names:
+            got = sha256(built / name) if (built / name).is_file() else "(not built)"
+            want = shipped.get(name, "(not shipped)")
+            verdict = "skipped (build time, CPU)" if name in UNREPEATABLE else ("same" if got == want else "DIFFERS")
+            print(f"{name:24} built {got}  shipped {want}  {verdict}")
+            same &= name not in SAME_BASE or got == want
+        print("the same base as the shipped one" if same else "NOT the shipped base: its weights or tokenizer differ")
+        if replace:
+            for path in built.iterdir():
+                shutil.copyfile(path, target / path.name)
+            write_sums(target)
+            print(f"replaced the shipped base in {target}; commit it with its {SUMS}")
+            return 0
+    return 0 if same else 1
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["check"] and len(argv) == 1:
+        try:
+            verified()
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"embedded base: every file matches {SHIPPED_DIR / SUMS}")
+        return 0
+    if argv[:1] == ["rebuild"] and argv[1:] in ([], ["--replace"]):
+        return rebuild(replace=argv[1:] == ["--replace"])
+    print("usage: python -m embedded.shipped check | rebuild [--replace]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
