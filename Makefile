@@ -103,12 +103,28 @@ test-faults: $(STAMP)  ## SIGKILL `pipeline run` and `pipeline retrain` at every
 test-dist: $(STAMP)  ## only the multi-process tests: 2 CPU processes under DDP, DeepSpeed ZeRO-2 and ZeRO-3, preemption, retrain (~3 min)
 	FORGETLESS_DIST_FULL=1 $(PY) -m pytest -q -m dist
 
-bench: $(STAMP)  ## pipeline vs plain Trainer (speed, memory), packing, CLI start-up, eval share (~8 min) -> docs/benchmarks.md
-	$(PY) -m bench
+.PHONY: bench-quick gpu-wheels gpu-check
+BENCH_ARGS ?=
+bench: $(STAMP)  ## pipeline vs plain Trainer (speed, memory), packing, CLI start-up, eval share, SmolLM2's train/eval rates vs the matmul rate (~12 min) -> docs/benchmarks.md
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)  ## every benchmark once at small sizes, only that each still runs (a few min; .ci/run runs it) -> runs/bench-quick/
+	$(PY) -m bench --quick
 
 BENCH_GPU_ARGS ?=
 bench-gpu: $(STAMP)  ## on a CUDA GPU: tokens/s, MFU, GPU memory, our stages vs a plain Trainer, 0.5B Llama in bf16 -> bench/results/gpu.json
 	$(PY) -m bench.gpu $(BENCH_GPU_ARGS)
+
+# The GPU check (README: "The GPU check"). Here, with PyPI: the wheel folder. There (one CUDA GPU, no network): the
+# check, with the machine's own python3 and torch, never this Makefile's venv (GPU_PY=.venv/bin/python for the CPU
+# dry run by hand: make gpu-check GPU_PY=.venv/bin/python GPU_CHECK_ARGS=--cpu-dry-run).
+GPU_PY         ?= python3
+GPU_CHECK_ARGS ?=
+gpu-wheels: $(STAMP)  ## the locked wheels the GPU machine lacks, for make gpu-check (< 60 MiB, not in git) -> .gpu-wheels/ + MANIFEST.md
+	$(PY) -m bench.gpu_wheels
+
+gpu-check:  ## on a CUDA GPU with no network: install .gpu-wheels, bench.gpu at 0.5B, recipes/promot.yaml in bf16 + its checks (< 8 min) -> runs/gpu-check/
+	DS_BUILD_OPS=0 $(GPU_PY) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 validate: $(STAMP)
 	$(RUN) validate recipes/promot.yaml

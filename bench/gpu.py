@@ -228,7 +228,8 @@ def _pipeline(model_dir, data, out, steps, batch, max_length, box, packing) -> f
 
 
 def run_child(mode: str, model_dir: Path, steps: int, batch: int, max_length: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error",
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))  # make gpu-check's wheels first
+    env = {**os.environ, "PYTHONPATH": path, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error",
            "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "bench.gpu", "child", mode, *map(str, (model_dir, steps, batch, max_length))]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

@@ -20,6 +20,7 @@ from bench.stats import summary
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, BATCH, MAX_LENGTH, ROWS, SEED = 4, 384, 48, 2048, 0  # a large batch: activations dominate, as on a GPU
+QUICK = {"STEPS": 2, "BATCH": 32, "ROWS": 64}  # `--quick` (make bench-quick): only that the path works
 MODES = {  # name: what the child process does
     "loaded": "load model, tokenizer and data; no training (the floor every mode shares)",
     "plain": "plain transformers.Trainer script, full fine-tune",
@@ -93,16 +94,16 @@ def _pipeline(base: Path, data, out: Path, checkpointing: bool) -> None:
     finetune.run(config, ctx)
 
 
-def run_child(mode: str) -> dict:
+def run_child(mode: str, quick: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    done = subprocess.run([sys.executable, "-m", "bench.memory", mode], cwd=ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bench.memory", mode, *(["--quick"] if quick else [])], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"bench.memory {mode} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(repetitions: int = 3, log=print) -> dict:
+def measure(repetitions: int = 3, log=print, quick: bool = False) -> dict:
     """Every mode once per repetition, the order rotating; peaks in MB and ratios against the plain script."""
     from embedded.model import ensure_base_model
 
@@ -111,7 +112,7 @@ def measure(repetitions: int = 3, log=print) -> dict:
     raw = {name: [] for name in names}
     for rep in range(repetitions):
         for name in names[rep % len(names):] + names[:rep % len(names)]:
-            result = run_child(name)
+            result = run_child(name, quick)
             raw[name].append(result)
             log(f"  rep {rep} {name:22s} peak RSS {result['peak_rss_mb']:,.0f} MB, {result['seconds']:.1f} s")
     peaks = {name: [r["peak_rss_mb"] for r in runs] for name, runs in raw.items()}
@@ -121,7 +122,9 @@ def measure(repetitions: int = 3, log=print) -> dict:
         pairs = zip(peaks[a], peaks[b], floor)
         return summary([(x - f) / (y - f) if above_floor else x / y for x, y, f in pairs])
 
-    return {"steps": STEPS, "batch_size": BATCH, "max_length": MAX_LENGTH, "rows": ROWS, "repetitions": repetitions,
+    sizes = {**{"STEPS": STEPS, "BATCH": BATCH, "ROWS": ROWS}, **(QUICK if quick else {})}
+    return {"steps": sizes["STEPS"], "batch_size": sizes["BATCH"], "max_length": MAX_LENGTH, "rows": sizes["ROWS"],
+            "repetitions": repetitions,
             "modes": MODES, "peak_rss_mb": {name: summary(values, 1) for name, values in peaks.items()},
             "seconds": {name: summary([r["seconds"] for r in runs], 2) for name, runs in raw.items()},
             "pipeline_over_plain": ratio("pipeline", "plain"),
@@ -134,4 +137,6 @@ if __name__ == "__main__":
     import logging
 
     logging.disable(logging.WARNING)
+    if sys.argv[2:] == ["--quick"]:
+        globals().update(QUICK)
     print(json.dumps(child(sys.argv[1])))

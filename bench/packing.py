@@ -85,20 +85,21 @@ def stage_run(data, packing: bool, base: Path, out: Path, max_length: int, steps
             "cells": counter.cells, "losses": result.metrics["loss_history"]}
 
 
-def measure(repetitions: int = 3, log=print) -> dict:
-    """Both datasets; the real one is reported as skipped when ../shared/data is absent."""
+def measure(repetitions: int = 3, log=print, steps: dict | None = None) -> dict:
+    """Both datasets; the real one is reported as skipped when ../shared/data is absent. `steps`: per dataset, in
+    place of DATASETS' (the quick mode)."""
     from embedded.model import ensure_base_model
 
     base = ensure_base_model()
     out = {"model": str(base), "batch_size": BATCH, "repetitions": repetitions, "datasets": {}}
     for name, sources in (("embedded", embedded_sources), ("real", real_sources)):
-        max_length, steps = DATASETS[name]
+        max_length, n_steps = DATASETS[name][0], (steps or {}).get(name, DATASETS[name][1])
         loaded = sources()
         if loaded is None:
             out["datasets"][name] = {"skipped": f"{SHARED_DATA} not found"}
             continue
-        out["datasets"][name] = {"max_length": max_length, "steps": steps,
-                                 "mixes": measure_mixes(mixes(loaded), base, max_length, steps, repetitions, log)}
+        out["datasets"][name] = {"max_length": max_length, "steps": n_steps,
+                                 "mixes": measure_mixes(mixes(loaded), base, max_length, n_steps, repetitions, log)}
     return out
 
 

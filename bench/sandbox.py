@@ -91,10 +91,10 @@ def _time_in_process(problems) -> tuple[float, int]:
     return seconds, passed
 
 
-def measure(repetitions: int = 3, log=print) -> dict:
+def measure(repetitions: int = 3, log=print, problems_limit: int | None = None) -> dict:
     from evaluation.sandbox import Mode, isolation_for
 
-    problems = _problems()
+    problems = _problems()[:problems_limit]
     with tempfile.TemporaryDirectory() as folder:
         before = _before_module(folder)
         sides = {"no sandbox (one process)": lambda: _time_in_process(problems)}
@@ -109,7 +109,7 @@ def measure(repetitions: int = 3, log=print) -> dict:
             for name, side in sides.items():
                 took, passed[name] = side()
                 seconds[name].append(took)
-                log(f"  sandbox {repetition + 1}/{repetitions} {name}: {took:.2f} s, {passed[name]}/164 passed")
+                log(f"  sandbox {repetition + 1}/{repetitions} {name}: {took:.2f} s, {passed[name]}/{len(problems)} passed")
     before_name = next((name for name in sides if name.startswith("before")), None)
     rows = {}
     for name in sides:

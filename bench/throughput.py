@@ -57,7 +57,7 @@ def datasets():
     return {"target": target, "mix": build_mix(mix, sources).dataset}
 
 
-def plain_run(kind: str, base: Path, data, out: Path, counter_box: list) -> tuple[float, float]:
+def plain_run(kind: str, base: Path, data, out: Path, counter_box: list, steps: int = STEPS) -> tuple[float, float]:
     """A plain script: load, tokenize, Trainer.train, save. Returns (wall seconds, train() seconds)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
@@ -76,8 +76,8 @@ def plain_run(kind: str, base: Path, data, out: Path, counter_box: list) -> tupl
                                                          prompt_tuning_init=PromptTuningInit.RANDOM))
         lr = 0.3
     rows = tokenize_for_sft(data, tokenizer, MAX_LENGTH)
-    args = TrainingArguments(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH,
-                             learning_rate=lr, warmup_steps=round(0.03 * STEPS), logging_steps=25,
+    args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH,
+                             learning_rate=lr, warmup_steps=round(0.03 * steps), logging_steps=25,
                              save_strategy="no", report_to=[], seed=SEED, data_seed=SEED, use_cpu=True,
                              dataloader_num_workers=0, remove_unused_columns=False)
     set_seed(SEED)
@@ -91,7 +91,7 @@ def plain_run(kind: str, base: Path, data, out: Path, counter_box: list) -> tupl
     return time.perf_counter() - started, train_seconds
 
 
-def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list) -> tuple[float, float]:
+def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list, steps: int = STEPS) -> tuple[float, float]:
     """Our stage called directly with a StageContext. Returns (wall seconds, its train() seconds)."""
     from stages import finetune, prompt_tune
     from stages.context import StageContext
@@ -102,10 +102,10 @@ def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list) -> t
                            extra={"labels": ["True", "False"]})
         started = time.perf_counter()
         if kind == "prompt_tune":
-            config = prompt_tune.Config(steps=STEPS, batch_size=BATCH, lr=0.3, num_virtual_tokens=16, init="random")
+            config = prompt_tune.Config(steps=steps, batch_size=BATCH, lr=0.3, num_virtual_tokens=16, init="random")
             result = prompt_tune.run(config, ctx)
         else:
-            result = finetune.run(finetune.Config(steps=STEPS, batch_size=BATCH, lr=1e-3), ctx)
+            result = finetune.run(finetune.Config(steps=steps, batch_size=BATCH, lr=1e-3), ctx)
         return time.perf_counter() - started, result.metrics["train_seconds"]
 
 
@@ -116,7 +116,7 @@ WORKLOADS = {  # name: (stage kind, data)
 }
 
 
-def measure(repetitions: int = 3, log=print) -> dict:
+def measure(repetitions: int = 3, log=print, steps: int = STEPS) -> dict:
     """Interleave plain and pipeline runs (order alternates per repetition); ratios per repetition."""
     from embedded.model import ensure_base_model
 
@@ -131,7 +131,7 @@ def measure(repetitions: int = 3, log=print) -> dict:
                 box: list = []
                 try:
                     runner = plain_run if side == "plain" else pipeline_run
-                    wall, train = runner(kind, base, data[source], out, box)
+                    wall, train = runner(kind, base, data[source], out, box, steps)
                 finally:
                     shutil.rmtree(out, ignore_errors=True)
                 tokens = box[-1].tokens
@@ -150,6 +150,6 @@ def measure(repetitions: int = 3, log=print) -> dict:
             "tokens": plain[0]["tokens"], "data": WORKLOADS[name][1], "rows": len(data[WORKLOADS[name][1]]),
             "raw": sides,
         }
-    return {"model": str(base), "steps": STEPS, "batch_size": BATCH, "max_length": MAX_LENGTH,
+    return {"model": str(base), "steps": steps, "batch_size": BATCH, "max_length": MAX_LENGTH,
             "repetitions": repetitions, "mix": f"letter_rule x{TARGET_ROWS} + {GENERAL_K} of 8 general tasks x{GENERAL_ROWS}",
             "workloads": results}
