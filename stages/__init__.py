@@ -10,4 +10,5 @@ STAGES = Registry("stage kind", {
     "joint_tune": "stages.joint_tune",
     "lora_tune": "stages.lora_tune",
     "merge": "stages.merge",
+    "osf_tune": "stages.osf_tune",
 })
