@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 # The files a model folder is loaded from (stages/model_io.py loads safetensors weights only); anything else in the
@@ -96,11 +95,6 @@ def hub_snapshot(repo_id: str, revision: str | None, trust_remote_code: bool = F
 
     patterns = [p for p in LOADED if trust_remote_code or p != "*.py"]
     return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
-
-
-def looks_like_hub_id(path: str) -> bool:
-    """`org/name` (or `name`) that is no folder here: what transformers would fetch from the hub."""
-    return not Path(path).exists() and not os.path.isabs(path) and path.count("/") <= 1 and not path.startswith(".")
 
 
 def resolve_hub_base(model, manifest) -> Path:

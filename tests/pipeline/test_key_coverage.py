@@ -314,8 +314,6 @@ def test_an_edited_task_file_changes_the_evaluation_keys_only(planner):
 def test_a_copied_base_keys_as_the_original(planner, tmp_path):
     """The base is keyed by content: the same files in another folder are the same base."""
     plan, values, _ = planner
-    import safetensors  # noqa: F401  (the copy below is of a safetensors folder)
-
     copy = tmp_path / "copy"
     shutil.copytree(values["changed_base"], copy)
     assert plan(f"model.path={copy}") == plan("model.path={changed_base}")
