@@ -50,7 +50,7 @@ def check_metrics(recipe) -> list[str]:
     problems = []
     for field, suite in suites_of(recipe):
         try:
-            index = task_manager_for(suite).task_index
+            index = _index(suite, task_manager_for)
         except TaskLoadError as err:
             problems.append(f"{field}: {err}")
             continue
@@ -59,6 +59,21 @@ def check_metrics(recipe) -> list[str]:
             if problem:
                 problems.append(f"{field}: {task!r}: {problem}")
     return problems
+
+
+def _index(suite, task_manager_for) -> dict:
+    """lm-eval's task index for the suite: lm-eval's built-in tasks indexed once per process (it takes seconds, and
+    the plan's keys read the same index: pipeline/eval_inputs.py), a folder's checked YAML by YAML (harness)."""
+    if suite.include_path is not None:
+        return task_manager_for(suite).task_index
+    from evaluation.harness import TaskLoadError
+    from pipeline.eval_inputs import _builtin_manager
+
+    index = _builtin_manager().task_index
+    missing = [task for task in suite.tasks if task not in index]
+    if missing:
+        raise TaskLoadError(f"suite {suite.name!r}: task(s) {missing} not found in lm-eval's built-in tasks")
+    return index
 
 
 def task_problem(entry, declared: set[str]) -> str | None:
