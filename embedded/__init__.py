@@ -2,7 +2,8 @@
 
 - `embedded.tasks`: the task generators and `make_examples(task, split, n)` (pure Python, cheap).
 - `embedded.tokenizer`: `build_tokenizer()`, a word-level tokenizer over the tasks' vocabulary.
-- `embedded.model`: `ensure_base_model()`, the cached base pretrained on the general tasks.
+- `embedded.model`: `ensure_base_model()`, the base pretrained on the general tasks (the default ships in `base/`).
+- `embedded.shipped`: the shipped base's sha256 check and its rebuild.
 
 Names from the model and tokenizer modules load lazily, so `import embedded.tasks` stays free of
 torch and transformers.

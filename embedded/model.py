@@ -1,4 +1,4 @@
-"""The embedded base model: a tiny Llama pretrained on the general tasks, built once and cached.
+"""The embedded base model: a tiny Llama pretrained on the general tasks; the default ships, others are cached.
 
 `ensure_base_model()` returns a folder that `AutoModelForCausalLM` / `AutoTokenizer` load offline.
 The default spec's base ships with the package (embedded/base/, embedded/shipped.py): the same bytes on every
