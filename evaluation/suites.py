@@ -35,6 +35,9 @@ class Suite:
     tasks: list[str]
     include_path: str | None = None
     labels: list[str] | None = None  # target answer labels, to measure format leak on other suites
+    # task -> group (GROUPS), for a general suite whose tasks measure different things; the report gives each
+    # group's mean beside the suite's. None: one group, the suite (every embedded suite).
+    groups: dict[str, str] | None = None
 
     def __post_init__(self):
         if self.suite_kind not in {k.value for k in SuiteKind}:
@@ -42,6 +45,8 @@ class Suite:
                              f"{[k.value for k in SuiteKind]}, got {self.suite_kind!r}")
         if not self.tasks:
             raise ValueError(f"Suite {self.name!r}: tasks is empty")
+        if self.groups is not None and (set(self.groups) != set(self.tasks) or set(self.groups.values()) - GROUPS):
+            raise ValueError(f"Suite {self.name!r}: groups must give each of its tasks one of {sorted(GROUPS)}")
 
 
 def _embedded(name: str, kind: SuiteKind, tasks: list[str], labels=None) -> Suite:
@@ -49,9 +54,33 @@ def _embedded(name: str, kind: SuiteKind, tasks: list[str], labels=None) -> Suit
 
 
 # Real benchmark slices shipped with forgetless (evaluation/tasks/real, ATTRIBUTION.md there), as lm-eval's
-# standard tasks over local files; "real_general_hub" runs the same benchmarks from the Hugging Face hub.
+# tasks over local files; "real_general_hub" runs lm-eval's own tasks from the Hugging Face hub. Two groups:
+# - knowledge: lm-eval's log-likelihood tasks. They compare the choices' probabilities and never look at what the
+#   model would say, so they measure kept knowledge, and a format leak cannot move them.
+# - generation: scored on what the model says, as a chat model is used; an answer in the wrong format scores 0.
+#   lm-eval's arc_challenge_chat ("The best answer is [letter]" after gen_prefix), the other multiple-choice
+#   slices asked the same way (real_*_chat.yaml) and all 541 IFEval prompts. NQ-open is not in it: lm-eval's nq_open
+#   needs an exact match, which a chat model answering in sentences never gives (0 for every model), and asked for a
+#   short answer after "The answer is", scored by containing a reference answer, SmolLM2-135M-Instruct still
+#   answered 0 of 50 (real_nq_open.yaml stays, lm-eval's own task, for the lm-eval CLI).
+KNOWLEDGE, GENERATION = "knowledge", "generation"
+GROUPS = {KNOWLEDGE, GENERATION}
 REAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "real"
-REAL_GENERAL = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande", "nq_open", "ifeval"]
+REAL_KNOWLEDGE = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande"]
+REAL_GENERATION = ["arc_easy_chat", "arc_challenge_chat", "piqa_chat", "hellaswag_chat", "winogrande_chat", "ifeval"]
+REAL_GENERAL = REAL_KNOWLEDGE + REAL_GENERATION
+# lm-eval's own tasks of each group (the other chat forms are forgetless's, local only).
+HUB_GENERATION = ["arc_challenge_chat", "ifeval"]
+
+
+def _grouped(tasks: dict[str, list[str]]) -> dict[str, str]:
+    return {task: group for group, names in tasks.items() for task in names}
+
+
+def task_groups() -> dict[str, str]:
+    """task -> group over every registered suite that declares groups (results.csv's `group` column)."""
+    return {task: group for name in SUITES for task, group in (SUITES[name].groups or {}).items()}
+
 
 SUITES = Registry("suite", {  # the evaluation suites a recipe names (pipeline ls)
     "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
@@ -61,8 +90,10 @@ SUITES = Registry("suite", {  # the evaluation suites a recipe names (pipeline l
     "embedded_code": _embedded("embedded_code", SuiteKind.DOMAIN, ["code"]),
     "embedded_domain": _embedded("embedded_domain", SuiteKind.DOMAIN, ["math", "code"]),
     "real_general": Suite("real_general", SuiteKind.GENERAL.value, [f"real_{t}" for t in REAL_GENERAL],
-                          str(REAL_TASKS_DIR)),
-    "real_general_hub": Suite("real_general_hub", SuiteKind.GENERAL.value, list(REAL_GENERAL), None),
+                          str(REAL_TASKS_DIR), groups=_grouped({KNOWLEDGE: [f"real_{t}" for t in REAL_KNOWLEDGE],
+                                                                GENERATION: [f"real_{t}" for t in REAL_GENERATION]})),
+    "real_general_hub": Suite("real_general_hub", SuiteKind.GENERAL.value, REAL_KNOWLEDGE + HUB_GENERATION, None,
+                              groups=_grouped({KNOWLEDGE: REAL_KNOWLEDGE, GENERATION: HUB_GENERATION})),
     "real_gsm8k": Suite("real_gsm8k", SuiteKind.DOMAIN.value, ["real_gsm8k"], str(REAL_TASKS_DIR)),
     "real_svamp": Suite("real_svamp", SuiteKind.DOMAIN.value, ["real_svamp"], str(REAL_TASKS_DIR)),
 })

@@ -30,13 +30,15 @@ def stage_table(mean, sd, seeds) -> str:
         s, n = sd.loc[(recipe, stage)], int(seeds.loc[(recipe, stage)])
         row = {"recipe": recipe, "stage": stage}
         for c in shown:
-            row[c] = _cell(m[c], s[c], n)
+            name = c.replace("_", " ") if c.endswith("_forgetting") else c  # a group's: "knowledge forgetting"
+            row[name] = _cell(m[c], s[c], n)
             if f"{c}_se" in mean.columns and m[f"{c}_se"] == m[f"{c}_se"]:
-                row[f"{c} se"] = f"{m[f'{c}_se']:.3f}"
-            if c == "forgetting":
-                se = standard_error(m.get("forgetting_se", float("nan")), s[c], n)
-                row[f"forgetting ±{Z:g} se"] = "–" if se != se or stage == "base" else f"{Z * se:.3f}"
-                row["significant"] = "–" if stage == "base" else marker(m[c], se)
+                row[f"{name} se"] = f"{m[f'{c}_se']:.3f}"
+            if c == "forgetting" or c.endswith("_forgetting"):  # the suite's, or a group's (knowledge_forgetting)
+                se = standard_error(m.get(f"{c}_se", float("nan")), s[c], n)
+                group = "" if c == "forgetting" else c.removesuffix("_forgetting") + " "
+                row[f"{group}forgetting ±{Z:g} se"] = "–" if se != se or stage == "base" else f"{Z * se:.3f}"
+                row[f"{group}significant".strip()] = "–" if stage == "base" else marker(m[c], se)
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
 
@@ -182,6 +184,19 @@ def plot(table) -> bytes:
     return draw(table)
 
 
+def _groups_note(frame) -> list[str]:
+    """What the group columns are, for a general suite that declares groups (nothing for one without)."""
+    from pipeline.results import groups
+
+    found = groups(frame)
+    if not found:
+        return []
+    return [f"The general suite has {len(found)} groups ({', '.join(found)}; results.csv `group`, evaluation/suites.py): "
+            "knowledge is scored by log-likelihood over fixed choices (kept knowledge; a format leak cannot move it), "
+            "generation on what the model says (an answer in another format scores 0). Each group has its own mean, "
+            "forgetting and the forgetting's paired standard error beside the whole suite's."]
+
+
 def write_report(run_dir: Path) -> Path:
     """Write report.md and report.png into the run folder from its results.csv."""
     run_dir = Path(run_dir)
@@ -218,6 +233,7 @@ def write_report(run_dir: Path) -> Path:
         "per-example numbers it adds the two variances, which errs towards 'no'.",
         *mixed_versions(run_dir),
         *frontier,
+        *_groups_note(frame),
         "## Base → each stage", stage_table(mean, sd, seeds),
     ]
     checks = declared_checks(config, mean, sd, seeds, swept, str(run_dir / "config.yaml"))
@@ -228,6 +244,8 @@ def write_report(run_dir: Path) -> Path:
     else:
         parts += checks
     parts += kept_checkpoints(run_dir)
-    parts += ["## Per task (mean over seeds)", task_table(frame),
+    from pipeline.task_stats import section as task_statistics
+
+    parts += ["## Per task (mean over seeds)", task_table(frame), *task_statistics(frame, run_dir),
               "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)"]
     return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")

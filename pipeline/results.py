@@ -8,6 +8,10 @@ base and the stage being scored on the same ones (stages/evaluate.py); 0 on the 
 (no per-example numbers, or a base evaluated before they were kept). A results.csv written before these columns
 existed reads as stderr and paired_stderr unknown, every row primary.
 
+A general suite that declares groups (evaluation/suites.py: real_general's knowledge and generation) adds a `group`
+column after these, each general task's group, empty on the other rows; a run of a suite without groups (every
+embedded one) has no such column, and its results.csv is as before.
+
 After them comes one column per swept field (`k` for `sweep: {dmt.k: [...]}`), holding each swept copy's value as
 the recipe file wrote it (`1/256`) and empty for recipes not swept; a file without such columns has no sweep."""
 
@@ -21,6 +25,7 @@ from core.errors import UserError
 COLUMNS = ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
 # Columns added later: a missing one reads as this value.
 OPTIONAL = {"stderr": float("nan"), "primary": 1, "paired_stderr": float("nan")}
+GROUP = "group"  # written only where a general task has a group (see the module docstring)
 SUITE_KINDS = {"general", "target", "domain"}
 
 
@@ -49,6 +54,9 @@ def write_csv(path: Path, rows: list[dict], swept: dict[str, dict] | None = None
         check_row(row)
     frame = pd.DataFrame(rows, columns=COLUMNS + list(OPTIONAL))
     frame = frame.fillna({"primary": 1}).astype({"primary": int})
+    group_column = _groups_of(frame)
+    if group_column is not None:
+        frame[GROUP] = group_column
     swept = swept or {}
     for key in dict.fromkeys(key for values in swept.values() for key in values):
         if key in frame.columns:
@@ -57,12 +65,25 @@ def write_csv(path: Path, rows: list[dict], swept: dict[str, dict] | None = None
     return write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
+def _groups_of(frame) -> list[str] | None:
+    """Each row's group (general rows of a task a suite groups; "" elsewhere); None when no row has one."""
+    from evaluation.suites import task_groups
+
+    known = task_groups()
+    groups = [known.get(task, "") if suite == "general" else "" for task, suite in zip(frame.task, frame.suite)]
+    return groups if any(groups) else None
+
+
+def _schema(column: str) -> bool:
+    return column in COLUMNS or column in OPTIONAL or column == GROUP
+
+
 def _read(path: Path):
     """pandas.read_csv with the swept columns as text: `1/256` and `0.0010` stay as written."""
     import pandas as pd
 
     header = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={c: str for c in header if c not in COLUMNS and c not in OPTIONAL})
+    return pd.read_csv(path, dtype={c: str for c in header if not _schema(c) or c == GROUP})
 
 
 def read_csv(path: Path):
@@ -72,7 +93,7 @@ def read_csv(path: Path):
 
 def swept_columns(frame) -> list[str]:
     """The swept fields of a results table: its columns after the schema's own."""
-    return [c for c in frame.columns if c not in COLUMNS and c not in OPTIONAL]
+    return [c for c in frame.columns if not _schema(c)]
 
 
 def swept_values(frame) -> dict[str, dict]:
@@ -182,7 +203,35 @@ def summarise(frame):
         # older run), adding the two variances ignores it, which is conservative (larger).
         unpaired = (table.general_se ** 2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
         table["forgetting_se"] = table.pop("paired_se").fillna(unpaired) if "paired_se" in table else unpaired
-    return table.drop(columns="paired_se", errors="ignore")
+    table = table.drop(columns="paired_se", errors="ignore")
+    for group in groups(frame):
+        table = _with_group(table, scores[(scores.suite == "general") & (scores[GROUP] == group)], group)
+    return table
+
+
+def groups(frame) -> list[str]:
+    """The general suite's groups in results order ([] for a suite without groups)."""
+    if GROUP not in frame.columns:
+        return []
+    return [g for g in dict.fromkeys(frame[GROUP].fillna("").astype(str)) if g]
+
+
+def _with_group(table, rows, group: str):
+    """The group's mean (`knowledge`), its standard error, its forgetting and the forgetting's paired standard
+    error (the unpaired bound where a task lacks a paired one), as summarise() computes the whole suite's."""
+    import pandas as pd
+
+    keys = ["recipe", "seed", "stage"]
+    by = rows.groupby(keys, sort=False)
+    part = pd.concat([by.score.mean().rename(group), by.stderr.agg(_mean_stderr).rename(f"{group}_se"),
+                      by.paired_stderr.agg(_mean_stderr).rename("paired")], axis=1).reset_index()
+    table = table.merge(part, on=keys, how="left")
+    by_run = table.set_index(["recipe", "seed"]).index
+    base = table[table.stage == "base"].set_index(["recipe", "seed"])
+    table[f"{group}_forgetting"] = table[group] - by_run.map(base[group]).to_numpy()
+    unpaired = (table[f"{group}_se"] ** 2 + by_run.map(base[f"{group}_se"]).to_numpy() ** 2) ** 0.5
+    table[f"{group}_forgetting_se"] = table.pop("paired").fillna(unpaired)
+    return table
 
 
 def _mean_stderr(stderrs):
@@ -194,8 +243,11 @@ def _mean_stderr(stderrs):
 
 def over_seeds(table):
     """Mean and sd over seeds for every (recipe, stage), keeping stage order."""
+    from evaluation.suites import GROUPS
+
+    grouped_columns = [c for c in table.columns if c.split("_")[0] in GROUPS]  # summarise's group columns
     columns = [c for c in ["general", "general_se", "forgetting", "forgetting_se", "target", "target_se", "domain",
-                           "domain_se", "format_leak"] if c in table.columns]
+                           "domain_se", "format_leak"] if c in table.columns] + grouped_columns
     grouped = table.groupby(["recipe", "stage"], sort=False)[columns]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     return mean, sd, grouped.size().rename("seeds")

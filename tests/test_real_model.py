@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from evaluation.suites import REAL_GENERAL, REAL_GENERATION, REAL_KNOWLEDGE
 from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_TASKS = ["real_arc_easy", "real_arc_challenge", "real_piqa", "real_hellaswag", "real_winogrande",
-              "real_nq_open", "real_ifeval"]
+REAL_TASKS = [f"real_{t}" for t in REAL_GENERAL]
 SYSTEM, USER, ASSISTANT = "<|im_start|>system\n", "<|im_start|>user\n", "<|im_start|>assistant\n"
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,11 @@ def test_the_run_scores_every_real_task_and_the_target(finished_run):
                                                          **{m: 0 for m in ifeval.metric if m.startswith("inst_")}}
     # The format leak is measured on generated answers only: a multiple-choice answer is one of its choices.
     leak = frame[(frame.stage == "finetune") & (frame.metric == "format_leak")]
-    assert sorted(leak.task) == ["real_ifeval", "real_nq_open"]
+    assert sorted(leak.task) == sorted(f"real_{t}" for t in REAL_GENERATION)
+    # Each general task carries its group (knowledge, generation) into results.csv and the report.
+    assert dict(zip(final.task, final.group)) == {**{f"real_{t}": "knowledge" for t in REAL_KNOWLEDGE},
+                                                  **{f"real_{t}": "generation" for t in REAL_GENERATION}}
+    assert "generation forgetting" in (finished_run / "report.md").read_text()
     manifest = json.loads((finished_run / "manifest.json").read_text())
     assert manifest["chat_template"]["applied"] is True
     assert "not the original bf16 weights" in manifest["base_model"]["build"]["weights"]
@@ -103,7 +107,8 @@ def test_every_prompt_goes_through_the_chat_template_exactly_once(loaded, finish
         lambda module, args, kwargs: seen.extend(kwargs["input_ids"].tolist()) if "input_ids" in kwargs else None,
         with_kwargs=True)
     try:
-        general = Suite("real_check", "general", ["real_arc_easy", "real_nq_open"], SUITES["real_general"].include_path)
+        general = Suite("real_check", "general", ["real_arc_easy", "real_arc_challenge_chat"],
+                        SUITES["real_general"].include_path)
         evaluate_suite(model, tokenizer, general, limit=2, apply_chat_template=True)
         general_rows, seen[:] = list(seen), []
         target = Suite("boolq", "target", ["boolq"], str(finished_run / "data" / "lm_eval_tasks"))
@@ -117,3 +122,5 @@ def test_every_prompt_goes_through_the_chat_template_exactly_once(loaded, finish
             text = tokenizer.decode([i for i in ids if i != tokenizer.pad_token_id])
             assert text.count(SYSTEM) == 1 and text.count(USER) == 1 and text.count(ASSISTANT) == 1, text
             assert text.index(SYSTEM) < text.index(USER) < text.index(ASSISTANT)
+    # The letter tasks' assistant turn starts with their prefix, inside the one rendering.
+    assert any(ASSISTANT + "The best answer is" in tokenizer.decode(ids) for ids in general_rows if len(ids) > 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -17,7 +18,8 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 from evaluation import harness
 from evaluation.harness import evaluate_suite, task_manager_for
-from evaluation.suites import REAL_GENERAL, REAL_TASKS_DIR, SUITES
+from evaluation.suites import (GENERATION, HUB_GENERATION, KNOWLEDGE, REAL_GENERAL, REAL_GENERATION, REAL_KNOWLEDGE,
+                               REAL_TASKS_DIR, SUITES)
 from evaluation.tasks.real import build_slices, ifeval_scoring
 from evaluation.tasks.real.ifeval_scoring import PUNKT_ENGLISH, process_results, use_shipped_punkt
 
@@ -33,10 +35,18 @@ STANDARD_YAML = {"arc_easy": "arc/arc_easy.yaml", "arc_challenge": "arc/arc_chal
 DATASET_KEYS = {"task", "tag", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset",
                 "training_split", "validation_split", "test_split", "metadata"}
 FIRST_METRIC = {"nq_open": "exact_match", "ifeval": "prompt_level_strict_acc"}  # else acc
+# The letter-answer tasks of the generation group: lm-eval's arc_challenge_chat and the slices asked its way.
+CHAT = [t for t in REAL_GENERATION if t.endswith("_chat")]
+STANDARD_TASKS = list(STANDARD_YAML)  # real_nq_open stays lm-eval's nq_open, outside the suite (0 for a chat model)
+
+
+def _slice(name: str) -> str:
+    """The shipped data file a task reads: a chat task reads its benchmark's slice."""
+    return name.removesuffix("_chat")
 
 
 def _rows(name: str) -> list[dict]:
-    with (build_slices.DATA_DIR / f"{name}.jsonl").open(encoding="utf-8") as fh:
+    with (build_slices.DATA_DIR / f"{_slice(name)}.jsonl").open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
 
 
@@ -52,11 +62,23 @@ def real_tasks(tmp_path_factory):
 
 
 def test_suites_name_the_same_benchmarks_locally_and_on_the_hub():
-    assert REAL.tasks == [f"real_{t}" for t in REAL_GENERAL]
+    assert REAL.tasks == [f"real_{t}" for t in REAL_KNOWLEDGE + REAL_GENERATION]
     assert (REAL.suite_kind, REAL.include_path) == ("general", str(REAL_TASKS_DIR))
+    assert REAL.groups == {**{f"real_{t}": KNOWLEDGE for t in REAL_KNOWLEDGE},
+                           **{f"real_{t}": GENERATION for t in REAL_GENERATION}}
     hub = SUITES["real_general_hub"]
-    assert (hub.tasks, hub.suite_kind, hub.include_path) == (REAL_GENERAL, "general", None)
-    assert set(REAL_GENERAL) == set(STANDARD_YAML)
+    assert (hub.tasks, hub.suite_kind, hub.include_path) == (REAL_KNOWLEDGE + HUB_GENERATION, "general", None)
+    assert hub.groups == {**{t: KNOWLEDGE for t in REAL_KNOWLEDGE}, **{t: GENERATION for t in HUB_GENERATION}}
+    assert set(STANDARD_YAML) == set(REAL_KNOWLEDGE) | {"nq_open", "ifeval"}
+    group_file = load_yaml(REAL_TASKS_DIR / "real_general.yaml")  # the lm-eval CLI's group names the same tasks
+    assert group_file["task"] == REAL.tasks
+
+
+def test_every_task_of_the_generation_group_is_scored_on_what_the_model_says(real_tasks):
+    for name in REAL_GENERATION:
+        assert real_tasks[f"real_{name}"].OUTPUT_TYPE == "generate_until", name
+    for name in REAL_KNOWLEDGE:
+        assert real_tasks[f"real_{name}"].OUTPUT_TYPE == "multiple_choice", name
 
 
 def test_every_task_builds_its_requests_from_the_shipped_files(real_tasks):
@@ -65,7 +87,7 @@ def test_every_task_builds_its_requests_from_the_shipped_files(real_tasks):
         task = real_tasks[f"real_{name}"]
         docs = list(task.eval_docs)
         shipped = _rows(name)
-        assert len(docs) == len(shipped) == build_slices.ROWS
+        assert len(docs) == len(shipped) == (541 if name == "ifeval" else build_slices.ROWS)
         # The shipped rows, field for field (process_docs may add fields, as hellaswag's does).
         assert [{k: _without_nulls(d[k]) for k in shipped[0]} for d in docs] == shipped
         task.build_all_requests(limit=None)
@@ -82,7 +104,7 @@ def _without_nulls(value):
     return value
 
 
-@pytest.mark.parametrize("name", REAL_GENERAL)
+@pytest.mark.parametrize("name", STANDARD_TASKS)
 def test_config_is_lm_evals_but_for_the_dataset(name):
     ours = load_yaml(REAL_TASKS_DIR / f"real_{name}.yaml", resolve_func=True)
     standard = load_yaml(LM_EVAL_TASKS / STANDARD_YAML[name], resolve_func=True)
@@ -136,6 +158,12 @@ def _standard_task(name: str) -> ConfigurableTask:
     return ConfigurableTask(config=config)
 
 
+def _our_task(name: str) -> ConfigurableTask:
+    """A real_* task of the folder that no suite names (real_nq_open: lm-eval's own nq_open, kept for the CLI)."""
+    return lm_eval.tasks.TaskManager(include_path=str(REAL_TASKS_DIR), include_defaults=False).load([name])[
+        "tasks"][name]
+
+
 def _requests(task, n: int) -> list[tuple]:
     task.build_all_requests(limit=n)
     out = []
@@ -147,10 +175,11 @@ def _requests(task, n: int) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("name", REAL_GENERAL)
+@pytest.mark.parametrize("name", STANDARD_TASKS)
 def test_prompts_choices_and_targets_are_lm_evals(name, real_tasks):
     """Our task and lm-eval's standard one build the same requests and targets for the same rows."""
-    ours, standard = real_tasks[f"real_{name}"], _standard_task(name)
+    ours = real_tasks[f"real_{name}"] if name != "nq_open" else _our_task("real_nq_open")
+    standard = _standard_task(name)
     n = 40
     assert _requests(ours, n) == _requests(standard, n)
     our_docs, standard_docs = list(ours.eval_docs)[:n], list(standard.eval_docs)[:n]
@@ -250,7 +279,99 @@ def test_evaluate_suite_end_to_end_on_a_tiny_model(tiny_llama, tokenizer, monkey
     assert [r.task for r in results] == REAL.tasks
     assert all(r.n == 2 and r.suite_kind == "general" and 0.0 <= r.score <= 1.0 for r in results)
     metrics = {r.task: (r.metric, r.filter) for r in results}
-    assert metrics["real_nq_open"] == ("exact_match", "remove_whitespace")
+    assert {metrics[f"real_{t}"] for t in CHAT} == {("exact_match", "remove_whitespace")}
     assert metrics["real_ifeval"] == ("prompt_level_strict_acc", "none")
+    assert all(r.per_example is not None and len(r.per_example) == 2 for r in results)  # flips need them
     assert {metrics[f"real_{t}"] for t in ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande")} == {
         ("acc", "none")}
+
+
+# ----- the generation group: lm-eval's arc_challenge_chat, the other slices asked its way, IFEval
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+          "{% if not (loop.last and m['role'] == 'assistant') %}<|im_end|>\n{% endif %}{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_arc_challenge_chat_is_lm_evals_but_for_the_dataset_and_max_gen_toks(real_tasks):
+    ours = load_yaml(REAL_TASKS_DIR / "real_arc_challenge_chat.yaml", resolve_func=True)
+    standard = load_yaml(LM_EVAL_TASKS / "arc" / "arc_challenge_chat.yaml", resolve_func=True)
+    assert (ours["generation_kwargs"].pop("max_gen_toks"), standard["generation_kwargs"].pop("max_gen_toks"),
+            ours["metadata"]["max_gen_toks"]) == (5, 100, 5)
+    keys = (set(ours) | set(standard)) - DATASET_KEYS - {"fewshot_split"}  # zero-shot: no fewshot split shipped
+    assert {k: ours.get(k) for k in keys} == {k: standard.get(k) for k in keys}
+    # The same requests as lm-eval's own task on the same rows.
+    config = {**standard, "custom_dataset": lambda **_: datasets.DatasetDict(
+        {s: datasets.Dataset.from_list(_rows("arc_challenge")) for s in ("train", "validation", "test")})}
+    config.pop("tag", None)
+    assert _requests(real_tasks["real_arc_challenge_chat"], 40) == _requests(ConfigurableTask(config=config), 40)
+
+
+def test_every_letter_task_shares_arc_challenge_chats_prefix_stops_filter_and_metric(real_tasks):
+    reference = real_tasks["real_arc_challenge_chat"].config
+    for name in CHAT:
+        config = real_tasks[f"real_{name}"].config
+        assert (config.gen_prefix, config.generation_kwargs, config.filter_list, config.metric_list) == (
+            reference.gen_prefix, reference.generation_kwargs, reference.filter_list, reference.metric_list), name
+        assert config.generation_kwargs["max_gen_toks"] == 5
+
+
+@pytest.fixture(scope="module")
+def chat_lm(tiny_llama, tokenizer):
+    """lm-eval's HFLM around a tiny model whose tokenizer renders a ChatML template, as SmolLM2's does."""
+    chat_tokenizer = copy.deepcopy(tokenizer)
+    chat_tokenizer.chat_template = CHATML
+    return harness.make_lm(tiny_llama(seed=1), chat_tokenizer, batch_size=4)
+
+
+@pytest.mark.parametrize("name", REAL_GENERATION)
+def test_the_chat_template_is_applied_once_and_the_answer_starts_with_the_prefix(name, real_tasks, chat_lm):
+    task = real_tasks[f"real_{name}"]
+    task.build_all_requests(limit=3, apply_chat_template=True, chat_template=chat_lm.apply_chat_template)
+    prefix = task.config.gen_prefix or ""
+    assert len(task.instances) == 3
+    for instance in task.instances:
+        context = instance.args[0]
+        assert context.count("<|im_start|>user\n") == 1 and context.count("<|im_start|>assistant\n") == 1, context
+        assert context.count("<|im_start|>") == 2  # no second rendering, no system turn of lm-eval's own
+        assert context.endswith("<|im_start|>assistant\n" + prefix), context[-80:]
+    if name in CHAT:
+        assert prefix == "The best answer is"
+
+
+def _scores(task, doc_ids: list[int], responses: list[str]) -> list[float]:
+    """The task's primary metric for each response (the text generated after the prefix), through its filters."""
+    task.build_all_requests(limit=max(doc_ids) + 1)
+    by_doc = {instance.doc_id: instance for instance in task.instances}
+    metric = task.config.metric_list[0]["metric"]
+    out = []
+    for doc_id, response in zip(doc_ids, responses):
+        instance = by_doc[doc_id]
+        instance.resps = [response]
+        instance.filtered_resps = {}
+        for ensemble in task._filters:
+            ensemble.apply([instance])
+        [filtered] = instance.filtered_resps.values()
+        out.append(float(task.process_results(instance.doc, [filtered])[metric]))
+    return out
+
+
+@pytest.mark.parametrize("name", CHAT)
+def test_a_right_letter_after_the_prefix_scores_1_and_another_format_0(name, real_tasks):
+    task = real_tasks[f"real_{name}"]
+    docs = list(task.eval_docs)[:3]
+    letters = [task.doc_to_target(d) for d in docs]
+    assert all(len(letter) == 1 and letter in "ABCD" for letter in letters)
+    wrong = ["ABCD"[("ABCD".index(letter) + 1) % (2 if name in ("piqa_chat", "winogrande_chat") else 4)]
+             for letter in letters]
+    # what follows "The best answer is" (a stop sequence, ".", ends the generation before it reaches the scorer)
+    assert _scores(task, [0, 1, 2], [f" {letter}" for letter in letters]) == [1.0, 1.0, 1.0]
+    assert _scores(task, [0, 1, 2], [f" {letters[0].lower()}", f"{letters[1]}) ", f" {letters[2]}\n"]) == [1.0] * 3
+    assert _scores(task, [0, 1, 2], [f" {w}" for w in wrong]) == [0.0, 0.0, 0.0]
+    assert _scores(task, [0, 1, 2], [" yes", " no", " True"]) == [0.0, 0.0, 0.0]  # a leaked label format
+    assert _scores(task, [0], [f" option {letters[0]}"]) == [0.0]  # anything but the letter
+
+
+def test_ifeval_ships_all_541_prompts(real_tasks):
+    docs = list(real_tasks["real_ifeval"].eval_docs)
+    assert len(docs) == 541 and len({d["key"] for d in docs}) == 541

@@ -2,7 +2,7 @@
 
 Run:  python -m evaluation.tasks.real.build_slices [--source DIR] [--check]
 
-Each slice keeps ROWS rows, chosen by a seeded hash of the row's line number (not the first N: some source
+Each slice keeps ROWS rows (IFEval all of its 541 prompts, ALL_ROWS), chosen by a seeded hash of the row's line number (not the first N: some source
 files are ordered by origin, e.g. ARC by exam source), kept in file order, and is rewritten in the field
 layout of the Hugging Face dataset that lm-eval's standard task loads, so lm-eval's own prompt functions
 read it unchanged. ATTRIBUTION.md gives each file's source, license and conversion.
@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / "data"
 DEFAULT_SOURCE = HERE.parents[3] / "shared" / "data" / "real"  # <repo>/../shared/data/real
 ROWS = 300
+ALL_ROWS = {"ifeval"}  # slices that keep every row of their source (in file order)
 SEED = "forgetless-real-v1"
 
 
@@ -97,7 +98,8 @@ def render_slice(name: str, source: Path) -> str:
     file_name, convert = SLICES[name]
     with (source / file_name).open(encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
-    lines = [json.dumps(convert(rows[i]), ensure_ascii=False) + "\n" for i in chosen_lines(name, len(rows))]
+    keep = len(rows) if name in ALL_ROWS else ROWS
+    lines = [json.dumps(convert(rows[i]), ensure_ascii=False) + "\n" for i in chosen_lines(name, len(rows), keep)]
     return "".join(lines)
 
 
