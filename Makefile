@@ -73,7 +73,7 @@ promot-own-targets: $(STAMP)  ## ProMoT + merge vs SFT on three targets of a use
 promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, against SFT and one shared prompt -> runs/promot_multitask/
 	$(RUN) run recipes/promot_multitask.yaml
 
-promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), BoolQ, the real general suite, CPU (~35 min) -> runs/promot_smollm2/
+promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), SVAMP's operation as a label target, the real general suite, CPU size -> runs/promot_smollm2/
 	$(RUN) run recipes/promot_smollm2.yaml
 
 # Scheduled retraining (README "Scheduled retraining"; CI: .github/workflows/retrain.yml).
@@ -86,7 +86,7 @@ retrain: $(STAMP)  ## train on new data, promote only past the recipe's gate (ex
 dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sweep -> runs/dmt/report.md
 	$(RUN) run recipes/dmt.yaml
 
-dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: GSM8K as the domain, CPU size (~30 min) -> runs/dmt_smollm2/
+dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: SVAMP as the math domain, CPU size -> runs/dmt_smollm2/
 	$(RUN) run recipes/dmt_smollm2.yaml
 
 # One pytest-xdist worker per core (tests/conftest.py pins each to its core); a file's tests stay on one worker.

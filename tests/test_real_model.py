@@ -1,4 +1,5 @@
-"""The real model, offline: SmolLM2-135M-Instruct from its wheel, the real general suite, BoolQ as the target.
+"""The real model, offline: SmolLM2-135M-Instruct from its wheel, the real general suite, a label target (the
+operation that solves an SVAMP problem).
 
 A few steps of ProMoT through `pipeline run recipes/promot_smollm2.yaml` (the shipped recipe, cut down with
 --set), then what a user does with the folder: reload it in plain transformers and PEFT. And what the numbers
@@ -89,7 +90,7 @@ def test_the_saved_folders_reload_in_plain_transformers_and_peft(finished_run):
     tokenizer = AutoTokenizer.from_pretrained(stage / "model")
     assert model.num_parameters() == 134_515_008 and tokenizer.chat_template
     prompted = PeftModel.from_pretrained(model, stage / "adapter")
-    row = json.loads((ROOT / "recipes" / "data" / "boolq_test.jsonl").read_text().splitlines()[0])
+    row = json.loads((ROOT / "recipes" / "data" / "svamp_op_test.jsonl").read_text().splitlines()[0])
     text = tokenizer.apply_chat_template(row["messages"][:1], tokenize=False, add_generation_prompt=True)
     answers = generate(prompted, tokenizer, [text], max_new_tokens=3)
     assert len(answers) == 1 and isinstance(answers[0], str)
@@ -111,7 +112,7 @@ def test_every_prompt_goes_through_the_chat_template_exactly_once(loaded, finish
                         SUITES["real_general"].include_path)
         evaluate_suite(model, tokenizer, general, limit=2, apply_chat_template=True)
         general_rows, seen[:] = list(seen), []
-        target = Suite("boolq", "target", ["boolq"], str(finished_run / "data" / "lm_eval_tasks"))
+        target = Suite("svamp_op", "target", ["svamp_op"], str(finished_run / "data" / "lm_eval_tasks"))
         evaluate_suite(model, tokenizer, target, limit=2, apply_chat_template=False)
         target_rows = list(seen)
     finally:

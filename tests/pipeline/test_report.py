@@ -57,12 +57,15 @@ def test_promot_report_measures_the_bar(tmp_path):
 
 
 def test_promot_report_says_no_when_the_effect_is_missing(tmp_path):
-    data = rows("sft", "base", 0.9, 0.5, 0.0) + rows("sft", "finetune", 0.85, 0.98, 0.05)
+    data = rows("sft", "base", 0.9, 0.5, 0.0) + rows("sft", "finetune", 0.89, 0.98, 0.05)
     data += rows("promot", "base", 0.9, 0.5, 0.0) + rows("promot", "finetune", 0.5, 0.7, 0.2)
     write_csv(tmp_path / "results.csv", data)
     declare(tmp_path, "promot_smollm2.yaml")
     report = write_report(tmp_path).read_text()
-    assert "| SFT forgets: general drop >= 0.20 | drop 0.050 | **no** |" in report
+    assert "| SFT forgets: general drop >= 0.03 | drop 0.010 | **no** |" in report
+    assert "| ProMoT forgets within the noise: general drop <= 0 + 1.96 paired se | drop 0.400 | **no** |" in report
+    assert "| SFT learns the target: >= majority 0.520 + 0.10 | 0.980 | yes |" in report
+    assert "| ProMoT target within 0.02 of SFT | 0.700 vs 0.980 | **no** |" in report
     assert "| ProMoT format leak < 10% | 20.0% | **no** |" in report
 
 
