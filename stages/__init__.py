@@ -11,4 +11,5 @@ STAGES = Registry("stage kind", {
     "lora_tune": "stages.lora_tune",
     "merge": "stages.merge",
     "osf_tune": "stages.osf_tune",
+    "self_distill": "stages.self_distill",
 })
