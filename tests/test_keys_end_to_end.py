@@ -171,3 +171,39 @@ def test_random_keyed_changes_refuse_or_recompute(finished, tiny_base, changed_b
     for stage in {"base/evaluate", "seed0/sft/finetune", "seed0/sft/finetune-eval"}:
         assert done(run_dir, stage)["key"] == planned[stage], (stage, changes)
     assert set(frame.stage) == {"base", "finetune"}
+
+
+def test_a_revision_of_a_local_folder_is_refused_before_anything(tiny_base, tmp_path, capsys):
+    assert run(tmp_path / "run", tiny_base, "model.revision=v2") == 2
+    err = capsys.readouterr().err
+    assert "model.revision: 'v2' is for a hub id;" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").rglob("DONE.json"))
+
+
+def test_a_hub_id_runs_at_its_revision_and_keys_its_content(tiny_base, changed_base, tmp_path):
+    """`acme/tiny` served offline from a local Hugging Face cache: main is the tiny base, tag v2 the changed one."""
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    for commit, folder, ref in (("a" * 40, tiny_base, "main"), ("b" * 40, changed_base, "v2")):
+        shutil.copytree(folder, repo / "snapshots" / commit)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+    def hub_run(revision: str) -> subprocess.CompletedProcess:
+        sets = [a for s in [*tiny("acme/tiny"), f"model.revision={revision}"] for a in ("--set", s)]
+        command = [sys.executable, "-m", "pipeline.cli", "run", RECIPE, "--run-dir", str(tmp_path / "run"),
+                   "--only", "sft", *sets]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    first = hub_run("v2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["base_model"] == {**manifest["base_model"], "name": "acme/tiny", "revision": "v2",
+                                      "commit": "b" * 40}
+    again = hub_run("main")  # another commit, other weights: refused, in one line
+    assert again.returncode == 2
+    assert "base/evaluate (an earlier stage or the base model changed)" in again.stderr.strip().splitlines()[-1]
