@@ -194,7 +194,8 @@ def cmd_gate(args) -> int:
     gate = gates.gate_from_run(run_dir, args.set or [])
     stage, scores = gates.run_scores(run_dir, gate.recipe)
     name, reference = gates.load_reference(Path(args.against), gate.recipe)
-    checks = gates.evaluate(gate, scores, reference, name)
+    unlike = gates.unlike_reference(Path(args.against), run_dir, gate.recipe, stage)  # scored otherwise: not compared
+    checks = gates.evaluate(gate, scores, reference, name, unlike)
     print(f"gate: {run_dir} ({gate.recipe}/{stage}) against {name}\n\n{gates.table(checks)}\n")
     failed = [c.gate for c in checks if not c.passed]
     print(f"FAIL: {', '.join(failed)}" if failed else "pass")

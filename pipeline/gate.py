@@ -207,6 +207,22 @@ def load_reference(path: Path, recipe: str) -> tuple[str, dict | None]:
                     "nor a run folder (results.csv)")
 
 
+def unlike_reference(against: Path, run_dir: Path, recipe: str, stage: str) -> str | None:
+    """Why the reference (a registry's accepted run, or a run folder) was scored otherwise than run_dir's final stage
+    (registry.unlike), or None: then `evaluate` compares them."""
+    from pipeline.registry import Registry, evaluation_key, evaluations_of, unlike
+
+    against = Path(against)
+    if Registry.is_registry(against):
+        return unlike(Registry(against).accepted(), run_dir, recipe, stage)
+    if not (against / "manifest.json").is_file():
+        return None  # results.csv alone: nothing says how it was evaluated
+    theirs = run_scores(against, recipe)[0]
+    keys = sorted({evaluation_key(e) for e in evaluations_of(against, recipe, theirs)})
+    reference = {"run_dir": str(against), "recipe": recipe, "stage": theirs, "evaluation_keys": keys}
+    return unlike(reference, run_dir, recipe, stage, who=f"run {against.name}") if keys else None
+
+
 def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
     """The gate of a run's resolved config (defaults when it has none), with `--set field=value` overrides."""
     import yaml

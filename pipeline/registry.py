@@ -201,7 +201,7 @@ def evaluations_of(run_dir: Path, recipe: str, stage: str) -> list[dict]:
     return [e for e in found if e is not None]
 
 
-def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str) -> str | None:
+def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str, who: str = "the accepted run") -> str | None:
     """Why the accepted run's scores were not taken as the candidate's are (its evaluation keys differ), or None.
     An entry from before evaluation keys were recorded is compared as before."""
     from pipeline.plan import describe_change
@@ -220,7 +220,7 @@ def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str) -> str
     what = "its evaluation key differs"
     if theirs:
         what = describe_change(*({k: v for k, v in e.items() if k != "upstream"} for e in (theirs[0], mine[0])))
-    return f"the accepted run was evaluated otherwise ({what})"
+    return f"{who} was evaluated otherwise ({what})"
 
 
 def _model_paths(run_dir: Path, stages: dict, stage_id: str) -> dict:

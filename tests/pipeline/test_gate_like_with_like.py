@@ -46,6 +46,11 @@ def test_a_changed_evaluation_skips_the_regression_check_with_a_note(job, capsys
                     f"(settings.limit: 4 -> 2): skipped |"], rows
     second = registry.accepted()
     assert second["run_id"] != first["run_id"] and second["evaluation_keys"] != first["evaluation_keys"]
+    # `pipeline gate` judges the same way, against the first run's folder
+    assert main(["gate", second["run_dir"], "--against", first["run_dir"]]) == 0
+    rows = regression_rows(capsys.readouterr().out)
+    assert rows == [f"| max_regression | – | <= 1.000 | pass | run {first['run_id']} was evaluated otherwise "
+                    f"(settings.limit: 4 -> 2): skipped |"], rows
 
     assert retrain(2, "evaluation.limit=2") == 0  # evaluated as the accepted run was: compared suite by suite
     rows = regression_rows(capsys.readouterr().out)
