@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup promot promot-variants promot-sweep promot-own-targets promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-real test-dist test-faults test-latest lock validate ls clean bench bench-gpu
+.PHONY: setup methods promot promot-variants promot-sweep promot-own-targets promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-real test-dist test-faults test-latest lock validate ls clean bench bench-gpu
 
 # The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
@@ -72,6 +72,9 @@ promot-own-targets: $(STAMP)  ## ProMoT + merge vs SFT on three targets of a use
 
 promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, against SFT and one shared prompt -> runs/promot_multitask/
 	$(RUN) run recipes/promot_multitask.yaml
+
+methods: $(STAMP)  ## DFT, EAFT, ASFT, a KL anchor, self-distillation and OSF beside SFT and ProMoT + merge, 3 seeds -> runs/methods/
+	$(RUN) run recipes/methods.yaml
 
 promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), SVAMP's operation as a label target, the real general suite, CPU size -> runs/promot_smollm2/
 	$(RUN) run recipes/promot_smollm2.yaml
