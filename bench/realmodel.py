@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOLQ = ROOT / "recipes" / "data" / "boolq_train.jsonl"
 SEED, LR, MATMUL_N = 0, 5e-5, 2048
 SIZES = {  # full: the figures of docs/benchmarks.md; quick: make bench-quick, only that the path works
-    "full": {"repetitions": 3, "steps": 6, "batch": 8, "max_length": 64, "eval_limit": 20, "eval_batch": 16,
-             "gen_batch": 8, "gen_tokens": 64, "matmuls": 10},
+    "full": {"repetitions": 2, "steps": 4, "batch": 8, "max_length": 64, "eval_limit": 10, "eval_batch": 16,
+             "gen_batch": 8, "gen_tokens": 32, "matmuls": 10},
     "quick": {"repetitions": 1, "steps": 2, "batch": 2, "max_length": 32, "eval_limit": 2, "eval_batch": 16,
               "gen_batch": 2, "gen_tokens": 4, "matmuls": 3},
 }

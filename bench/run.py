@@ -110,7 +110,31 @@ def render_gpu() -> list[str]:
             "machine, `make bench-gpu` (`python -m bench.gpu`: a randomly initialised 0.55B Llama in bf16, our "
             "finetune stage padded and packed against a plain Trainer, each mode in a fresh process) writes "
             "`bench/results/gpu.json` with tokens/s, MFU and peak GPU memory, and the next `make bench` puts them "
-            "here."]
+            "here.", "",
+            "### The GPU check: prepared, never run on a GPU", "",
+            "For a lent GPU machine with no network (the device tool: one H100 or H200, its own python3 with a CUDA "
+            "torch 2.11 and transformers 5.17, no datasets, lm-eval or deepspeed; 64 MiB carried per call):", "",
+            "1. Here, with PyPI: `make gpu-wheels` writes `.gpu-wheels/` (git-ignored, under 60 MiB): the lock's "
+            "versions of every pure-Python runtime requirement and of the compiled ones the machine lacks, cp312 "
+            "wheels (`pip download --no-deps` of each exact version; an sdist-only project built here with `pip "
+            "wheel --no-deps`, DeepSpeed with DS_BUILD_OPS=0). Its `MANIFEST.md` lists each wheel and why, and "
+            "what is used from the machine (torch, and its compiled packages such as numpy, pyarrow, tokenizers).",
+            "2. There: `make gpu-check GPU_CHECK_ARGS=\"--export $OUT\"`, with `.gpu-wheels` in the call's "
+            "`carry` and a timeout of 600 s. It installs the wheels with `pip install --no-index --no-deps "
+            "--target runs/gpu-check/site` (first on PYTHONPATH, over the machine's torch), checks that the locked "
+            "transformers, datasets, lm-eval, peft and accelerate are the ones imported, runs `bench.gpu` at 0.5B "
+            "(20 steps, batch 16, max_length 1024, 2 repetitions, bf16), then `pipeline run recipes/promot.yaml` "
+            "with `bf16: true` on every trained stage and every evaluation, and requires the report's checks to "
+            "pass as they do on the CPU. Everything goes to `runs/gpu-check/` (a log per part, `summary.md` with "
+            "each part's seconds, `bench_gpu.json`, `checks.json`, `env.json`, the run folder); `--export DIR` "
+            "copies the summary, results and a tarball of the logs (at most 8 files) there. The whole check has "
+            "an 8-minute budget (`--budget-s`).",
+            "3. `make test` runs the same script as a CPU dry run (`--cpu-dry-run`: no install, `bench.gpu` at "
+            "the tiny size, the promot recipe at 4 steps, its checks read but not required): "
+            "`tests/test_bench_gpu_check.py`.", "",
+            "Untested on a GPU: the wheel install over the machine's packages (pip check's findings are logged, "
+            "not enforced), the 0.5B timings and the 8-minute fit, and whether the promot recipe's checks hold "
+            "in bf16."]
 
 
 def render_sandbox(b: dict) -> list[str]:
