@@ -59,15 +59,17 @@ def _embedded(name: str, kind: SuiteKind, tasks: list[str], labels=None) -> Suit
 #   model would say, so they measure kept knowledge, and a format leak cannot move them.
 # - generation: scored on what the model says, as a chat model is used; an answer in the wrong format scores 0.
 #   lm-eval's arc_challenge_chat ("The best answer is [letter]" after gen_prefix), the other multiple-choice
-#   slices asked the same way (real_*_chat.yaml) and all 541 IFEval prompts. NQ-open is not in it: lm-eval's nq_open
-#   needs an exact match, which a chat model answering in sentences never gives (0 for every model), and asked for a
-#   short answer after "The answer is", scored by containing a reference answer, SmolLM2-135M-Instruct still
-#   answered 0 of 50 (real_nq_open.yaml stays, lm-eval's own task, for the lm-eval CLI).
+#   slices asked the same way (real_*_chat.yaml), WinoGrande answered in words (real_winogrande_answer.yaml) and all
+#   541 IFEval prompts. The word answer replaces NQ-open: lm-eval's nq_open needs an exact match, which a chat model
+#   answering in sentences never gives (0 for every model), and asked for a short answer after "The answer is",
+#   scored by containing a reference answer, SmolLM2-135M-Instruct still answered 0 of 50 (real_nq_open.yaml stays,
+#   lm-eval's own task, for the lm-eval CLI).
 KNOWLEDGE, GENERATION = "knowledge", "generation"
 GROUPS = {KNOWLEDGE, GENERATION}
 REAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "real"
 REAL_KNOWLEDGE = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande"]
-REAL_GENERATION = ["arc_easy_chat", "arc_challenge_chat", "piqa_chat", "hellaswag_chat", "winogrande_chat", "ifeval"]
+REAL_GENERATION = ["arc_easy_chat", "arc_challenge_chat", "piqa_chat", "hellaswag_chat", "winogrande_chat",
+                   "winogrande_answer", "ifeval"]
 REAL_GENERAL = REAL_KNOWLEDGE + REAL_GENERATION
 # lm-eval's own tasks of each group (the other chat forms are forgetless's, local only).
 HUB_GENERATION = ["arc_challenge_chat", "ifeval"]

@@ -41,8 +41,8 @@ STANDARD_TASKS = list(STANDARD_YAML)  # real_nq_open stays lm-eval's nq_open, ou
 
 
 def _slice(name: str) -> str:
-    """The shipped data file a task reads: a chat task reads its benchmark's slice."""
-    return name.removesuffix("_chat")
+    """The shipped data file a task reads: a chat or word-answer task reads its benchmark's slice."""
+    return name.removesuffix("_chat").removesuffix("_answer")
 
 
 def _rows(name: str) -> list[dict]:
@@ -280,6 +280,7 @@ def test_evaluate_suite_end_to_end_on_a_tiny_model(tiny_llama, tokenizer, monkey
     assert all(r.n == 2 and r.suite_kind == "general" and 0.0 <= r.score <= 1.0 for r in results)
     metrics = {r.task: (r.metric, r.filter) for r in results}
     assert {metrics[f"real_{t}"] for t in CHAT} == {("exact_match", "remove_whitespace")}
+    assert metrics["real_winogrande_answer"] == ("contains_answer", "remove_whitespace")
     assert metrics["real_ifeval"] == ("prompt_level_strict_acc", "none")
     assert all(r.per_example is not None and len(r.per_example) == 2 for r in results)  # flips need them
     assert {metrics[f"real_{t}"] for t in ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande")} == {
@@ -370,6 +371,24 @@ def test_a_right_letter_after_the_prefix_scores_1_and_another_format_0(name, rea
     assert _scores(task, [0, 1, 2], [f" {w}" for w in wrong]) == [0.0, 0.0, 0.0]
     assert _scores(task, [0, 1, 2], [" yes", " no", " True"]) == [0.0, 0.0, 0.0]  # a leaked label format
     assert _scores(task, [0], [f" option {letters[0]}"]) == [0.0]  # anything but the letter
+
+
+def test_winogrande_answer_counts_the_right_option_in_words_and_no_other_format(real_tasks):
+    task = real_tasks["real_winogrande_answer"]
+    doc = task.eval_docs[0]
+    assert (doc["option1"], doc["option2"], doc["answer"], task.doc_to_target(doc)) == ("Sarah", "Maria", "1", "Sarah")
+    assert task.config.gen_prefix == "The answer is"
+    right = [" Sarah", ': "Sarah"', " sarah", " the name Sarah"]
+    assert _scores(task, [0] * len(right), right) == [1.0] * len(right)
+    wrong = [" Maria", " yes", " no", " A", " Sarah or Maria", " Sarahs"]
+    assert _scores(task, [0] * len(wrong), wrong) == [0.0] * len(wrong)
+    from evaluation.tasks.real.utils import names, normalize_answer, score_winogrande_answer
+
+    assert normalize_answer("The  U.S. Army!") == "us army"
+    assert names("it was the U.S. Army", "US Army") and not names("USA", "US Army") and not names("x", "")
+    nested = {"option1": "the cat", "option2": "the big cat", "answer": "2"}  # the other option inside the right one
+    assert score_winogrande_answer(nested, ["the big cat"])["contains_answer"] == 1.0
+    assert score_winogrande_answer(nested, ["the cat"])["contains_answer"] == 0.0
 
 
 def test_ifeval_ships_all_541_prompts(real_tasks):

@@ -7,6 +7,8 @@ releases look nowhere else), so lm-eval's functions are reached through here rat
 
 from __future__ import annotations
 
+import re
+import string
 from pathlib import Path
 
 import datasets
@@ -15,7 +17,8 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import doc_to_choice, doc_to
 
 TASKS_DIR = Path(__file__).resolve().parent
 
-__all__ = ["load_local", "process_hellaswag", "doc_to_text", "doc_to_target", "doc_to_choice", "score_gsm8k"]
+__all__ = ["load_local", "process_hellaswag", "doc_to_text", "doc_to_target", "doc_to_choice", "score_gsm8k",
+           "score_winogrande_answer"]
 
 
 def load_local(data_files: dict[str, str], **_metadata) -> datasets.DatasetDict:
@@ -51,3 +54,25 @@ def score_gsm8k(doc: dict, results: list[str]) -> dict[str, float]:
     from evaluation.domain_scoring import MATH_METRIC, answers_match
 
     return {MATH_METRIC: float(answers_match(results[0], doc["answer"]))}
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalization: lower case, punctuation and the articles a/an/the removed, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def names(text: str, phrase: str) -> bool:
+    """Whether the normalized text holds the normalized phrase as whole words (an empty phrase never)."""
+    phrase = normalize_answer(phrase)
+    return bool(phrase) and f" {phrase} " in f" {normalize_answer(text)} "
+
+
+def score_winogrande_answer(doc: dict, results: list[str]) -> dict[str, float]:
+    """real_winogrande_answer: 1 when the answer names the right option and not the other (unless the other is part
+    of the right one's words), else 0."""
+    right, other = (doc["option1"], doc["option2"]) if doc["answer"] == "1" else (doc["option2"], doc["option1"])
+    said = results[0]
+    ok = names(said, right) and (not names(said, other) or names(right, other))
+    return {"contains_answer": float(ok)}
