@@ -1,6 +1,6 @@
 """make gpu-check's CPU dry run: the same script a lent GPU runs (bench/gpu_check.py), on the CPU at the tiny size,
 without the wheel install, so a broken GPU path shows here. Through the command line, as `make gpu-check
-GPU_CHECK_ARGS=--cpu-dry-run` runs it."""
+GPU_PY=.venv/bin/python GPU_CHECK_ARGS=--cpu-dry-run` runs it by hand."""
 
 import json
 import os
