@@ -76,7 +76,7 @@ def stage_run(data, packing: bool, base: Path, out: Path, max_length: int, steps
 
     with counted_collators([]) as counters:
         ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=max_length, train_data=data)
-        config = finetune.Config(steps=steps, batch_size=BATCH, lr=1e-3, logging_steps=5, packing=packing)
+        config = finetune.Config(steps=steps, batch_size=BATCH, lr=1e-3, logging_steps=min(5, steps), packing=packing)
         started = time.perf_counter()
         result = finetune.run(config, ctx)
         wall = time.perf_counter() - started
