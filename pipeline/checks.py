@@ -40,6 +40,16 @@ class Measure(str, enum.Enum):
     FORMAT_LEAK = "format_leak"
 
 
+GROUPED = (Measure.GENERAL, Measure.FORGETTING, Measure.GENERAL_DROP)  # the measures a `group` narrows
+
+
+def measured(check) -> str:
+    """The column a check reads: its measure, or with a group that group's (generation, generation_forgetting)."""
+    if check.group is None:
+        return check.measure.value
+    return check.group if check.measure is Measure.GENERAL else f"{check.group}_{check.measure.value}"
+
+
 class Relation(str, enum.Enum):
     """How a relative check compares the measure (a) with the same measure of `against` (b)."""
 
@@ -79,8 +89,12 @@ class CheckConfig:
     above: float | None = None
     below: float | None = None
     noise: bool = field(default=False, metadata={
-        "help": "judge a max bound against the noise: fail only beyond it by more than 1.96 standard errors "
-                "(a forgetting's or general drop's paired: base and stage are scored on the same examples)"})
+        "help": "judge the bound against the noise (the value less 1.96 standard errors; a forgetting's or general "
+                "drop's se is paired: base and stage are scored on the same examples): a max bound fails only beyond "
+                "it by more than that, a min bound passes only beyond it by more than that"})
+    group: str | None = field(default=None, metadata={
+        "help": "general, forgetting or general_drop over one group of the general suite's tasks (real_general: "
+                "knowledge, generation) instead of all of them"})
     if_missing: IfMissing = field(default=IfMissing.NA, metadata={"help": "the verdict when nothing can be measured"})
     missing_name: str | None = field(default=None, metadata={"help": "the row's wording when nothing is measured"})
     missing_note: str | None = field(default=None, metadata={"help": "what the row says when nothing is measured"})
@@ -106,8 +120,11 @@ class CheckConfig:
             found.append(("min", "a check needs a bound: one of min, max, above, below"))
         if len(bounds) > 1:
             found.append((bounds[1], f"one bound per check (also set: {bounds[0]}); write two checks"))
-        if self.noise and self.max is None:
-            found.append(("noise", "judges a max bound only"))
+        if self.noise and self.max is None and self.min is None:
+            found.append(("noise", "judges a max or min bound only"))
+        if self.group is not None and self.measure not in GROUPED:
+            found.append(("group", f"groups the general suite's tasks: measure must be one of "
+                                   f"{', '.join(m.value for m in GROUPED)}, not {self.measure.value}"))
         return found
 
     @property
@@ -221,12 +238,12 @@ def evaluate(check: CheckConfig, scores: Scores, reference_name: str = ACCEPTED)
     if recipe is None:
         return _missing(check, name, limit, f"no results for recipe {check.recipe!r}" + _where(check))
     stage = check.stage or scores.final_stage(recipe)
-    a = scores.value(recipe, stage, check.measure.value)
+    a = scores.value(recipe, stage, measured(check))
     if a is None:
         return _missing(check, name, limit, _not_measured(check), _plain_note(check, scores, recipe, stage))
     if check.against is None:
         return _judge(check, name, limit, a, _plain_text(check.measure, a), _plain_note(check, scores, recipe, stage),
-                      scores.se(recipe, stage, check.measure.value))
+                      scores.se(recipe, stage, measured(check)))
     b, against = _reference(check, scores, recipe, reference_name)
     if b is None:
         return _missing(check, name, limit, f"no {against} to compare with")
@@ -238,7 +255,7 @@ def evaluate(check: CheckConfig, scores: Scores, reference_name: str = ACCEPTED)
 
 
 def _reference(check: CheckConfig, scores: Scores, recipe: str, reference_name: str) -> tuple[float | None, str]:
-    measure = check.measure.value
+    measure = measured(check)
     if check.against == ACCEPTED:
         return scores.reference(measure), reference_name
     if check.against == BASE:
@@ -268,9 +285,9 @@ def _along(check: CheckConfig, scores: Scores) -> Outcome:
     for recipe in copies(scores, check.recipe, check.where):
         values = scores.swept(recipe)
         if check.along in values:
-            measured = scores.value(recipe, check.stage or scores.final_stage(recipe), check.measure.value)
-            if measured is not None:
-                points.append((sort_key(values[check.along]), str(values[check.along]), measured))
+            value = scores.value(recipe, check.stage or scores.final_stage(recipe), measured(check))
+            if value is not None:
+                points.append((sort_key(values[check.along]), str(values[check.along]), value))
     points.sort(key=lambda p: p[0])
     if len(points) < 2:
         return _missing(check, name, limit, f"fewer than two values of {check.along} measured")
@@ -289,8 +306,12 @@ def _judge(check, name, limit, value, text, note, se=None) -> Outcome:
         return Outcome(name, value, _within(check, value), limit, text, note)
     from pipeline.uncertainty import Z
 
-    margin = Z * se if se is not None and se == se else 0.0
-    note += f"; noise: ±{margin:.3f} ({Z:g} se)" if se is not None and se == se else "; noise unknown: judged as none"
+    known = se is not None and se == se
+    if not known and check.bound[0] in (">=", ">"):  # beyond a min bound by more than the noise: unknowable
+        return Outcome(name, value, False, limit, f"{text} (noise unknown)", note + "; noise unknown: not beyond it")
+    margin = Z * se if known else 0.0
+    note += f"; noise: ±{margin:.3f} ({Z:g} se)" if known else "; noise unknown: judged as none"
+    text += f" (noise ±{margin:.3f})" if known else ""
     return Outcome(name, value, _within(check, value - margin), limit, text, note)
 
 
@@ -321,6 +342,8 @@ def _where(check: CheckConfig) -> str:
 def _not_measured(check: CheckConfig) -> str:
     if check.measure is Measure.FORMAT_LEAK:
         return "not measured: set target.labels"
+    if check.group is not None:
+        return f"{check.measure.value} of group {check.group!r} not measured (the general suite has no such group)"
     return f"{check.measure.value} not measured"
 
 
@@ -336,7 +359,8 @@ def _plain_note(check: CheckConfig, scores: Scores, recipe: str, stage: str) -> 
     """The gate's note on a general drop: the base's general score and the stage's."""
     if check.measure is not Measure.GENERAL_DROP:
         return ""
-    base, general = scores.value(recipe, "base", "general"), scores.value(recipe, stage, "general")
+    column = check.group or "general"
+    base, general = scores.value(recipe, "base", column), scores.value(recipe, stage, column)
     nan = float("nan")
     return f"base {nan if base is None else base:.3f} -> {nan if general is None else general:.3f}"
 

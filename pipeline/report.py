@@ -86,8 +86,8 @@ class TableScores:
 
     def value(self, recipe: str, stage: str, measure: str) -> float | None:
         """Mean over seeds; the general drop is the forgetting's negative."""
-        if measure == "general_drop":
-            forgetting = self._cell(self.mean, recipe, stage, "forgetting")
+        if measure.endswith("general_drop"):  # also a group's: generation_general_drop
+            forgetting = self._cell(self.mean, recipe, stage, measure.replace("general_drop", "forgetting"))
             return None if forgetting is None else -forgetting
         return self._cell(self.mean, recipe, stage, measure)
 
@@ -95,7 +95,7 @@ class TableScores:
         """Standard error over examples and seeds (pipeline/uncertainty.py)."""
         from pipeline.uncertainty import standard_error
 
-        column = "forgetting" if measure == "general_drop" else measure
+        column = measure.replace("general_drop", "forgetting") if measure.endswith("general_drop") else measure
         examples = self._cell(self.mean, recipe, stage, f"{column}_se")
         spread = self._cell(self.sd, recipe, stage, column)
         if spread is None or (recipe, stage) not in self.seeds.index:

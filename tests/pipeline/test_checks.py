@@ -222,3 +222,47 @@ def test_the_report_shows_the_declared_checks_and_none_without(tmp_path, capsys)
     (tmp_path / "config.yaml").write_text("name: demo\n")
     assert main(["report", str(tmp_path)]) == 0
     assert "| check | measured | pass |" not in (tmp_path / "report.md").read_text()
+
+
+def grouped_rows(recipe, stage, knowledge, generation, stderr=0.02):
+    """A general suite in two groups (as real_general's): one knowledge task and one generation task."""
+    return [dict(recipe=recipe, seed=0, stage=stage, task=task, suite="general", metric="acc", score=score, n=100,
+                 stderr=stderr, group=group)
+            for task, group, score in (("real_arc_easy", "knowledge", knowledge),
+                                       ("real_arc_easy_chat", "generation", generation))]
+
+
+@pytest.fixture
+def grouped():
+    """sft keeps its knowledge but loses 0.30 of generation; promot loses 0.01 of it, within the noise."""
+    data = grouped_rows("sft", "base", 0.5, 0.6) + grouped_rows("sft", "finetune", 0.5, 0.3)
+    data += grouped_rows("promot", "base", 0.5, 0.6) + grouped_rows("promot", "finetune", 0.5, 0.59)
+    return scores(data)
+
+
+def test_a_check_measures_one_group_of_the_general_suite(grouped):
+    drop = evaluate(check(recipe="sft", measure="general_drop", group="generation", min=0.2), grouped)
+    assert drop.value == pytest.approx(0.3) and drop.passed is True
+    knowledge = evaluate(check(recipe="sft", measure="general_drop", group="knowledge", max=0.01), grouped)
+    assert knowledge.value == pytest.approx(0.0) and knowledge.passed is True
+    assert evaluate(check(recipe="sft", measure="general", group="generation", max=1), grouped).value == \
+        pytest.approx(0.3)
+    missing = evaluate(check(recipe="sft", measure="general_drop", group="style", min=0.2), grouped)
+    assert missing.passed is None and "group 'style'" in missing.text
+
+
+def test_noise_on_a_min_bound_passes_only_beyond_the_noise(grouped):
+    """'SFT forgets beyond 1.96 paired se': a drop of 0.30 is; promot's 0.01 is not (its noise is larger)."""
+    sft = evaluate(check(recipe="sft", measure="general_drop", group="generation", min=0.0, noise=True), grouped)
+    promot = evaluate(check(recipe="promot", measure="general_drop", group="generation", min=0.0, noise=True),
+                      grouped)
+    assert sft.passed is True and "noise ±" in sft.text
+    assert promot.passed is False
+    within = evaluate(check(recipe="promot", measure="general_drop", group="generation", max=0.0, noise=True),
+                      grouped)
+    assert within.passed is True
+
+
+def test_a_group_needs_a_general_measure():
+    assert ("group", "groups the general suite's tasks: measure must be one of general, forgetting, general_drop, "
+            "not target") in check(measure="target", group="generation", min=0).problems()
