@@ -41,6 +41,17 @@ class Config:
     kind = "evaluate"
 
 
+def evaluation_device() -> str:
+    """This process's GPU when it has one (LOCAL_RANK's under a launcher), else the CPU."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+
+
 def run(config: Config, ctx: StageContext) -> StageResult:
     """Score the checkpoint on the general suite and the target suite; returns results rows."""
     from evaluation.format_leak import format_leak_share
@@ -50,7 +61,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     labels = ctx.extra.get("labels") or []
     handoff = ctx.handoff
     model, tokenizer = load_model(handoff.model_dir, ctx.trust_remote_code)
-    model.eval()
+    model.to(evaluation_device()).eval()  # lm-eval scores a model object where it lies: on the GPU, if there is one
     everywhere = handoff.attached(Scope.EVERY_SUITE)  # an unmerged LoRA fine-tune: part of the model for every suite
     if everywhere is not None:
         model = attach_adapter(model, everywhere.path)
