@@ -36,7 +36,7 @@ setup: $(STAMP)  ## create .venv and install the locked versions and the project
 
 .PHONY: base-rebuild
 base-rebuild: $(STAMP)  ## build the embedded base again (portable kernels, ~3 min) and compare each file's sha256 with the shipped one (exit 1: not the same base)
-	$(PY) -m embedded.shipped rebuild
+	$(PY) -m embedded.rebuild
 
 # Where uv finds torch's CPU build: this machine's wheel folder when it has one, else PyTorch's CPU index.
 TORCH_CPU ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)

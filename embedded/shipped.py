@@ -6,7 +6,7 @@ where MKL's reproducible mode holds, which Intel promises for Intel CPUs alone (
 where an Intel Xeon built 0.971). Shipped, it is the same bytes on every machine, and loading checks them.
 
     python -m embedded.shipped check             every file against SHA256SUMS; exit 1 naming the first bad one
-    python -m embedded.shipped rebuild [--replace]
+    python -m embedded.rebuild [--replace]      (embedded/rebuild.py)
         build DEFAULT_SPEC again (portable kernels, ~3 min) into a temporary folder and print each file's sha256
         beside the shipped one; exit 0 when the weights and the tokenizer are identical. --replace ships the new
         build instead (after a change to DEFAULT_SPEC, the tasks or the tokenizer) and rewrites SHA256SUMS.
@@ -15,9 +15,7 @@ where an Intel Xeon built 0.971). Shipped, it is the same bytes on every machine
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from core.errors import UserError
@@ -73,33 +71,6 @@ def write_sums(folder: Path) -> None:
     (folder / SUMS).write_text("".join(f"{sha256(folder / name)}  {name}\n" for name in names))
 
 
-def rebuild(replace: bool = False) -> int:
-    """Build DEFAULT_SPEC again as a fresh cache would, compare it with the shipped files, and say so."""
-    from embedded.model import DEFAULT_SPEC, _build
-
-    shipped, target = recorded(), SHIPPED_DIR
-    with tempfile.TemporaryDirectory(prefix="embedded-base-rebuild-") as tmp:
-        built = Path(tmp) / "base"
-        built.mkdir()
-        _build(DEFAULT_SPEC, built)
-        names = sorted({p.name for p in built.iterdir() if p.is_file()} | set(shipped))
-        same = True
-        for name in names:
-            got = sha256(built / name) if (built / name).is_file() else "(not built)"
-            want = shipped.get(name, "(not shipped)")
-            verdict = "skipped (build time, CPU)" if name in UNREPEATABLE else ("same" if got == want else "DIFFERS")
-            print(f"{name:24} built {got}  shipped {want}  {verdict}")
-            same &= name not in SAME_BASE or got == want
-        print("the same base as the shipped one" if same else "NOT the shipped base: its weights or tokenizer differ")
-        if replace:
-            for path in built.iterdir():
-                shutil.copyfile(path, target / path.name)
-            write_sums(target)
-            print(f"replaced the shipped base in {target}; commit it with its {SUMS}")
-            return 0
-    return 0 if same else 1
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["check"] and len(argv) == 1:
         try:
@@ -109,9 +80,8 @@ def main(argv: list[str]) -> int:
             return 1
         print(f"embedded base: every file matches {SHIPPED_DIR / SUMS}")
         return 0
-    if argv[:1] == ["rebuild"] and argv[1:] in ([], ["--replace"]):
-        return rebuild(replace=argv[1:] == ["--replace"])
-    print("usage: python -m embedded.shipped check | rebuild [--replace]", file=sys.stderr)
+    print("usage: python -m embedded.shipped check   (to build it again: python -m embedded.rebuild [--replace])",
+          file=sys.stderr)
     return 2
 
 

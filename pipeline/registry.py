@@ -188,7 +188,7 @@ def _evaluation(run_dir: Path, stages: dict, stage_id: str) -> dict | None:
 def evaluation_key(inputs: dict) -> str:
     """The key of how an evaluation scored (settings such as `limit`, suites and their task files, target data and
     scoring, lm-eval's version: pipeline/plan.py), less the model it scored (`upstream`)."""
-    from pipeline.plan import key_of
+    from pipeline.keys import key_of
 
     return key_of({name: value for name, value in inputs.items() if name != "upstream"})
 
@@ -204,7 +204,7 @@ def evaluations_of(run_dir: Path, recipe: str, stage: str) -> list[dict]:
 def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str, who: str = "the accepted run") -> str | None:
     """Why the accepted run's scores were not taken as the candidate's are (its evaluation keys differ), or None.
     An entry from before evaluation keys were recorded is compared as before."""
-    from pipeline.plan import describe_change
+    from pipeline.keys import describe_change
 
     if not accepted or "evaluation_keys" not in accepted:
         return None

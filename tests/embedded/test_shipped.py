@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from embedded import model as base
-from embedded import shipped
+from embedded import rebuild, shipped
 from pipeline.cli import main
 
 RECIPE = ("name: demo\ntarget: {{name: letter_rule, train: 'embedded:letter_rule', train_rows: 8, test_rows: 4}}\n"
@@ -101,9 +101,9 @@ def test_rebuild_compares_the_weights_and_the_tokenizer(monkeypatch, tmp_path, c
             (out_dir / "model.safetensors").write_bytes(bytes(weights))
 
     monkeypatch.setattr(base, "_build", fake_build)
-    assert shipped.main(["rebuild"]) == 0
+    assert rebuild.main([]) == 0
     assert "the same base as the shipped one" in capsys.readouterr().out
     flip["on"] = True
-    assert shipped.main(["rebuild"]) == 1
+    assert rebuild.main([]) == 1
     out = capsys.readouterr().out
     assert "model.safetensors" in out and "DIFFERS" in out and "NOT the shipped base" in out
