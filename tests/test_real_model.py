@@ -45,7 +45,7 @@ def loaded(base):
 @pytest.fixture(scope="module")
 def finished_run(base, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "promot_smollm2"
-    overrides = ["threads=2", "evaluation.limit=2", "evaluation.target_limit=4", "target.train_rows=16",
+    overrides = ["threads=2", "evaluation.limit=2", "evaluation.target_limit=4", "target.train_rows=32",
                  "max_length=160", "recipes.promot.0.steps=2", "recipes.promot.1.steps=2",
                  "recipes.promot.0.batch_size=2", "recipes.promot.1.batch_size=2"]
     args = ["run", str(ROOT / "recipes" / "promot_smollm2.yaml"), "--run-dir", str(run_dir), "--only", "promot"]
