@@ -59,11 +59,15 @@ def test_promot_report_measures_the_bar(tmp_path):
 def test_promot_report_says_no_when_the_effect_is_missing(tmp_path):
     data = rows("sft", "base", 0.9, 0.5, 0.0) + rows("sft", "finetune", 0.89, 0.98, 0.05)
     data += rows("promot", "base", 0.9, 0.5, 0.0) + rows("promot", "finetune", 0.5, 0.7, 0.2)
+    chat = {"embedded_copy": "real_arc_easy_chat", "embedded_sort": "real_piqa_chat"}  # real_general's generation group
+    for row in data:  # each task scored with a standard error of 0.01
+        row.update(stderr=0.01, task=chat.get(row["task"], row["task"]))
     write_csv(tmp_path / "results.csv", data)
     declare(tmp_path, "promot_smollm2.yaml")
     report = write_report(tmp_path).read_text()
-    assert "| SFT forgets: general drop >= 0.03 | drop 0.010 | **no** |" in report
-    assert "| ProMoT forgets within the noise: general drop <= 0 + 1.96 paired se | drop 0.400 | **no** |" in report
+    # SFT's drop of 0.010 is within its noise (unpaired: the rows have no per-example scores); ProMoT's 0.400 is not
+    assert "| SFT forgets the generation group beyond 1.96 paired se | drop 0.010 (noise ±0.020) | **no** |" in report
+    assert "| ProMoT's generation drop within 1.96 paired se | drop 0.400 (noise ±0.020) | **no** |" in report
     assert "| SFT learns the target: >= majority 0.520 + 0.10 | 0.980 | yes |" in report
     assert "| ProMoT target within 0.02 of SFT | 0.700 vs 0.980 | **no** |" in report
     assert "| ProMoT format leak < 10% | 20.0% | **no** |" in report
