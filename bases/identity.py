@@ -16,6 +16,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from core.hashing import file_sha256
+
 # The files a model folder is loaded from (stages/model_io.py loads safetensors weights only); anything else in the
 # folder (a README, build.json's timings, checkpoints in subfolders) changes no number.
 LOADED = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken", "*.py")
@@ -38,14 +40,6 @@ def folder_identity(folder: Path) -> str:
         digest.update(f"{path.name}\0{cache.sha256(path)}\n".encode())
     cache.save()
     return f"folder:{digest.hexdigest()}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Cache:

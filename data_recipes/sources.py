@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import datasets
 
 from core.errors import UserError
+from core.hashing import file_sha256
 
 # File suffix -> `datasets` builder. Anything without one of these suffixes is a hub id.
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -35,11 +35,7 @@ def load_rows(source: str, split: str = "train", config: str | None = None,
 
 def fingerprint(path: str | Path) -> str:
     """Return the sha256 hex digest of a file's content, for run manifests."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _load_local(path: Path, builder: str, split: str) -> datasets.Dataset:

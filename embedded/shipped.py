@@ -14,11 +14,11 @@ where an Intel Xeon built 0.971). Shipped, it is the same bytes on every machine
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 from core.errors import UserError
+from core.hashing import file_sha256
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "base"
 SUMS = "SHA256SUMS"
@@ -27,11 +27,7 @@ UNREPEATABLE = ("build.json",)  # build time and CPU: differs on every build, so
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def recorded(folder: Path | None = None) -> dict[str, str]:
