@@ -70,11 +70,10 @@ def lora_gathered(peft_model):
 def run(config: Config, ctx: StageContext) -> StageResult:
     """Train the adapter and save it as a PEFT folder; with scope merged, also the merged plain model."""
     import torch
-    from peft import get_peft_model
 
     from core import ranks
     from core.errors import UserError
-    from stages.model_io import load_model
+    from stages.model_io import load_model, trainable_parameters, wrap_for_training
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
     # Arguments first: under ZeRO-3 the model then loads straight into its shards.
@@ -83,14 +82,10 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     try:
         torch.manual_seed(ctx.seed)  # LoRA's A matrices start random
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
-        try:
-            peft_model = get_peft_model(model, lora_config(config))
-        except ValueError as error:  # PEFT's "Target modules {...} not found in the base model"
-            raise UserError(f"{config.name}.target_modules: {error}") from None
+        peft_model = wrap_for_training(model, lora_config(config), config.name)
         metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
                                  tracking=ctx.tracking, ctx=ctx)
-        metrics["trainable_parameters"] = sum(getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters()
-                                              if p.requires_grad)
+        metrics["trainable_parameters"] = trainable_parameters(peft_model)
         with lora_gathered(peft_model):
             peft_model.save_pretrained(str(adapter_dir), is_main_process=ranks.is_main())
         if config.scope == Scope.MERGED:

@@ -38,6 +38,23 @@ def attach_adapter(model, adapter_dir: Path, trainable: bool = False, name: str 
     return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name, is_trainable=trainable)
 
 
+def wrap_for_training(model, peft_config, stage_name: str):
+    """The model wrapped by PEFT for a trainable adapter (LoRA, OSF); a `target_modules` the model lacks is one line."""
+    from peft import get_peft_model
+
+    from core.errors import UserError
+
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as error:  # PEFT's "Target modules {...} not found in the base model"
+        raise UserError(f"{stage_name}.target_modules: {error}") from None
+
+
+def trainable_parameters(model) -> int:
+    """Parameters that train (a ZeRO-3 shard counts its whole tensor)."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+
+
 def save_prompt(peft_model, out_dir: Path) -> Path:
     """Save a soft prompt as a PEFT adapter; every rank calls it, rank 0 writes."""
     from core import ranks

@@ -57,24 +57,18 @@ def osf_config(config: Config):
 
 def run(config: Config, ctx: StageContext) -> StageResult:
     """Train inside each weight's orthogonal subspace, merge, and save a plain transformers folder."""
-    from peft import get_peft_model
-
     from core import ranks
-    from core.errors import UserError
-    from stages.model_io import load_model
+    from stages.model_io import load_model, trainable_parameters, wrap_for_training
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
     args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking)
     model_dir = ctx.stage_dir / "model"
     try:
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
-        try:
-            peft_model = get_peft_model(model, osf_config(config))
-        except ValueError as error:  # PEFT's "Target modules {...} not found in the base model"
-            raise UserError(f"{config.name}.target_modules: {error}") from None
+        peft_model = wrap_for_training(model, osf_config(config), config.name)
         metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
                                  tracking=ctx.tracking, ctx=ctx)
-        metrics["trainable_parameters"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        metrics["trainable_parameters"] = trainable_parameters(peft_model)
         if ranks.is_main():
             merged = peft_model.merge_and_unload()
             merged.save_pretrained(str(model_dir), safe_serialization=True)
