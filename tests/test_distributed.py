@@ -1,6 +1,6 @@
 """Scale out on the CPU: ProMoT on 2 processes (DDP over gloo, DeepSpeed ZeRO-2, ZeRO-3) trains like 1 process.
 
-Each run is the README's command (`accelerate launch --config_file configs/accelerate/... -m pipeline run`) on
+Each run is docs/scale-out.md's command (`accelerate launch --config_file configs/accelerate/... -m pipeline run`) on
 the tiny test model, with the same global batch; the per-step losses, saved weights and scores must agree.
 """
 

@@ -1,4 +1,4 @@
-"""README "Using a trained model", line for line: a saved ProMoT model answers as the evaluation scored it.
+"""docs/run-folder.md "Using a trained model", line for line: a saved ProMoT model answers as the evaluation scored it.
 
 The embedded test base answers nothing in a few steps, so this runs the ProMoT recipe on a random tiny
 Llama whose greedy answers are long and peaked: a misplaced or repeated soft prompt changes them.
@@ -76,10 +76,10 @@ def test_readme_recipe_gives_the_answers_and_score_the_report_has(promot_run):
 
 @pytest.mark.upstream
 def test_peft_generate_would_not_give_them(promot_run):
-    """Why the README does not say PeftModel.generate: on the same folders its answers differ.
+    """Why docs/run-folder.md does not say PeftModel.generate: on the same folders its answers differ.
 
     If this fails, PeftModel.generate decodes a soft prompt right again (upstream fixed it, see
-    tests/evaluation/test_upstream_generation.py); the README could then offer it too.
+    tests/evaluation/test_upstream_generation.py); docs/run-folder.md could then offer it too.
     """
     model, tokenizer = _readme_recipe(promot_run)
     scored = json.loads((promot_run / "seed0/promot/finetune-eval/DONE.json").read_text())["metrics"]["samples"]

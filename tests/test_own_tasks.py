@@ -1,4 +1,4 @@
-"""A user's own lm-eval task YAML runs as the general suite (evaluation.task_dir + general_tasks), as README shows."""
+"""A user's own lm-eval task YAML runs as the general suite (evaluation.task_dir + general_tasks), as docs/recipes.md (Your own tasks) shows."""
 
 import json
 from pathlib import Path
@@ -58,7 +58,7 @@ def test_a_task_yaml_in_task_dir_is_the_general_suite(tiny_base, tmp_path):
     assert set(general.stage) == {"base", "finetune"}
     # One step of fine-tuning answers these docs much as the base does: paired with the base's per-example scores,
     # the forgetting's standard error is below the two scores' variances added (about 0.47 here).
-    from pipeline.results import read_results, summarise
+    from pipeline.reports.results import read_results, summarise
 
     assert general[general.stage == "finetune"].paired_stderr.notna().all()
     table = summarise(read_results(tmp_path / "run" / "results.csv")).set_index("stage")

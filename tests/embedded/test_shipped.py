@@ -1,5 +1,5 @@
 """The embedded default base ships with the package (embedded/base/): its files match SHA256SUMS, a damaged file is
-refused in one line naming it, and it loads as the README says, without training anything."""
+refused in one line naming it, and it loads as docs/results.md says, without training anything."""
 
 import dataclasses
 import hashlib
@@ -36,7 +36,7 @@ def test_the_default_base_is_the_shipped_folder_and_nothing_trains(monkeypatch):
 
 
 def test_it_loads_as_the_readme_says():
-    """README: `AutoModelForCausalLM.from_pretrained(ensure_base_model())`, 1.08M parameters, general 0.971."""
+    """docs/results.md: `AutoModelForCausalLM.from_pretrained(ensure_base_model())`, 1.08M parameters, general 0.971."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from embedded.model import ensure_base_model, greedy_exact_match

@@ -121,7 +121,7 @@ def test_batched_generation_matches_greedy_by_hand(which, request, tokenizer, ex
 
 
 def test_generate_helper_matches_greedy_by_hand(base, prompted, tokenizer, examples):
-    """evaluation.generation.generate, what the README tells users to load with: one left-padded batch.
+    """evaluation.generation.generate, what docs/run-folder.md tells users to load with: one left-padded batch.
 
     PeftModel.generate gets this wrong (tests/evaluation/test_upstream_generation.py pins how).
     """
