@@ -1,5 +1,5 @@
 """Prepare, on a machine with PyPI, the wheel folder that `make gpu-check` installs on a lent GPU machine with no
-network (`make gpu-wheels`; README "The GPU check").
+network (`make gpu-wheels`; docs/benchmarks.md).
 
 The GPU machine has its own python3 (3.12) with a CUDA torch and many packages, but not the lock's: no datasets,
 lm-eval or deepspeed, transformers 5.17 where the lock pins 5.24. This walks the project's runtime requirements
