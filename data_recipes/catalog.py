@@ -99,7 +99,7 @@ def load_source(config: SourceConfig, tokenizer) -> LoadedSource:
         log.warning("%s: dropped %d of %d rows that do not convert (on_bad_rows: skip)", config.source, dropped, len(raw))
     try:
         print_ = fingerprint(config.source)
-    except OSError:  # a hub dataset: its rows are keyed by their token ids (pipeline/plan.py)
+    except OSError:  # a hub dataset: its rows are keyed by their token ids (pipeline/engine/plan.py)
         print_ = f"hub:{config.source}" + (f"@{config.revision}" if config.revision else "")
     return LoadedSource(data, print_, dropped)
 

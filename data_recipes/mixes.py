@@ -101,7 +101,7 @@ class Mix:
     def stage_fields(self) -> dict:
         """The stage's keys that write this mix back as plain YAML (config.yaml, the stage key's settings).
 
-        Every stage key hashes these (pipeline/plan.py), so a mix the older `data` + `replay` + `k` fields could
+        Every stage key hashes these (pipeline/engine/plan.py), so a mix the older `data` + `replay` + `k` fields could
         say (full sources, then replay sources at one k < 1, no seed of its own) is written as those three, exactly
         as before the mapping form: finished stages of older run folders keep their keys. Anything else is a mapping;
         a one-shot mix is always the long form {sources: ..., one_shot: true}, so its key is never a 0-shot one's.

@@ -51,7 +51,7 @@ def output_folder(value: str, option: str) -> Path:
 
 def load(args):
     """Load and validate the recipe named on the command line."""
-    from pipeline.config import load_recipe
+    from pipeline.recipe.config import load_recipe
 
     path = recipe_path(args.recipe)
     return path, load_recipe(path, args.set or [])
@@ -61,8 +61,8 @@ def load_checked(args, trained=None):
     """Load the recipe on every rank and check it on rank 0 alone (it reads the data once and logs its warnings
     once). Its problems are every rank's: each reads the same file and --set, and all get rank 0's verdict.
     The launch is checked for the recipes the command trains: `trained(recipe)`, else --only's, else all."""
-    from pipeline.deepspeed_config import check_launch, check_world
-    from pipeline.validate import check_recipe
+    from pipeline.engine.deepspeed_config import check_launch, check_world
+    from pipeline.recipe.validate import check_recipe
 
     try:
         path, recipe = load(args)
@@ -78,7 +78,8 @@ def load_checked(args, trained=None):
 
 def cmd_run(args) -> int:
     """Train and evaluate every recipe in the file; write results.csv and report.md."""
-    from pipeline.orchestrator import run_dir_for, run_recipe
+    from pipeline.engine.orchestrator import run_dir_for
+    from pipeline.run import run_and_report
 
     if args.run_dir is not None:
         try:
@@ -93,7 +94,7 @@ def cmd_run(args) -> int:
         except UserError as err:
             raise every_rank(err)
     _setup_logging()
-    run_recipe(recipe, run_dir, path, only=args.only or [], rerun_changed=args.rerun_changed)
+    run_and_report(recipe, run_dir, path, only=args.only or [], rerun_changed=args.rerun_changed)
     if ranks.is_main():
         print(f"done: {run_dir}/report.md")
     return 0
@@ -101,8 +102,8 @@ def cmd_run(args) -> int:
 
 def cmd_validate(args) -> int:
     """Check the recipe, its data, model and suites, and its batch split and DeepSpeed config on N processes; train nothing."""
-    from pipeline.deepspeed_config import check_world
-    from pipeline.validate import check_recipe
+    from pipeline.engine.deepspeed_config import check_world
+    from pipeline.recipe.validate import check_recipe
 
     if args.world_size < 1:
         raise UserError(f"--world-size: must be >= 1 (the number of processes), got {args.world_size}")
@@ -145,7 +146,7 @@ def cmd_ls(args) -> int:
         print(f"  {name:<20} {about}")
     if not args.check:
         return 0
-    from pipeline.entries import problems
+    from pipeline.recipe.entries import problems
 
     found = problems()
     for line in found:
@@ -156,7 +157,7 @@ def cmd_ls(args) -> int:
 
 def cmd_report(args) -> int:
     """Rebuild report.md and the plot from a run folder's results.csv."""
-    from pipeline.report import write_report
+    from pipeline.reports.report import write_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.csv").is_file():
@@ -168,7 +169,7 @@ def cmd_report(args) -> int:
 
 def cmd_retrain(args) -> int:
     """Retrain on new data; promote the model only if it passes the recipe's gate (exit 1 if refused)."""
-    from pipeline.retrain import export, retrain, summary
+    from pipeline.retraining.retrain import export, retrain, summary
 
     try:
         for value, option in ((args.registry, "--registry"), (args.export, "--export")):
@@ -188,15 +189,15 @@ def cmd_retrain(args) -> int:
 
 def cmd_gate(args) -> int:
     """Check a finished run against the gate, versus a registry's accepted run or another run (exit 1 on fail)."""
-    from pipeline import gate as gates
+    from pipeline.retraining import gate as gates
 
     run_dir = Path(args.run_dir)
     gate = gates.gate_from_run(run_dir, args.set or [])
     stage, scores = gates.run_scores(run_dir, gate.recipe)
     name, reference = gates.load_reference(Path(args.against), gate.recipe)
     unlike = gates.unlike_reference(Path(args.against), run_dir, gate.recipe, stage)  # scored otherwise: not compared
-    checks = gates.evaluate(gate, scores, reference, name, unlike)
-    print(f"gate: {run_dir} ({gate.recipe}/{stage}) against {name}\n\n{gates.table(checks)}\n")
+    checks = gates.check_gate(gate, scores, reference, name, unlike)
+    print(f"gate: {run_dir} ({gate.recipe}/{stage}) against {name}\n\n{gates.gate_table(checks)}\n")
     failed = [c.gate for c in checks if not c.passed]
     print(f"FAIL: {', '.join(failed)}" if failed else "pass")
     return 1 if failed else 0

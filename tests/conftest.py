@@ -1,7 +1,7 @@
 """Under pytest-xdist (make test: one worker per core), each worker runs on a core of its own.
 
 A worker and every process it starts (pipeline runs, DDP ranks) are pinned to that core, so torch's threads never
-oversubscribe the machine: the pipeline sizes its threads from the CPU affinity (pipeline/threads.py), and torch's
+oversubscribe the machine: the pipeline sizes its threads from the CPU affinity (pipeline/engine/threads.py), and torch's
 OpenMP pool from OMP_NUM_THREADS.
 """
 

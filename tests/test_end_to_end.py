@@ -42,7 +42,7 @@ def test_run_folder_is_self_describing(finished_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done" and manifest["code_version"]
     assert manifest["data"]["rows"] == {"embedded:letter_rule": 64}
-    assert manifest["launch"]["threads"] >= 1  # chosen and recorded (pipeline/threads.py)
+    assert manifest["launch"]["threads"] >= 1  # chosen and recorded (pipeline/engine/threads.py)
     assert manifest["launch"]["cpu"]["capability"] and manifest["launch"]["cpu"]["machine"]  # the kernels used
     stages = manifest["stages"]
     # The hand-off: ProMoT stage 2 starts from stage 1's checkpoint and prompt, recorded, not guessed.
@@ -92,7 +92,7 @@ def test_forgetting_has_a_paired_standard_error(finished_run):
     The tiny model scores 0 on these tasks, so the comparison is strict only in tests/test_own_tasks.py."""
     import statistics
 
-    from pipeline.results import read_results, summarise
+    from pipeline.reports.results import read_results, summarise
 
     run_dir, _ = finished_run
     frame = read_results(run_dir / "results.csv")

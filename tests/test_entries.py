@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import entries
+from pipeline.recipe import entries
 from pipeline.cli import main
 
 

@@ -140,8 +140,8 @@ def planned_keys(run_dir: Path, base, *changes) -> dict:
     """{stage id: key} that the recipe with these changes plans now (nothing trained or written)."""
     import tempfile
 
-    from pipeline.config import load_recipe
-    from pipeline.orchestrator import ReadOnlyManifest, make_plan
+    from pipeline.recipe.config import load_recipe
+    from pipeline.engine.orchestrator import ReadOnlyManifest, make_plan
 
     recipe = load_recipe(RECIPE, [*tiny(base), *changes])
     with tempfile.TemporaryDirectory() as scratch:

@@ -88,3 +88,49 @@ def test_no_import_cycle(graph):
         if node not in index:
             visit(node)
     assert not cycles
+
+
+# pipeline/'s own layers (pipeline/__init__.py): each may import only the layers before it in this order.
+PIPELINE_LAYERS = (
+    ("pipeline.formats",),
+    ("pipeline.recipe",),
+    ("pipeline.engine",),
+    ("pipeline.reports",),
+    ("pipeline.run",),
+    ("pipeline.retraining",),
+    ("pipeline.cli", "pipeline.__main__"),
+)
+
+
+def layer_of(module: str) -> int | None:
+    for i, prefixes in enumerate(PIPELINE_LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def test_every_pipeline_module_has_a_layer(graph):
+    assert not [m for m in graph if m.startswith("pipeline.") and layer_of(m) is None]
+
+
+@pytest.mark.parametrize("layer", [prefixes[0] for prefixes in PIPELINE_LAYERS])
+def test_pipeline_layers_import_only_lower_ones(graph, layer):
+    """E.g. the recipe imports neither the engine, the reports nor retraining; the engine never imports the
+    reports (pipeline/run.py writes the report after a run); the reports never import retraining or the CLI."""
+    mine = layer_of(layer)
+    wrong = {m: sorted(d for d in deps if (layer_of(d) or -1) > mine)
+             for m, deps in graph.items() if layer_of(m) == mine}
+    assert not {m: deps for m, deps in wrong.items() if deps}
+
+
+def test_engine_never_imports_the_reports(graph):
+    wrong = {m: sorted(d for d in deps if d.startswith("pipeline.reports"))
+             for m, deps in graph.items() if m.startswith("pipeline.engine")}
+    assert not {m: deps for m, deps in wrong.items() if deps}
+
+
+def test_recipe_imports_no_other_layer(graph):
+    allowed = ("pipeline.recipe", "pipeline.formats")
+    wrong = {m: sorted(d for d in deps if d.startswith("pipeline") and not d.startswith(allowed))
+             for m, deps in graph.items() if m.startswith("pipeline.recipe")}
+    assert not {m: deps for m, deps in wrong.items() if deps}

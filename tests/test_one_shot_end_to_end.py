@@ -7,8 +7,8 @@ import yaml
 
 from data_recipes.mixes import ONE_SHOT_NOTE
 from pipeline.cli import main
-from pipeline.config import load_recipe
-from pipeline.markers import DONE
+from pipeline.recipe.config import load_recipe
+from pipeline.engine.markers import DONE
 
 RECIPE = """name: promot_1shot_demo
 seeds: [0]

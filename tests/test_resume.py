@@ -91,7 +91,7 @@ def test_second_run_on_the_same_folder_is_refused(tiny_base, tmp_path):
     # a real run's lock file raced with a fast machine finishing that run before the second one started.
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from pipeline.run_lock import RunLock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from pipeline.engine.run_lock import RunLock\n"
          "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.read()", str(run_dir)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

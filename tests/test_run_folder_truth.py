@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.plan import key_of
+from pipeline.engine.plan import key_of
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("promot_merge",)  # its own tests (tests/test_merge_end_to_end.py)

@@ -155,7 +155,7 @@ def test_a_bad_selection_is_refused_naming_the_field(recipe, tmp_path, capsys, s
 def test_stage_keys_without_selection_are_as_before():
     import dataclasses
 
-    from pipeline.config import load_recipe, stage_dict
+    from pipeline.recipe.config import load_recipe, stage_dict
 
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "promot_variants.yaml")
     for configs in recipe.stages.values():

@@ -280,7 +280,7 @@ def test_gate_with_a_broken_config_yaml_is_one_line(tmp_path, capsys, config, me
 
 
 @pytest.mark.parametrize("item, message", [
-    ("max_regression=[", "--set: max_regression: value '[' is not valid YAML (expected the node content"),
+    ("max_regression=[", "--set: 'max_regression': value '[' is not valid YAML (expected the node content"),
     ("max_regression", "--set: 'max_regression': expected key=value"),
     ("=0.1", "--set: '=0.1': expected key=value"),
     ("max_regression=.inf", "--set: gate.max_regression: expected a finite number, got inf"),
@@ -351,7 +351,7 @@ def test_report_into_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatc
 
 
 def test_report_results_are_typed(tmp_path):
-    from pipeline.results import read_results
+    from pipeline.reports.results import read_results
 
     frame = read_results(write(tmp_path / "results.csv", RESULTS))
     assert frame.score.dtype.kind == "f" and frame.seed.dtype.kind == "i"

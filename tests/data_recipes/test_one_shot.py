@@ -11,7 +11,7 @@ from core.typed_yaml import ConfigError
 from data_recipes.mixes import ONE_SHOT_NOTE, SHOT_GAP, Mix, shot_text, with_one_shot
 from data_recipes.stage_data import fold_replay
 from pipeline.cli import main
-from pipeline.config import load_recipe, resolved_dict, stage_dict
+from pipeline.recipe.config import load_recipe, resolved_dict, stage_dict
 
 
 def source(name, n):
@@ -195,7 +195,7 @@ def test_both_forms_load_and_config_yaml_reads_back_and_the_key_is_not_the_zero_
     zero, one = recipe.stages["zero"][0], recipe.stages["one"][0]
     assert one.data.one_shot and one.data.shares() == zero.data.shares() and not zero.data.one_shot
     assert stage_dict(one)["data"] == {"sources": {"general": 1, "math": 1}, "one_shot": True}
-    assert stage_dict(one) != stage_dict(zero)  # what the stage key hashes (pipeline/plan.py)
+    assert stage_dict(one) != stage_dict(zero)  # what the stage key hashes (pipeline/engine/plan.py)
     resolved = resolved_dict(recipe)
     written = tmp_path / "config.yaml"
     written.write_text(yaml.safe_dump({key: resolved[key] for key in ("name", "data", "recipes")}, sort_keys=False))

@@ -9,7 +9,7 @@ from core.typed_yaml import ConfigError
 from data_recipes.mixes import Mix
 from data_recipes.stage_data import fold_replay, unknown_sources
 from pipeline.cli import main
-from pipeline.config import load_recipe, resolved_dict, stage_dict
+from pipeline.recipe.config import load_recipe, resolved_dict, stage_dict
 
 # --- the shorthand -----------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from lm_eval.api.model import LM
 from data_recipes.target import load_target
 from embedded.tokenizer import build_tokenizer
 from evaluation.harness import task_manager_for
-from pipeline.config import TargetConfig
+from pipeline.recipe.config import TargetConfig
 
 ROWS = {
     "prompt_completion": lambda i: {"prompt": f"size of item {i}?", "completion": f" small {i}"},

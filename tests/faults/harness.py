@@ -140,13 +140,13 @@ def run_problems(run_dir: Path, reference: Path) -> list[str]:
 
 def registry_problems(registry: Path, reference_run: Path) -> list[str]:
     """One run, one promotion, and an accepted model and prompt that load; plus run_problems for its run."""
-    from pipeline.registry import Registry
+    from pipeline.retraining.registry import ModelRegistry
 
     found, runs = [], sorted((registry / "runs").iterdir())
     if len(runs) != 1:
         return [f"runs/ holds {[p.name for p in runs]}, not one run"]
     try:
-        reg = Registry(registry)
+        reg = ModelRegistry(registry)
         reg.check()
         accepted, history = reg.accepted(), reg.history()
     except Exception as err:  # a broken registry is the finding, whatever its type

@@ -27,9 +27,9 @@ def warm() -> None:
     import transformers.trainer  # noqa: F401
 
     import pipeline.cli  # noqa: F401
-    import pipeline.orchestrator  # noqa: F401
-    import pipeline.report  # noqa: F401
-    import pipeline.retrain  # noqa: F401
+    import pipeline.engine.orchestrator  # noqa: F401
+    import pipeline.reports.report  # noqa: F401
+    import pipeline.retraining.retrain  # noqa: F401
     import stages.evaluate  # noqa: F401
     import stages.finetune  # noqa: F401
     import stages.prompt_tune  # noqa: F401

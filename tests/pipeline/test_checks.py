@@ -1,16 +1,18 @@
-"""The declared check type (pipeline/checks.py): every measure and bound, relative checks, n/a, sweeps, the gate's
+"""The declared check type (pipeline/recipe/checks.py): every measure and bound, relative checks, n/a, sweeps, the gate's
 thresholds as checks, the `checks:` section's validation and the report that shows it."""
 
 import pandas as pd
 import pytest
 import yaml
 
-from pipeline import gate as gates
-from pipeline.checks import CheckConfig, evaluate, from_config
+from pipeline.retraining import gate as gates
+from pipeline.recipe.checks import CheckConfig, from_config
+from pipeline.reports.checks import measure_check
 from pipeline.cli import main
-from pipeline.config import load_recipe, resolved_dict
-from pipeline.report import TableScores
-from pipeline.results import over_seeds, summarise, write_csv
+from pipeline.recipe.config import load_recipe, resolved_dict
+from pipeline.reports.report import TableScores
+from pipeline.engine.results_csv import write_csv
+from pipeline.reports.results import over_seeds, summarise
 from core.typed_yaml import ConfigError
 
 
@@ -50,19 +52,19 @@ def check(**fields):
     ("general", 0.8, "0.800"), ("target", 0.95, "0.950"), ("domain", 0.4, "0.400"), ("forgetting", -0.1, "-0.100"),
     ("general_drop", 0.1, "drop 0.100"), ("format_leak", 0.05, "5.0%")])
 def test_each_measure_of_the_final_stage(run, measure, value, text):
-    outcome = evaluate(check(measure=measure, min=-1.0), run)
+    outcome = measure_check(check(measure=measure, min=-1.0), run)
     assert outcome.value == pytest.approx(value) and outcome.text == text and outcome.passed is True
 
 
 def test_a_named_stage_instead_of_the_final_one(run):
-    assert evaluate(check(measure="target", stage="prompt_tune", max=0.7), run).value == pytest.approx(0.6)
+    assert measure_check(check(measure="target", stage="prompt_tune", max=0.7), run).value == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("bound, limit, passed", [
     ("min", 0.8, True), ("min", 0.81, False), ("max", 0.8, True), ("max", 0.79, False),
     ("above", 0.8, False), ("above", 0.79, True), ("below", 0.8, False), ("below", 0.81, True)])
 def test_bounds_inclusive_and_strict(run, bound, limit, passed):
-    outcome = evaluate(check(measure="general", **{bound: limit}), run)
+    outcome = measure_check(check(measure="general", **{bound: limit}), run)
     assert outcome.passed is passed
     assert outcome.limit == f"{ {'min': '>=', 'max': '<=', 'above': '>', 'below': '<'}[bound]} {limit:.3f}"
 
@@ -73,24 +75,24 @@ def test_bounds_inclusive_and_strict(run, bound, limit, passed):
     ("base", "loss", 1 - 0.8 / 0.9, "0.800 vs 0.900: loses 11%")])
 def test_relative_to_another_recipe_or_the_base(run, against, relation, value, text):
     measure = "target" if relation == "distance" else "general"
-    outcome = evaluate(check(measure=measure, against=against, relation=relation, min=-10.0), run)
+    outcome = measure_check(check(measure=measure, against=against, relation=relation, min=-10.0), run)
     assert outcome.value == pytest.approx(value) and outcome.text == text
 
 
 def test_not_measured_is_n_a_unless_told_otherwise(run):
-    leak = evaluate(check(recipe="sft", measure="domain", min=0.1, missing_name="SFT domain"), run)
+    leak = measure_check(check(recipe="sft", measure="domain", min=0.1, missing_name="SFT domain"), run)
     assert (leak.name, leak.passed, leak.text) == ("SFT domain", None, "domain not measured")
-    gone = evaluate(check(recipe="weak", measure="general", min=0.1), run)
+    gone = measure_check(check(recipe="weak", measure="general", min=0.1), run)
     assert gone.passed is None and gone.text == "no results for recipe 'weak'"
-    against = evaluate(check(measure="general", against="weak", max=0.1), run)
+    against = measure_check(check(measure="general", against="weak", max=0.1), run)
     assert against.passed is None and "weak" in against.text
-    assert evaluate(check(recipe="weak", measure="general", min=0.1, if_missing="fail"), run).passed is False
-    assert evaluate(check(recipe="weak", measure="general", min=0.1, if_missing="pass"), run).passed is True
+    assert measure_check(check(recipe="weak", measure="general", min=0.1, if_missing="fail"), run).passed is False
+    assert measure_check(check(recipe="weak", measure="general", min=0.1, if_missing="pass"), run).passed is True
 
 
 def test_an_unmeasured_format_leak_says_how_to_measure_it():
     data = rows("sft", "base", 0.9, 0.5) + rows("sft", "finetune", 0.3, 0.98)
-    outcome = evaluate(check(recipe="sft", measure="format_leak", above=0.3), scores(data))
+    outcome = measure_check(check(recipe="sft", measure="format_leak", above=0.3), scores(data))
     assert outcome.passed is None and outcome.text == "not measured: set target.labels"
 
 
@@ -106,23 +108,23 @@ def sweep_run(ks=("1/16", "1/256", "1/64"), domains=(0.5, 0.2, 0.3)):
 
 def test_where_picks_the_swept_copy_and_along_follows_the_sweep_in_order_of_value():
     run = sweep_run()
-    gap = evaluate(CheckConfig("{recipe} beats sequential", "dmt", "domain", where={"k": "1/64"},
+    gap = measure_check(CheckConfig("{recipe} beats sequential", "dmt", "domain", where={"k": "1/64"},
                                against="sequential", min=0.05), run)
     assert (gap.name, gap.text, gap.passed) == ("dmt@k=1/64 beats sequential", "+0.200", True)
-    trend = evaluate(CheckConfig("rises", "dmt", "domain", along="k", min=-0.03), run)
+    trend = measure_check(CheckConfig("rises", "dmt", "domain", along="k", min=-0.03), run)
     assert trend.text == "k=1/256: 0.200, k=1/64: 0.300, k=1/16: 0.500" and trend.passed is True
-    falls = evaluate(CheckConfig("rises", "dmt", "domain", along="k", min=-0.03),
+    falls = measure_check(CheckConfig("rises", "dmt", "domain", along="k", min=-0.03),
                      sweep_run(domains=(0.1, 0.2, 0.3)))
     assert falls.passed is False and falls.value == pytest.approx(-0.2)  # 1/64 -> 1/16: 0.3 -> 0.1
-    missing = evaluate(CheckConfig("x", "dmt", "domain", where={"k": "1/2"}, min=0.0), run)
+    missing = measure_check(CheckConfig("x", "dmt", "domain", where={"k": "1/2"}, min=0.0), run)
     assert missing.passed is None and missing.text == "no results for recipe 'dmt' with k=1/2"
-    single = evaluate(CheckConfig("rises", "dmt", "domain", along="k", min=-0.03), sweep_run(("1/256",), (0.2,)))
+    single = measure_check(CheckConfig("rises", "dmt", "domain", along="k", min=-0.03), sweep_run(("1/256",), (0.2,)))
     assert single.passed is None and single.text == "fewer than two values of k measured"
 
 
 def test_a_where_falls_back_to_the_recipe_run_unswept():
     data = rows("dmt", "base", 0.9, domain=0.0) + rows("dmt", "general", 0.9, domain=0.3)
-    outcome = evaluate(CheckConfig("{recipe} learns", "dmt", "domain", where={"k": "1/256"}, min=0.2), scores(data))
+    outcome = measure_check(CheckConfig("{recipe} learns", "dmt", "domain", where={"k": "1/256"}, min=0.2), scores(data))
     assert (outcome.name, outcome.passed) == ("dmt learns", True)
 
 
@@ -136,7 +138,7 @@ def test_the_gate_thresholds_are_checks_of_the_same_type():
         ("max_general_drop", "general_drop", None, ("<=", 0.05)),
         ("max_regression (general)", "general", "accepted", ("<=", 0.02)),
         ("max_regression (target)", "target", "accepted", ("<=", 0.02))]
-    checks = gates.evaluate(gate, candidate, {"general": 0.83, "target": 0.95}, "r1")
+    checks = gates.check_gate(gate, candidate, {"general": 0.83, "target": 0.95}, "r1")
     assert [(c.gate, c.passed, c.note) for c in checks] == [
         ("min_target (target)", True, ""), ("max_general_drop", True, "base 0.820 -> 0.800"),
         ("max_regression (general)", False, "r1 0.830 -> 0.800"), ("max_regression (target)", True, "r1 0.950 -> 0.950")]
@@ -145,11 +147,11 @@ def test_the_gate_thresholds_are_checks_of_the_same_type():
 
 def test_the_gate_with_thresholds_off_and_no_accepted_run():
     gate = gates.GateConfig(min_target=None, max_general_drop=None, max_regression=None)
-    checks = gates.evaluate(gate, {"general": 0.5, "base_general": 0.6, "general_drop": 0.1}, None)
+    checks = gates.check_gate(gate, {"general": 0.5, "base_general": 0.6, "general_drop": 0.1}, None)
     assert [(c.gate, c.measured, c.limit, c.passed) for c in checks] == [
         ("min_target", None, "not set", True), ("max_general_drop", 0.1, "not set", True),
         ("max_regression", None, "not set", True)]
-    missing = gates.evaluate(gates.GateConfig(min_target=0.5), {"general": 0.5, "base_general": 0.6,
+    missing = gates.check_gate(gates.GateConfig(min_target=0.5), {"general": 0.5, "base_general": 0.6,
                                                                 "general_drop": 0.1}, None)
     assert (missing[0].gate, missing[0].passed, missing[0].note) == ("min_target", False, "no target or domain score")
     assert missing[-1].note == "no accepted run yet: skipped" and missing[-1].passed
@@ -241,24 +243,24 @@ def grouped():
 
 
 def test_a_check_measures_one_group_of_the_general_suite(grouped):
-    drop = evaluate(check(recipe="sft", measure="general_drop", group="generation", min=0.2), grouped)
+    drop = measure_check(check(recipe="sft", measure="general_drop", group="generation", min=0.2), grouped)
     assert drop.value == pytest.approx(0.3) and drop.passed is True
-    knowledge = evaluate(check(recipe="sft", measure="general_drop", group="knowledge", max=0.01), grouped)
+    knowledge = measure_check(check(recipe="sft", measure="general_drop", group="knowledge", max=0.01), grouped)
     assert knowledge.value == pytest.approx(0.0) and knowledge.passed is True
-    assert evaluate(check(recipe="sft", measure="general", group="generation", max=1), grouped).value == \
+    assert measure_check(check(recipe="sft", measure="general", group="generation", max=1), grouped).value == \
         pytest.approx(0.3)
-    missing = evaluate(check(recipe="sft", measure="general_drop", group="style", min=0.2), grouped)
+    missing = measure_check(check(recipe="sft", measure="general_drop", group="style", min=0.2), grouped)
     assert missing.passed is None and "group 'style'" in missing.text
 
 
 def test_noise_on_a_min_bound_passes_only_beyond_the_noise(grouped):
     """'SFT forgets beyond 1.96 paired se': a drop of 0.30 is; promot's 0.01 is not (its noise is larger)."""
-    sft = evaluate(check(recipe="sft", measure="general_drop", group="generation", min=0.0, noise=True), grouped)
-    promot = evaluate(check(recipe="promot", measure="general_drop", group="generation", min=0.0, noise=True),
+    sft = measure_check(check(recipe="sft", measure="general_drop", group="generation", min=0.0, noise=True), grouped)
+    promot = measure_check(check(recipe="promot", measure="general_drop", group="generation", min=0.0, noise=True),
                       grouped)
     assert sft.passed is True and "noise ±" in sft.text
     assert promot.passed is False
-    within = evaluate(check(recipe="promot", measure="general_drop", group="generation", max=0.0, noise=True),
+    within = measure_check(check(recipe="promot", measure="general_drop", group="generation", max=0.0, noise=True),
                       grouped)
     assert within.passed is True
 

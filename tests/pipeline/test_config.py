@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_recipe, resolved_dict, stage_dict
+from pipeline.recipe.config import load_recipe, resolved_dict, stage_dict
 from core.typed_yaml import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

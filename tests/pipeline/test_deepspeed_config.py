@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import load_recipe
-from pipeline.deepspeed_config import check_launch, check_world
+from pipeline.recipe.config import load_recipe
+from pipeline.engine.deepspeed_config import check_launch, check_world
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "configs" / "deepspeed").glob("*.json"))

@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 
-from pipeline import report_frontier as frontier
-from pipeline.report import write_report
-from pipeline.results import read_results, summarise
-from pipeline.results import write_csv
-from pipeline.uncertainty import Z, marker, standard_error
+from pipeline.reports import frontier as frontier
+from pipeline.reports.report import write_report
+from pipeline.reports.results import read_results, summarise
+from pipeline.engine.results_csv import write_csv
+from pipeline.reports.uncertainty import Z, marker, standard_error
 
 
 def rows(recipe, stage, general, target, seed=0, se=0.01):

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import gate as gates
+from pipeline.retraining import gate as gates
 from pipeline.cli import main
-from pipeline.config import load_recipe
-from pipeline.gate import GateConfig
-from pipeline.registry import Registry
+from pipeline.recipe.config import load_recipe
+from pipeline.recipe.gate_config import GateConfig
+from pipeline.retraining.registry import ModelRegistry
 from core.typed_yaml import ConfigError
 
 STAGES = ["prompt_tune", "finetune"]
@@ -56,22 +56,22 @@ def test_final_scores_are_means_over_seeds_without_format_leak():
 def test_gate_passes_within_every_threshold():
     gate = GateConfig(min_target=0.5, max_general_drop=0.1, max_regression=0.02)
     reference = {"general": 0.51, "target": 0.6}
-    checks = gates.evaluate(gate, scores(general=0.5, target=0.6, base_general=0.6), reference)
-    assert gates.passed(checks), gates.table(checks)  # a drop exactly at the threshold passes
+    checks = gates.check_gate(gate, scores(general=0.5, target=0.6, base_general=0.6), reference)
+    assert gates.passed(checks), gates.gate_table(checks)  # a drop exactly at the threshold passes
 
 
 def test_min_target_fails_below_threshold():
-    checks = gates.evaluate(GateConfig(min_target=0.7), scores(target=0.6, base_general=0.5), None)
+    checks = gates.check_gate(GateConfig(min_target=0.7), scores(target=0.6, base_general=0.5), None)
     assert failing(checks) == ["min_target (target)"]
 
 
 def test_min_target_also_applies_to_a_domain():
-    checks = gates.evaluate(GateConfig(min_target=0.5), scores(target=0.6, domain=0.3, base_general=0.5), None)
+    checks = gates.check_gate(GateConfig(min_target=0.5), scores(target=0.6, domain=0.3, base_general=0.5), None)
     assert failing(checks) == ["min_target (domain)"]
 
 
 def test_general_drop_against_base_fails():
-    checks = gates.evaluate(GateConfig(max_general_drop=0.05), scores(general=0.4, base_general=0.6), None)
+    checks = gates.check_gate(GateConfig(max_general_drop=0.05), scores(general=0.4, base_general=0.6), None)
     assert failing(checks) == ["max_general_drop"]
     assert checks[-2].measured == pytest.approx(0.2)
 
@@ -80,16 +80,16 @@ def test_general_drop_against_base_fails():
 def test_regression_against_accepted_run_fails_per_suite(suite):
     candidate = scores(general=0.5, target=0.6, base_general=0.5)
     reference = {"general": 0.5, "target": 0.6, suite: candidate[suite] + 0.1}
-    checks = gates.evaluate(GateConfig(max_regression=0.05), candidate, reference, "run-1")
+    checks = gates.check_gate(GateConfig(max_regression=0.05), candidate, reference, "run-1")
     assert failing(checks) == [f"max_regression ({suite})"]
-    assert "run-1" in gates.table(checks) and "**FAIL**" in gates.table(checks)
+    assert "run-1" in gates.gate_table(checks) and "**FAIL**" in gates.gate_table(checks)
 
 
 def test_first_run_and_unset_thresholds_skip_checks():
     candidate = scores(general=0.1, target=0.0, base_general=0.9)
-    checks = gates.evaluate(GateConfig(min_target=None, max_general_drop=None, max_regression=0.0), candidate, None)
+    checks = gates.check_gate(GateConfig(min_target=None, max_general_drop=None, max_regression=0.0), candidate, None)
     assert gates.passed(checks)
-    assert "no accepted run yet" in gates.table(checks)
+    assert "no accepted run yet" in gates.gate_table(checks)
 
 
 def test_gate_section_is_typed_and_located(tmp_path):
@@ -131,7 +131,7 @@ def test_gate_command_against_a_run_folder(tmp_path, capsys):
 
 def test_gate_command_against_a_registry(tmp_path, capsys):
     new = write_run(tmp_path / "new", general=0.5, target=0.4, base_general=0.5)
-    registry = Registry(tmp_path / "registry")
+    registry = ModelRegistry(tmp_path / "registry")
     registry.promote({"run_id": "r1", "scores": {"general": 0.5, "target": 0.6}})
     assert main(["gate", str(new), "--against", str(registry.root)]) == 1
     out = capsys.readouterr().out
@@ -140,7 +140,7 @@ def test_gate_command_against_a_registry(tmp_path, capsys):
 
 
 def test_history_ignores_a_promotion_killed_before_the_pointer_moved(tmp_path):
-    registry = Registry(tmp_path)
+    registry = ModelRegistry(tmp_path)
     registry.promote({"run_id": "r1", "scores": {}})
     # As if killed between the two atomic writes: the history line of r2 exists, the pointer is still r1.
     with open(tmp_path / "registry.jsonl", "a") as history:
@@ -159,8 +159,8 @@ def test_general_drop_judged_against_the_noise_is_an_option():
     # A drop of 0.07 against a limit of 0.05: over the limit, but within its noise when the tasks are noisy.
     noisy = gates.final_scores(with_stderr(frame(general=0.53, base_general=0.6), 0.05), "promot", "finetune")
     assert noisy["general_drop"] == pytest.approx(0.07) and noisy["general_drop_se"] > 0.02
-    strict = gates.evaluate(GateConfig(max_general_drop=0.05, max_regression=None), noisy, None)
-    lenient = gates.evaluate(GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True),
+    strict = gates.check_gate(GateConfig(max_general_drop=0.05, max_regression=None), noisy, None)
+    lenient = gates.check_gate(GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True),
                              noisy, None)
     assert failing(strict) == ["max_general_drop"] and failing(lenient) == []
     assert "noise: ±" in lenient[1].note
@@ -168,4 +168,4 @@ def test_general_drop_judged_against_the_noise_is_an_option():
     precise = gates.final_scores(with_stderr(frame(general=0.53, base_general=0.6, spread=0.0), 0.001),
                                  "promot", "finetune")
     gate = GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True)
-    assert failing(gates.evaluate(gate, precise, None)) == ["max_general_drop"]
+    assert failing(gates.check_gate(gate, precise, None)) == ["max_general_drop"]

@@ -7,7 +7,7 @@ import pytest
 
 from embedded.tasks import make_examples
 from pipeline.cli import main
-from pipeline.registry import Registry
+from pipeline.retraining.registry import ModelRegistry
 from tests.pipeline.test_retrain import RECIPE, write_jsonl
 
 
@@ -26,7 +26,7 @@ def job(tmp_path):
         args = ["retrain", str(recipe), "--registry", str(tmp_path / "registry")]
         return main(args + [a for item in overrides for a in ("--set", item)])
 
-    return retrain, Registry(tmp_path / "registry")
+    return retrain, ModelRegistry(tmp_path / "registry")
 
 
 def regression_rows(out: str) -> list[str]:

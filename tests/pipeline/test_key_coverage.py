@@ -9,7 +9,7 @@ DECISIONS below names every field of every config dataclass a recipe file reache
 - FREE(why): cannot change a number; why not.
 
 A field added to a config dataclass (or an option to `pipeline run`) without a decision here fails
-test_every_field_has_a_decision: decide it, then key it (pipeline/plan.py) or say here why it changes no number.
+test_every_field_has_a_decision: decide it, then key it (pipeline/engine/plan.py) or say here why it changes no number.
 Stage kinds' settings are keyed whole (stage_dict), checked by test_every_stage_setting_is_in_its_key.
 """
 
@@ -107,7 +107,7 @@ DECISIONS = {
         # tests/test_keys_end_to_end.py::test_b switches it on a base that has one.
         "chat_template": KEYED("evaluation settings, and the rendered rows' token ids"),
         "unit_metrics": FREE("declares metrics whose scores lie in [0, 1], checked before the run "
-                             "(pipeline/validate_metrics.py); a wrong one is refused, it changes no score"),
+                             "(pipeline/recipe/validate_metrics.py); a wrong one is refused, it changes no score"),
         "unsafe_code_execution": FREE("whether model code may run unisolated; the isolation used is recorded in "
                                       "manifest.json code_isolation"),
     },
@@ -154,7 +154,7 @@ def _classes(hint) -> list:
 
 
 def test_every_field_has_a_decision():
-    from pipeline.config import RecipeFile
+    from pipeline.recipe.config import RecipeFile
 
     for name, cls in reachable(RecipeFile, {}).items():
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -173,7 +173,7 @@ def test_every_run_option_has_a_decision():
 
 def shipped_stage_configs() -> dict:
     """One typed config of every stage kind the shipped recipe files use, by kind."""
-    from pipeline.config import load_recipe
+    from pipeline.recipe.config import load_recipe
 
     configs = {}
     for path in sorted((ROOT / "recipes").glob("*.yaml")):
@@ -185,7 +185,7 @@ def shipped_stage_configs() -> dict:
 
 def test_every_stage_setting_is_in_its_key():
     """A stage kind's every field but its name (keyed by its place in the chain) is in its key's settings."""
-    from pipeline.config import stage_dict
+    from pipeline.recipe.config import stage_dict
     from stages import STAGES
 
     configs = shipped_stage_configs()
@@ -270,8 +270,8 @@ def plan_keys(recipe: Path, changes: list[str], folder: Path) -> dict:
     """{stage id: key} of the recipe's plan under the --set changes; nothing is trained or written."""
     import tempfile
 
-    from pipeline.config import load_recipe
-    from pipeline.orchestrator import ReadOnlyManifest, make_plan
+    from pipeline.recipe.config import load_recipe
+    from pipeline.engine.orchestrator import ReadOnlyManifest, make_plan
 
     loaded = load_recipe(recipe, changes)
     manifest = ReadOnlyManifest.open(folder / "no-run", recipe)

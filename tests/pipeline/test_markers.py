@@ -2,8 +2,8 @@
 
 import json
 
-from pipeline.markers import marker_of, repair
-from pipeline.markers import DONE
+from pipeline.engine.markers import marker_of, repair
+from pipeline.engine.markers import DONE
 
 
 class Held:
@@ -60,7 +60,7 @@ def test_the_registry_takes_model_paths_from_the_markers_and_refuses_a_model_tha
     import torch
     from safetensors.torch import save_file
 
-    from pipeline.registry import entry_for, loadable_problem
+    from pipeline.retraining.registry import entry_for, loadable_problem
 
     stage = "seed0/promot/finetune"
     marker(tmp_path, stage, "k1")
@@ -81,7 +81,7 @@ def test_the_registry_takes_model_paths_from_the_markers_and_refuses_a_model_tha
 def test_a_marker_names_its_adapters_and_one_from_before_names_gets_them_from_the_stage_contract(tmp_path):
     from types import SimpleNamespace
 
-    from pipeline.markers import commit, result_of
+    from pipeline.engine.markers import commit, result_of
     from stages import finetune, prompt_tune
     from stages.context import StageResult
     from stages.handoff import Adapter, Scope

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import markers
+from pipeline.engine import markers
 from pipeline.cli import main
 
 RECIPE = """\

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import load_recipe
+from pipeline.recipe.config import load_recipe
 
 RECIPE = """name: mine
 target:

@@ -76,13 +76,13 @@ def recipe(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_training(monkeypatch):
-    import pipeline.orchestrator
+    import pipeline.engine.orchestrator
     import stages
 
     def trained(*args, **kwargs):
         raise Trained()
 
-    monkeypatch.setattr(pipeline.orchestrator, "run_recipe", trained)
+    monkeypatch.setattr(pipeline.engine.orchestrator, "run_recipe", trained)
     for module in stages.STAGES.values():
         monkeypatch.setattr(module, "run", trained)
 
@@ -138,6 +138,6 @@ def test_gate_against_a_corrupt_pointer_is_refused(pointer, tmp_path, capsys):
 
 
 def test_entries_here_have_the_fields_promotion_writes():
-    from pipeline.registry import FIELDS
+    from pipeline.retraining.registry import FIELDS
 
     assert set(entry("r1")) == set(FIELDS)

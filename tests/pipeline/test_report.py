@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.report import write_report
-from pipeline.results import summarise
-from pipeline.report_dmt import domain_general_figure, final_scores, final_sd
-from pipeline.report_plot import figure
-from pipeline.results import write_csv
+from pipeline.reports.report import write_report
+from pipeline.reports.results import summarise
+from pipeline.reports.dmt import domain_general_figure, final_scores, final_sd
+from pipeline.reports.plot import figure
+from pipeline.engine.results_csv import write_csv
 
 GENERAL = ["embedded_copy", "embedded_sort"]
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from pipeline.results import COLUMNS, read_csv, read_results, stage_rows, summarise, write_csv
+from pipeline.engine.results_csv import stage_rows, write_csv
+from pipeline.reports.results import COLUMNS, read_csv, read_results, summarise
 
 ROW = {"task": "embedded_copy", "suite": "general", "metric": "exact_match", "score": 0.5, "n": 10}
 

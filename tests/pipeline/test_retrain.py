@@ -18,7 +18,7 @@ import pytest
 
 from embedded.tasks import make_examples
 from pipeline.cli import main
-from pipeline.registry import Registry
+from pipeline.retraining.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = """\
@@ -66,7 +66,7 @@ def retrain(setup, *overrides):
 
 def registry_files(setup):
     """The pointer and history as bytes, after checking both parse."""
-    registry = Registry(setup["registry"])
+    registry = ModelRegistry(setup["registry"])
     registry.accepted(), registry.history()
     return [(setup["registry"] / name).read_bytes() for name in ("accepted.json", "registry.jsonl")]
 
@@ -78,7 +78,7 @@ def runs(setup):
 def test_first_retrain_is_accepted(setup, capsys):
     assert retrain(setup) == 0
     assert "Retrain: accepted" in capsys.readouterr().out
-    registry = Registry(setup["registry"])
+    registry = ModelRegistry(setup["registry"])
     accepted = registry.accepted()
     assert [e["run_id"] for e in registry.history()] == [accepted["run_id"]] == runs(setup)
     assert Path(accepted["model"], "config.json").is_file()  # the promoted model and its soft prompt
@@ -88,20 +88,20 @@ def test_first_retrain_is_accepted(setup, capsys):
 
 
 def test_unchanged_data_trains_nothing(setup, capsys, monkeypatch):
-    import pipeline.orchestrator
+    import pipeline.engine.orchestrator
 
     before = runs(setup)
-    monkeypatch.setattr(pipeline.orchestrator, "run_recipe", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(pipeline.engine.orchestrator, "run_recipe", lambda *a, **k: pytest.fail("trained again"))
     assert retrain(setup) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert runs(setup) == before
 
 
 def test_new_data_is_trained_and_accepted(setup):
-    old = Registry(setup["registry"]).accepted()["run_id"]
+    old = ModelRegistry(setup["registry"]).accepted()["run_id"]
     setup["write"](1)
     assert retrain(setup) == 0
-    registry = Registry(setup["registry"])
+    registry = ModelRegistry(setup["registry"])
     assert registry.accepted()["run_id"] not in (old, None)
     assert [e["run_id"] for e in registry.history()] == runs(setup)
 
@@ -140,7 +140,7 @@ def test_new_thresholds_rejudge_the_refused_run_without_training(setup, monkeypa
     for module in stages.STAGES.values():
         monkeypatch.setattr(module, "run", lambda config, ctx: pytest.fail(f"trained again: {ctx.stage_dir}"))
     assert retrain(setup) == 0  # the recipe's own, looser gate: same data, so the same run folder
-    assert Registry(setup["registry"]).accepted()["run_id"] == refused and runs(setup)[-1] == refused
+    assert ModelRegistry(setup["registry"]).accepted()["run_id"] == refused and runs(setup)[-1] == refused
 
 
 def test_kill_during_retrain_leaves_registry_valid(setup):
@@ -155,7 +155,7 @@ def test_kill_during_retrain_leaves_registry_valid(setup):
     assert registry_files(setup) == before
     # The next scheduled job resumes the killed run folder and promotes it.
     assert retrain(setup) == 0
-    assert Registry(setup["registry"]).accepted()["run_id"] == started.name
+    assert ModelRegistry(setup["registry"]).accepted()["run_id"] == started.name
     assert len(runs(setup)) == n_runs + 1
 
 
@@ -177,7 +177,7 @@ def wait_for_stage(setup, n_runs, job, timeout=120):
 
 
 def _promote_many(root, worker, count):
-    registry = Registry(root)
+    registry = ModelRegistry(root)
     for i in range(count):
         with registry.locked():
             registry.promote({"run_id": f"w{worker}-{i}", "scores": {}})
@@ -192,25 +192,25 @@ def test_concurrent_promotions_lose_nothing(tmp_path):
     for worker in workers:
         worker.join()
     assert all(w.exitcode == 0 for w in workers)
-    history = Registry(tmp_path).history()
+    history = ModelRegistry(tmp_path).history()
     assert len(history) == 60 and len({e["run_id"] for e in history}) == 60
 
 
 @pytest.mark.skipif(os.name != "posix", reason="fcntl locks")
 def test_lock_is_released_by_a_killed_process(tmp_path):
-    code = "import time, sys; from pipeline.registry import Registry\n" \
-           "with Registry(sys.argv[1]).locked():\n    print('locked', flush=True); time.sleep(60)\n"
+    code = "import time, sys; from pipeline.retraining.registry import ModelRegistry\n" \
+           "with ModelRegistry(sys.argv[1]).locked():\n    print('locked', flush=True); time.sleep(60)\n"
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()
     holder.wait()
-    with Registry(tmp_path).locked():  # would hang if a dead job's lock outlived it
+    with ModelRegistry(tmp_path).locked():  # would hang if a dead job's lock outlived it
         pass
 
 
 def test_fingerprint_follows_data_and_recipe_not_thresholds(tmp_path):
-    from pipeline.config import load_recipe
-    from pipeline.fingerprint import fingerprint
+    from pipeline.recipe.config import load_recipe
+    from pipeline.retraining.fingerprint import fingerprint
 
     rows = make_examples("letter_rule", "train", 8)
     write_jsonl(tmp_path / "train.jsonl", rows[:4])
@@ -249,7 +249,7 @@ def test_atomic_writes_follow_the_umask(tmp_path):
 def test_export_copies_the_artifacts_whole_and_atomically(tmp_path, monkeypatch):
     """--export writes each artifact through the atomic writer (temp file, fsync, rename), never a plain copy."""
     import core.atomic
-    from pipeline.retrain import EXPORTED, Outcome, export
+    from pipeline.retraining.retrain import EXPORTED, RetrainOutcome, export
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -258,7 +258,7 @@ def test_export_copies_the_artifacts_whole_and_atomically(tmp_path, monkeypatch)
     written, atomic = [], core.atomic.write_bytes
     monkeypatch.setattr(core.atomic, "write_bytes", lambda path, data: written.append(path.name) or atomic(path, data))
     out = tmp_path / "out"
-    export(Outcome("nothing to do", run_dir, [], "r1"), out)
+    export(RetrainOutcome("nothing to do", run_dir, [], "r1"), out)
     assert set(EXPORTED) <= set(written)
     assert all((out / name).read_bytes() == (run_dir / name).read_bytes() for name in EXPORTED)
     assert sorted(p.name for p in out.iterdir()) == sorted([*EXPORTED, "summary.md"])  # no temp file left

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.run_lock import RunLock, RunLocked
+from pipeline.engine.run_lock import RunLock, RunLocked
 
 ROOT = Path(__file__).resolve().parents[2]
-HOLD = "import sys, time; from pipeline.run_lock import RunLock\n" \
+HOLD = "import sys, time; from pipeline.engine.run_lock import RunLock\n" \
        "with RunLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n"
 RACE_ROUNDS = 300  # the figure: 32 of 300 rounds had both processes holding the old lock
 
@@ -123,7 +123,7 @@ def test_lock_taken_and_released_in_a_loop_never_has_two_holders(tmp_path):
 def test_file_deleted_between_open_and_lock_is_not_held(tmp_path, monkeypatch):
     # The holder deletes run.lock on release; a job that opened the file just before can lock the deleted file
     # while a third job creates and locks a new one. The lock counts only on the file that is at the path.
-    import pipeline.run_lock as module
+    import pipeline.engine.run_lock as module
 
     path = tmp_path / "run.lock"
     path.write_text("")

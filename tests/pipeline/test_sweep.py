@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.config import load_recipe, resolved_dict
-from pipeline.results import read_results, stage_rows, swept_values, write_csv
+from pipeline.recipe.config import load_recipe, resolved_dict
+from pipeline.engine.results_csv import stage_rows, write_csv
+from pipeline.reports.results import read_results, swept_values
 from core.typed_yaml import ConfigError
 
 RECIPE = """name: demo
@@ -109,7 +110,7 @@ def test_sft_and_a_promot_stage_share_one_results_column(tmp_path):
     row = dict(task="copy", suite="general", metric="exact_match", score=0.5, n=4)
     rows = [r for name in recipe.stages for stage in ("base", "finetune") for r in stage_rows(name, 0, stage, [row])]
     path = write_csv(tmp_path / "results.csv", rows, recipe.swept)
-    from pipeline.results import COLUMNS, OPTIONAL
+    from pipeline.reports.results import COLUMNS, OPTIONAL
 
     header = path.read_text().splitlines()[0].split(",")
     assert [c for c in header if c not in COLUMNS and c not in OPTIONAL] == ["lr"]
@@ -166,7 +167,7 @@ def test_a_runs_resolved_config_loads_as_the_recipe_file_it_resolves(tmp_path, s
     stages, swept values and checks, so `pipeline run <run>/config.yaml` trains what the run trained."""
     from pathlib import Path
 
-    from pipeline.config import stage_dict
+    from pipeline.recipe.config import stage_dict
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / f"{shipped}.yaml")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
@@ -184,7 +185,7 @@ def test_a_swept_section_that_is_not_what_a_run_writes_is_one_line(tmp_path):
 
 
 def test_a_stage_keyed_sweeps_config_yaml_reloads_to_the_same_recipe(tmp_path):
-    from pipeline.config import stage_dict
+    from pipeline.recipe.config import stage_dict
 
     recipe = load(tmp_path, PROMOT + "sweep: {promot.finetune.lr: [0.001, 0.003], sft.lr: [0.003]}\n")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=False))

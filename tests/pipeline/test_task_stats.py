@@ -1,4 +1,4 @@
-"""Per-task statistics (pipeline/task_stats.py) against numbers computed by hand, and the report's groups
+"""Per-task statistics (pipeline/reports/task_stats.py) against numbers computed by hand, and the report's groups
 (knowledge, generation) from a results.csv whose suite declares them."""
 
 import json
@@ -7,9 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.report import write_report
-from pipeline.results import GROUP, read_results, summarise, write_csv
-from pipeline.task_stats import base_needed, examples_needed, paired, task_rows
+from pipeline.reports.report import write_report
+from pipeline.engine.results_csv import write_csv
+from pipeline.reports.results import GROUP, read_results, summarise
+from pipeline.reports.task_stats import base_needed, examples_needed, paired, task_rows
 
 BASE = {0: 1, 1: 1, 2: 0, 3: 0, 4: 1}
 STAGE = {0: 1, 1: 0, 2: 1, 3: 0, 4: 0}

@@ -2,7 +2,7 @@
 
 import torch
 
-from pipeline import threads
+from pipeline.engine import threads
 
 
 def test_default_shares_the_allowed_cores_among_local_ranks(monkeypatch):

@@ -4,7 +4,7 @@ A stage's key hashes its inputs: kind, settings, seed, the keys of the stages it
 upstream changes every stage after it), and what it actually uses: the base by the content of its files
 (bases/identity.py); for a training stage the token ids of the rows it draws from (after format, chat template and
 tokenizer) and the DeepSpeed JSON's content; for an evaluation the text of every task file its suites read, the
-target's scorer and answer budget, and lm-eval's version (pipeline/eval_inputs.py). What is keyed, and what is
+target's scorer and answer budget, and lm-eval's version (pipeline/engine/eval_inputs.py). What is keyed, and what is
 left out because it cannot change a number, is listed field by field in tests/pipeline/test_key_coverage.py.
 
 A finished stage is reused only under the same key. Before anything is trained or written, the plan is checked
@@ -19,9 +19,9 @@ import shutil
 from pathlib import Path
 
 from core.errors import UserError
-from pipeline.keys import MAX_CHANGES_SHOWN, describe_change, key_of
-from pipeline.markers import DONE
-from pipeline.sweep import folder_name
+from pipeline.engine.keys import MAX_CHANGES_SHOWN, describe_change, key_of
+from pipeline.engine.markers import DONE
+from pipeline.recipe.sweep import folder_name
 
 
 
@@ -63,8 +63,8 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
     evaluation keys its settings, the text of every task file its suites read, the target's scoring and lm-eval's
     version; every stage keys the base by content, and a training stage the DeepSpeed JSON's content.
     """
-    from pipeline.config import stage_dict
-    from pipeline.eval_inputs import deepspeed_content, lm_eval_version, suite_files
+    from pipeline.recipe.config import stage_dict
+    from pipeline.engine.eval_inputs import deepspeed_content, lm_eval_version, suite_files
 
     settings = dataclasses.asdict(eval_config)
     if not settings.get("chat_template", True):  # off: left out, so run folders from before the switch still match

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.config import RecipeFile, all_targets
+from pipeline.recipe.config import RecipeFile, all_targets
 from core.typed_yaml import shown
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -15,7 +15,7 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 def check_recipe(recipe: RecipeFile, content: bool = True) -> list[str]:
     """Return one line per problem found, located as file:line: field: message (empty when the recipe can run)."""
     from core.source_lines import locate
-    from pipeline.validate_content import check_content
+    from pipeline.recipe.validate_content import check_content
 
     problems = [*check_seeds(recipe), *check_names(recipe), *check_model(recipe), *check_suites(recipe),
                 *check_target(recipe), *check_data(recipe), *check_stages(recipe), *check_gate(recipe),
@@ -42,7 +42,7 @@ def check_seeds(recipe: RecipeFile) -> list[str]:
 
 def check_names(recipe: RecipeFile) -> list[str]:
     """Names that become folder or file names fit a file system's limit (stage names: their own check)."""
-    from pipeline.sweep import folder_name
+    from pipeline.recipe.sweep import folder_name
     from stages.train_config import MAX_NAME_BYTES
 
     def too_long(name: str) -> bool:
@@ -95,8 +95,8 @@ def check_suites(recipe: RecipeFile) -> list[str]:
     for name in ev.domain_suites:
         if name not in SUITES:
             problems.append(f"evaluation.domain_suites: unknown suite {shown(name)}; one of {sorted(SUITES)}")
-    if not problems:  # the tasks' own configs, once the suites' names check out (pipeline/validate_metrics.py)
-        from pipeline.validate_metrics import check_metrics
+    if not problems:  # the tasks' own configs, once the suites' names check out (pipeline/recipe/validate_metrics.py)
+        from pipeline.recipe.validate_metrics import check_metrics
 
         problems = check_metrics(recipe)
     return problems + check_code_sandbox(recipe)

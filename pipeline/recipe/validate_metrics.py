@@ -28,7 +28,7 @@ SHOWN = 3
 
 def suites_of(recipe) -> list[tuple[str, object]]:
     """(the recipe field that names it, suite) for the general suite and every domain suite, as the run builds
-    them (pipeline/orchestrator.py _suites); names validate.check_suites refused are left out."""
+    them (pipeline/engine/orchestrator.py _suites); names validate.check_suites refused are left out."""
     from evaluation.suites import SUITES, Suite, hub_suite
 
     ev = recipe.evaluation
@@ -63,13 +63,13 @@ def check_metrics(recipe) -> list[str]:
 
 def _index(suite, task_manager_for) -> dict:
     """lm-eval's task index for the suite: lm-eval's built-in tasks indexed once per process (it takes seconds, and
-    the plan's keys read the same index: pipeline/eval_inputs.py), a folder's checked YAML by YAML (harness)."""
+    the plan's keys read the same index: evaluation/task_index.py), a folder's checked YAML by YAML (harness)."""
     if suite.include_path is not None:
         return task_manager_for(suite).task_index
     from evaluation.harness import TaskLoadError
-    from pipeline.eval_inputs import _builtin_manager
+    from evaluation.task_index import builtin_task_manager
 
-    index = _builtin_manager().task_index
+    index = builtin_task_manager().task_index
     missing = [task for task in suite.tasks if task not in index]
     if missing:
         raise TaskLoadError(f"suite {suite.name!r}: task(s) {missing} not found in lm-eval's built-in tasks")

@@ -17,18 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import gate as gates
+from pipeline.retraining import gate as gates
 from core import ranks
 from core.atomic import remove_leftovers
-from pipeline.config import RecipeFile
+from pipeline.recipe.config import RecipeFile
 from core.errors import UserError, every_rank
-from pipeline.registry import Registry, entry_for, loadable_problem, unlike
+from pipeline.retraining.registry import ModelRegistry, entry_for, loadable_problem, unlike
 
 EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
 
 
 @dataclass
-class Outcome:
+class RetrainOutcome:
     """What a retrain did: status is 'nothing to do', 'accepted' or 'refused'."""
 
     status: str
@@ -51,23 +51,23 @@ def gate_of(recipe: RecipeFile) -> gates.GateConfig:
     return gate
 
 
-def retrain(recipe: RecipeFile, recipe_path: Path, registry_root: Path) -> Outcome:
+def retrain(recipe: RecipeFile, recipe_path: Path, registry_root: Path) -> RetrainOutcome:
     """Run one scheduled retraining against a registry folder; every rank returns rank 0's outcome."""
-    from pipeline.orchestrator import run_recipe
+    from pipeline.run import run_and_report
 
     gate = gate_of(recipe)
-    registry = Registry(registry_root)
+    registry = ModelRegistry(registry_root)
     started = ranks.from_main(lambda: start(recipe, gate, registry))
-    if isinstance(started, Outcome):
+    if isinstance(started, RetrainOutcome):
         return started
     run_dir, prints = started
-    run_recipe(recipe, run_dir, recipe_path, only=[gate.recipe])
+    run_and_report(recipe, run_dir, recipe_path, only=[gate.recipe])
     return ranks.from_main(lambda: judge(run_dir, gate, registry, prints))
 
 
-def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
+def start(recipe: RecipeFile, gate: gates.GateConfig, registry: ModelRegistry):
     """Rank 0: 'nothing to do' if the accepted run had these inputs, else (the run folder to train in, fingerprint)."""
-    from pipeline.fingerprint import fingerprint
+    from pipeline.retraining.fingerprint import fingerprint
 
     registry.check()  # before anything is trained or created: a broken registry would fail only at promotion
     prints = fingerprint(recipe, gate.recipe)
@@ -75,7 +75,7 @@ def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
         remove_leftovers(registry.root, recursive=False)  # a pointer or history write that was killed
         accepted = registry.accepted()
         if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
-            return Outcome("nothing to do", None, [], accepted["run_id"])
+            return RetrainOutcome("nothing to do", None, [], accepted["run_id"])
         run_dir = registry.start_run(prints)
     resumed = (run_dir / "manifest.json").exists()  # a killed or refused job's folder for the same data
     print(f"retrain: fingerprint {prints['fingerprint'][:12]} differs from the accepted run's; "
@@ -83,29 +83,29 @@ def start(recipe: RecipeFile, gate: gates.GateConfig, registry: Registry):
     return run_dir, prints
 
 
-def judge(run_dir: Path, gate: gates.GateConfig, registry: Registry, prints: dict) -> Outcome:
+def judge(run_dir: Path, gate: gates.GateConfig, registry: ModelRegistry, prints: dict) -> RetrainOutcome:
     """Rank 0, after training: gate the run against the pointer as it is now; promote it if it passes."""
     with registry.locked():
         registry.check()  # as it is now, before anything is written
         accepted = registry.accepted()  # re-read: another job may have promoted while we trained
         if accepted and accepted.get("fingerprint") == prints["fingerprint"]:
-            return Outcome("nothing to do", run_dir, [], accepted["run_id"])
+            return RetrainOutcome("nothing to do", run_dir, [], accepted["run_id"])
         stage, scores = gates.run_scores(run_dir, gate.recipe)
         reference = accepted["run_id"] if accepted else "none"
         differs = unlike(accepted, run_dir, gate.recipe, stage)  # other examples or settings: no regression check
-        checks = gates.evaluate(gate, scores, accepted["scores"] if accepted else None, reference, differs)
+        checks = gates.check_gate(gate, scores, accepted["scores"] if accepted else None, reference, differs)
         entry = entry_for(run_dir, gate.recipe, stage, scores, prints, checks)
         problem = loadable_problem(entry)  # the pointer never moves to a model that would not load
         checks.append(gates.Check("loadable", None, "model and prompt load", problem is None, problem or ""))
         entry["gate"] = [c.__dict__ for c in checks]
         gates.write_result(run_dir, gate, scores, checks, reference)
         if not gates.passed(checks):
-            return Outcome("refused", run_dir, checks, accepted["run_id"] if accepted else None)
+            return RetrainOutcome("refused", run_dir, checks, accepted["run_id"] if accepted else None)
         registry.promote(entry)
-        return Outcome("accepted", run_dir, checks, run_dir.name)
+        return RetrainOutcome("accepted", run_dir, checks, run_dir.name)
 
 
-def summary(outcome: Outcome) -> str:
+def summary(outcome: RetrainOutcome) -> str:
     """Markdown for people and CI: the verdict, the gate table and the run's stage table."""
     lines = [f"## Retrain: {outcome.status}"]
     if outcome.status == "nothing to do":
@@ -117,21 +117,21 @@ def summary(outcome: Outcome) -> str:
         kept = f"`{outcome.accepted_run}` stays accepted" if outcome.accepted_run else "no model is accepted yet"
         failed = ", ".join(c.gate for c in outcome.checks if not c.passed)
         lines.append(f"Run `{outcome.run_dir.name}` failed the gate ({failed}); {kept}.")
-    lines += ["### Gate", gates.table(outcome.checks)]
+    lines += ["### Gate", gates.gate_table(outcome.checks)]
     lines += ["### Base → each stage", stage_table(outcome.run_dir)]
     return "\n\n".join(lines) + "\n"
 
 
 def stage_table(run_dir: Path) -> str:
     """The report's per-stage table (mean over seeds) of a finished run."""
-    from pipeline.report import stage_table as markdown
-    from pipeline.results import over_seeds, summarise
-    from pipeline.results import read_csv
+    from pipeline.reports.report import stage_table as markdown
+    from pipeline.reports.results import over_seeds, summarise
+    from pipeline.reports.results import read_csv
 
     return markdown(*over_seeds(summarise(read_csv(Path(run_dir) / "results.csv"))))
 
 
-def export(outcome: Outcome, folder: Path) -> None:
+def export(outcome: RetrainOutcome, folder: Path) -> None:
     """Copy the run's report, results and gate verdict, plus summary.md, into `folder` (for CI artifacts)."""
     from core.atomic import write_bytes, write_text
 

@@ -3,43 +3,20 @@
 Scores are means over seeds of the gated recipe's final stage, one per suite kind (general, target,
 domain), plus the base model's general mean from the same run. The gate compares them with the base
 (forgetting) and with the last accepted run (regression). The thresholds become checks of the report's own type
-(pipeline/checks.py, `gate_checks`) and are measured by the same code; the table keeps its gate rows.
+(pipeline/recipe/checks.py, `gate_checks`) and are measured by the same code; the table keeps its gate rows.
 Import-light: pandas is loaded on use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from pipeline.engine.records import run_config
+from pipeline.recipe.gate_config import GateConfig
 
 SUITES = ("general", "target", "domain")
-
-
-@dataclass
-class GateConfig:
-    """Thresholds a retrained model must pass before it is promoted (None: that check is off)."""
-
-    recipe: str = field(default="promot", metadata={"help": "the recipe whose final model is promoted"})
-    min_target: float | None = field(default=None, metadata={
-        "help": "lowest allowed target (and domain) score of the final stage, mean over seeds"})
-    max_general_drop: float | None = field(default=0.05, metadata={
-        "help": "largest allowed drop of the general mean below the base model's (forgetting)"})
-    max_regression: float | None = field(default=0.02, metadata={
-        "help": "largest allowed drop of any suite's score below the last accepted run's"})
-    general_drop_noise: bool = field(default=False, metadata={
-        "help": "judge max_general_drop against the noise: fail only a drop beyond the limit by more than 1.96 "
-                "standard errors (examples and seeds, pipeline/uncertainty.py; the examples' part paired, the base "
-                "and the final stage being scored on the same examples); unknown noise counts as none"})
-
-    def __post_init__(self):
-        if not self.recipe:
-            raise ValueError("gate.recipe: must name a recipe of this file")
-        for name in ("min_target", "max_general_drop", "max_regression"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"gate.{name}: must be between 0 and 1 (scores are in [0, 1]), got {value}")
 
 
 @dataclass
@@ -51,14 +28,6 @@ class Check:
     limit: str
     passed: bool
     note: str = ""
-
-
-def run_config(run_dir: Path) -> dict:
-    """A run folder's resolved config.yaml as data ({} when it has none); a broken one is a one-line error."""
-    from core.typed_yaml import load_yaml
-
-    config = Path(run_dir) / "config.yaml"
-    return load_yaml(config) if config.exists() else {}
 
 
 def final_stage(run_dir: Path, recipe: str, frame) -> str:
@@ -79,13 +48,13 @@ def final_stage(run_dir: Path, recipe: str, frame) -> str:
 
 def final_scores(frame, recipe: str, stage: str) -> dict:
     """Mean over seeds of `stage` per suite kind, plus the base general mean and the general drop."""
-    from pipeline.results import summarise
+    from pipeline.reports.results import summarise
 
     table = summarise(frame[frame.recipe == recipe])  # per seed; forgetting = general - base general
     final, base = table[table.stage == stage], table[table.stage == "base"]
     if final.empty or base.empty or "general" not in table.columns:
         raise UserError(f"results.csv: recipe {recipe!r} has no general scores for stage {stage!r} and base")
-    from pipeline.uncertainty import standard_error
+    from pipeline.reports.uncertainty import standard_error
 
     scores = {suite: final[suite].mean() for suite in SUITES if suite in table.columns}
     scores.update(base_general=base.general.mean(), general_drop=-final.forgetting.mean())
@@ -97,7 +66,7 @@ def final_scores(frame, recipe: str, stage: str) -> dict:
 
 def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
     """(final stage, scores) of `recipe` in a finished run folder."""
-    from pipeline.results import read_results
+    from pipeline.reports.results import read_results
 
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
@@ -109,23 +78,23 @@ def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
     return stage, final_scores(frame, recipe, stage)
 
 
-def evaluate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted",
+def check_gate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted",
              unlike: str | None = None) -> list[Check]:
     """Every gate check of a candidate's scores against the base (in `scores`) and a reference run. `unlike` says
     why the reference's scores were taken on other examples or otherwise (registry.unlike): then the regression
     check is skipped, with that note, instead of comparing unlike scores."""
-    from pipeline.checks import evaluate as measure
+    from pipeline.reports.checks import measure_check
 
     reference = None if unlike else reference
     source = GateScores(gate.recipe, scores, reference)
     return [Check(o.name, o.value, o.limit, bool(o.passed), o.note)
-            for o in (measure(check, source, reference_name) for check in gate_checks(gate, scores, reference,
+            for o in (measure_check(check, source, reference_name) for check in gate_checks(gate, scores, reference,
                                                                                       unlike))]
 
 
 def gate_checks(gate: GateConfig, scores: dict, reference: dict | None, unlike: str | None = None) -> list:
     """The gate's thresholds as checks of the report's type, one per suite the scores (and reference) have."""
-    from pipeline.checks import CheckConfig
+    from pipeline.recipe.checks import CheckConfig
 
     recipe, limit = gate.recipe, gate.min_target
     suites = [s for s in ("target", "domain") if s in scores]
@@ -184,7 +153,7 @@ def passed(checks: list[Check]) -> bool:
     return all(c.passed for c in checks)
 
 
-def table(checks: list[Check]) -> str:
+def gate_table(checks: list[Check]) -> str:
     """The gate table as markdown, failing rows in bold."""
     lines = ["| gate | measured | limit | result | note |", "|---|---|---|---|---|"]
     for c in checks:
@@ -196,10 +165,10 @@ def table(checks: list[Check]) -> str:
 def load_reference(path: Path, recipe: str) -> tuple[str, dict | None]:
     """(name, scores) to compare against: a registry folder's accepted run, or a run folder itself."""
     path = Path(path)
-    from pipeline.registry import Registry
+    from pipeline.retraining.registry import ModelRegistry
 
-    if Registry.is_registry(path):
-        accepted = Registry(path).accepted()
+    if ModelRegistry.is_registry(path):
+        accepted = ModelRegistry(path).accepted()
         return ("accepted", None) if accepted is None else (accepted["run_id"], accepted["scores"])
     if (path / "results.csv").exists():
         return path.name, run_scores(path, recipe)[1]
@@ -209,12 +178,12 @@ def load_reference(path: Path, recipe: str) -> tuple[str, dict | None]:
 
 def unlike_reference(against: Path, run_dir: Path, recipe: str, stage: str) -> str | None:
     """Why the reference (a registry's accepted run, or a run folder) was scored otherwise than run_dir's final stage
-    (registry.unlike), or None: then `evaluate` compares them."""
-    from pipeline.registry import Registry, evaluation_key, evaluations_of, unlike
+    (registry.unlike), or None: then `check_gate` compares them."""
+    from pipeline.retraining.registry import ModelRegistry, evaluation_key, evaluations_of, unlike
 
     against = Path(against)
-    if Registry.is_registry(against):
-        return unlike(Registry(against).accepted(), run_dir, recipe, stage)
+    if ModelRegistry.is_registry(against):
+        return unlike(ModelRegistry(against).accepted(), run_dir, recipe, stage)
     if not (against / "manifest.json").is_file():
         return None  # results.csv alone: nothing says how it was evaluated
     theirs = run_scores(against, recipe)[0]
@@ -225,9 +194,8 @@ def unlike_reference(against: Path, run_dir: Path, recipe: str, stage: str) -> s
 
 def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
     """The gate of a run's resolved config (defaults when it has none), with `--set field=value` overrides."""
-    import yaml
-
     from core.typed_yaml import Builder, ConfigError, shown
+    from pipeline.recipe.overrides import parse_set
 
     data = run_config(run_dir).get("gate") or {}
     if not isinstance(data, dict):
@@ -236,15 +204,9 @@ def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
     data = dict(data)
     builder = Builder("--set")
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            builder.error(shown(item), None, "expected key=value")
-            continue
-        try:
-            data[key.removeprefix("gate.")] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            builder.error(key, None, f"value {shown(value)} is not valid YAML ({problem})")
+        parsed = parse_set(item, builder, shown)
+        if parsed is not None:
+            data[parsed[0].removeprefix("gate.")] = parsed[1]
     gate = builder.build(GateConfig, data, "gate") if not builder.problems else None
     if builder.problems:
         raise ConfigError(builder.problems)
@@ -260,5 +222,5 @@ def write_result(run_dir: Path, gate: GateConfig, scores: dict, checks: list[Che
     verdict = "pass" if passed(checks) else "fail"
     write_json(Path(run_dir) / "gate.json", {"gate": asdict(gate), "scores": scores, "against": reference,
                                              "result": verdict, "checks": [asdict(c) for c in checks]})
-    write_text(Path(run_dir) / "gate.md", f"## Gate: {verdict} (against {reference})\n\n{table(checks)}\n")
+    write_text(Path(run_dir) / "gate.md", f"## Gate: {verdict} (against {reference})\n\n{gate_table(checks)}\n")
 

@@ -13,7 +13,7 @@ from core.atomic import write_json
 
 def code_version() -> str:
     """The git commit of this checkout (with '+dirty' when modified), else the package version."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()

@@ -1,7 +1,7 @@
 """The DMT part of the report: a strategies table shaped like the paper's Table 1, and a plot.
 
 Which recipes the table's deltas compare with is the recipe file's `report: {compare: ...}`; the sweep the plot
-joins in order is results.csv's swept column (`k`). The checks are the file's own (`checks:`, pipeline/checks.py).
+joins in order is results.csv's swept column (`k`). The checks are the file's own (`checks:`, pipeline/recipe/checks.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def final_scores(frame):
     """Per recipe: math, code, domain and general means of its final stage (mean over seeds), plus base."""
     import pandas as pd
 
-    from pipeline.results import scored
+    from pipeline.reports.results import scored
 
     scores = scored(frame)
     last = scores.groupby("recipe", sort=False).stage.agg(lambda s: list(dict.fromkeys(s))[-1])
@@ -40,7 +40,7 @@ def strategy_table(table, compare: dict[str, str]) -> str:
 
 def sweep_points(table, swept: dict[str, dict]) -> tuple[str | None, list[str]]:
     """(field, recipes) of the first swept field: the recipes swept on it, in order of its value."""
-    from pipeline.checks import sort_key
+    from pipeline.recipe.sweep import sort_key
 
     field = next((key for values in swept.values() for key in values), None)
     recipes = [r for r in table.index if field in swept.get(str(r), {})]
@@ -65,7 +65,7 @@ def domain_general_figure(table, sd=None, swept: dict | None = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.report_plot import DPI, label_points, recipe_styles
+    from pipeline.reports.plot import DPI, label_points, recipe_styles
 
     strategies = [r for r in table.index if r != "base"]
     styles = recipe_styles(strategies)
@@ -117,7 +117,7 @@ def domain_general_figure(table, sd=None, swept: dict | None = None):
 
 def domain_general_plot(table, sd=None, swept: dict | None = None) -> bytes:
     """PNG: domain score against general score, one point per strategy and swept value, base as reference."""
-    from pipeline.report_plot import to_png
+    from pipeline.reports.plot import to_png
 
     return to_png(domain_general_figure(table, sd, swept))
 

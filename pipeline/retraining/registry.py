@@ -41,7 +41,7 @@ _JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "a numbe
                bool: "true/false", type(None): "null"}
 
 
-class Registry:
+class ModelRegistry:
     """Read and promote runs of one registry folder."""
 
     def __init__(self, root: Path):
@@ -179,7 +179,7 @@ def entry_for(run_dir: Path, recipe: str, stage: str, scores: dict, fingerprint:
 
 def _evaluation(run_dir: Path, stages: dict, stage_id: str) -> dict | None:
     """The inputs of an evaluation stage (its DONE.json's), or None when it has no marker or recorded none."""
-    from pipeline.markers import marker_of, read
+    from pipeline.engine.markers import marker_of, read
 
     marker = marker_of(run_dir, stage_id, stages)
     return None if marker is None else read(marker).get("inputs")
@@ -187,8 +187,8 @@ def _evaluation(run_dir: Path, stages: dict, stage_id: str) -> dict | None:
 
 def evaluation_key(inputs: dict) -> str:
     """The key of how an evaluation scored (settings such as `limit`, suites and their task files, target data and
-    scoring, lm-eval's version: pipeline/plan.py), less the model it scored (`upstream`)."""
-    from pipeline.keys import key_of
+    scoring, lm-eval's version: pipeline/engine/plan.py), less the model it scored (`upstream`)."""
+    from pipeline.engine.keys import key_of
 
     return key_of({name: value for name, value in inputs.items() if name != "upstream"})
 
@@ -204,7 +204,7 @@ def evaluations_of(run_dir: Path, recipe: str, stage: str) -> list[dict]:
 def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str, who: str = "the accepted run") -> str | None:
     """Why the accepted run's scores were not taken as the candidate's are (its evaluation keys differ), or None.
     An entry from before evaluation keys were recorded is compared as before."""
-    from pipeline.keys import describe_change
+    from pipeline.engine.keys import describe_change
 
     if not accepted or "evaluation_keys" not in accepted:
         return None
@@ -224,7 +224,7 @@ def unlike(accepted: dict | None, run_dir: Path, recipe: str, stage: str, who: s
 
 
 def _model_paths(run_dir: Path, stages: dict, stage_id: str) -> dict:
-    from pipeline.markers import loaded_path, marker_of, read
+    from pipeline.engine.markers import loaded_path, marker_of, read
 
     marker = marker_of(run_dir, stage_id, stages)
     if marker is None:

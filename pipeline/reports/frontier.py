@@ -1,7 +1,7 @@
 """The frontier: what each configuration gained on its target (or domain) against how much general skill it kept.
 
 One point per recipe and stage (a swept value is a recipe of its own, `dmt@k=1/256`), mean over seeds, with
-95% error bars from pipeline/uncertainty.py. Retention = general / base general (1 = nothing forgotten);
+95% error bars from pipeline/reports/uncertainty.py. Retention = general / base general (1 = nothing forgotten);
 gain = score − base score on the target task, or on the domain suites where the file has no target. A point
 is on the Pareto front when no other point has both a retention and a gain at least as high, one of them
 higher. The paper's method is the recipe file's `report: {method: ...}`, by default the recipe named like the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.uncertainty import Z, standard_error
+from pipeline.reports.uncertainty import Z, standard_error
 
 
 def gain_column(table) -> str | None:
@@ -80,7 +80,7 @@ def _sd(values) -> float:
 
 def _method(found: list[dict], method: str, swept: dict) -> list[dict]:
     """The paper's method's final stages: the recipe named `method` and its swept copies."""
-    from pipeline.checks import is_copy
+    from pipeline.recipe.sweep import is_copy
 
     finals = {}
     for p in found:
@@ -94,7 +94,7 @@ def _pm(value: float, err: float) -> str:
     return f"{value:.3f}" if err != err else f"{value:.3f} ± {err:.3f}"
 
 
-def table(found: list[dict], gain: str) -> str:
+def frontier_table(found: list[dict], gain: str) -> str:
     """Markdown: every point, front first by gain."""
     lines = [f"| recipe | stage | general retention | {gain} gain | seeds | on the front | dominated by |",
              "|---|---|---|---|---|---|---|"]
@@ -139,7 +139,7 @@ def figure(found: list[dict], gain: str, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.report_plot import DPI, GAIN_NAMES, label_points, recipe_styles
+    from pipeline.reports.plot import DPI, GAIN_NAMES, label_points, recipe_styles
 
     styles = recipe_styles(list(dict.fromkeys(p["recipe"] for p in found)))
     fig = plt.figure(figsize=(10, 6.5), dpi=DPI)
@@ -185,7 +185,7 @@ def _bar(err: float):
 def sections(table_, method: str, title: str, swept: dict | None = None) -> tuple[list[str], bytes | None]:
     """The report's frontier section (markdown parts) and its PNG; nothing where there is no gain to plot.
     `swept` ({recipe: {field: value}}) names the method's swept copies."""
-    from pipeline.report_plot import to_png
+    from pipeline.reports.plot import to_png
 
     gain = gain_column(table_)
     found = points(table_)
@@ -194,4 +194,4 @@ def sections(table_, method: str, title: str, swept: dict | None = None) -> tupl
     png = to_png(figure(found, gain, title))
     return (["## Frontier: gain against general retention",
              "![gain against general retention, every recipe and stage, Pareto front](frontier.png)",
-             summary(found, method, gain, swept), table(found, gain)], png)
+             summary(found, method, gain, swept), frontier_table(found, gain)], png)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from fractions import Fraction
 
-from pipeline.results import COLUMNS, OPTIONAL
+from pipeline.formats import COLUMNS, OPTIONAL
 
 
 def recipe_name(origin: str, values: dict) -> str:
@@ -118,3 +119,26 @@ def expand_sweeps(data: dict, builder) -> dict[str, dict]:
 def folder_name(recipe_name: str) -> str:
     """A recipe name made safe as one folder name (`dmt@k=1/256` -> `dmt@k=1-256`)."""
     return re.sub(r"[^\w.@=+-]", "-", recipe_name)
+
+
+def same_value(a, b) -> bool:
+    """Two swept values as the same number (1/4 and 0.25) or the same text."""
+    if str(a) == str(b):
+        return True
+    try:
+        return Fraction(str(a)) == Fraction(str(b))
+    except (ValueError, ZeroDivisionError):
+        return False
+
+
+def sort_key(value):
+    """Swept values in numeric order where they are numbers (1/256 < 1/64), else as text."""
+    try:
+        return (0, Fraction(str(value)), "")
+    except (ValueError, ZeroDivisionError):
+        return (1, 0, str(value))
+
+
+def is_copy(name: str, origin: str, values: dict) -> bool:
+    """`name` is the sweep's copy of `origin` with these values (in whichever order its fields were swept)."""
+    return any(recipe_name(origin, {k: values[k] for k in order}) == name for order in itertools.permutations(values))

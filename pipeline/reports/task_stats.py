@@ -109,7 +109,7 @@ def read_values(folder: Path) -> dict:
 def task_rows(frame, run_dir: Path) -> list[dict]:
     """One row per (recipe, stage, general task), base first: forgetting and paired standard error (results.csv),
     detectable effect, examples needed and flips (per_example.json). Several seeds: means, and flips summed."""
-    from pipeline.results import GROUP, scored
+    from pipeline.reports.results import GROUP, scored
 
     run_dir = Path(run_dir)
     try:
@@ -196,7 +196,7 @@ def section(frame, run_dir: Path) -> list[str]:
             f"(`base, unpaired`: variance 2·var(base)); flips count examples right at the base and wrong after, and "
             f"the reverse (per_example.json; `–` where an evaluation has none)"
             + (f"; over {seeds} seeds: means, the larger n, flips summed." if seeds > 1 else ".")
-            + " pipeline/task_stats.py.",
+            + " pipeline/reports/task_stats.py.",
             table.to_markdown(index=False, disable_numparse=True)]
 
 

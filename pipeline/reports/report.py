@@ -1,6 +1,6 @@
 """report.md and report.png from results.csv: forgetting next to target gains, per recipe and stage.
 
-The picture itself is drawn by pipeline.report_plot."""
+The picture itself is drawn by pipeline.reports.plot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.atomic import write_bytes, write_text
 from core.errors import UserError
-from pipeline.results import LEAK, over_seeds, read_results, summarise, swept_values, with_optional
+from pipeline.reports.results import LEAK, over_seeds, read_results, summarise, swept_values, with_optional
 
 
 def _cell(mean, sd, seeds) -> str:
@@ -22,7 +22,7 @@ def stage_table(mean, sd, seeds) -> str:
     """Markdown: one row per recipe and stage, base first."""
     import pandas as pd
 
-    from pipeline.uncertainty import Z, marker, standard_error
+    from pipeline.reports.uncertainty import Z, marker, standard_error
 
     rows = []
     shown = [c for c in mean.columns if not c.endswith("_se")]
@@ -92,8 +92,8 @@ class TableScores:
         return self._cell(self.mean, recipe, stage, measure)
 
     def se(self, recipe: str, stage: str, measure: str) -> float | None:
-        """Standard error over examples and seeds (pipeline/uncertainty.py)."""
-        from pipeline.uncertainty import standard_error
+        """Standard error over examples and seeds (pipeline/reports/uncertainty.py)."""
+        from pipeline.reports.uncertainty import standard_error
 
         column = measure.replace("general_drop", "forgetting") if measure.endswith("general_drop") else measure
         examples = self._cell(self.mean, recipe, stage, f"{column}_se")
@@ -110,18 +110,19 @@ class TableScores:
 
 def declared_checks(config: dict, mean, sd, seeds, swept: dict, source: str) -> list[str]:
     """The recipe file's `checks:` (from the run's config.yaml) measured: a heading and a table, or nothing."""
-    from pipeline.checks import evaluate, from_config, table
+    from pipeline.recipe.checks import from_config
+    from pipeline.reports.checks import checks_table, measure_check
 
     checks, report = from_config(config, source)
     if not checks:
         return []
     scores = TableScores(mean, sd, seeds, swept)
-    return [f"## {report.checks_title}", table([evaluate(check, scores) for check in checks])]
+    return [f"## {report.checks_title}", checks_table([measure_check(check, scores) for check in checks])]
 
 
 def _resolved_config(run_dir: Path) -> dict:
     """The run's config.yaml as data ({} when it is missing or unreadable: the report needs results only)."""
-    from pipeline.gate import run_config
+    from pipeline.engine.records import run_config
 
     try:
         config = run_config(run_dir)
@@ -153,7 +154,7 @@ def kept_checkpoints(run_dir: Path) -> list[str]:
 
 def mixed_versions(run_dir: Path) -> list[str]:
     """One note line when the run folder's stages were made by different code or library versions (each DONE.json's
-    `versions`, pipeline/markers.py; a stage from before they were recorded counts as "not recorded"), else none."""
+    `versions`, pipeline/engine/markers.py; a stage from before they were recorded counts as "not recorded"), else none."""
     made = []
     for marker in sorted(run_dir.glob("**/DONE.json")):
         try:
@@ -179,14 +180,14 @@ def mixed_versions(run_dir: Path) -> list[str]:
 
 def plot(table) -> bytes:
     """PNG: forgetting vs gain per recipe, format leak, and each recipe's stages on its own axis."""
-    from pipeline.report_plot import plot as draw
+    from pipeline.reports.plot import plot as draw
 
     return draw(table)
 
 
 def _groups_note(frame) -> list[str]:
     """What the group columns are, for a general suite that declares groups (nothing for one without)."""
-    from pipeline.results import groups
+    from pipeline.reports.results import groups
 
     found = groups(frame)
     if not found:
@@ -209,7 +210,7 @@ def write_report(run_dir: Path) -> Path:
     except (OSError, ValueError):  # the code version is all the report takes from it
         manifest = {"code_version": "? (manifest.json unreadable)"}
     write_bytes(run_dir / "report.png", plot(table))
-    from pipeline.report_frontier import sections as frontier_sections
+    from pipeline.reports.frontier import sections as frontier_sections
 
     config = _resolved_config(run_dir)
     report = config.get("report") if isinstance(config.get("report"), dict) else {}
@@ -228,7 +229,7 @@ def write_report(run_dir: Path) -> Path:
         "Values are mean ± sd over seeds; an `se` column is the standard error over the examples scored (the mean "
         "over seeds of each seed's), and the per-task table gives score ± standard error. A forgetting is "
         "`significant` when it is beyond 1.96 standard errors of the mean over seeds, examples and seeds together "
-        "(pipeline/uncertainty.py; `?` where a task has no standard error). The forgetting's examples' part is paired "
+        "(pipeline/reports/uncertainty.py; `?` where a task has no standard error). The forgetting's examples' part is paired "
         "(the base and the stage are scored on the same examples: results.csv `paired_stderr`); where a task has no "
         "per-example numbers it adds the two variances, which errs towards 'no'.",
         *mixed_versions(run_dir),
@@ -238,13 +239,13 @@ def write_report(run_dir: Path) -> Path:
     ]
     checks = declared_checks(config, mean, sd, seeds, swept, str(run_dir / "config.yaml"))
     if "domain" in table.columns:  # the DMT sections: the strategies table, then the checks, then the figure
-        from pipeline.report_dmt import dmt_sections
+        from pipeline.reports.dmt import dmt_sections
 
         parts += dmt_sections(frame, run_dir, report.get("compare") or {}, checks, swept)
     else:
         parts += checks
     parts += kept_checkpoints(run_dir)
-    from pipeline.task_stats import section as task_statistics
+    from pipeline.reports.task_stats import section as task_statistics
 
     parts += ["## Per task (mean over seeds)", task_table(frame), *task_statistics(frame, run_dir),
               "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)"]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.config import EMBEDDED, RecipeFile
+from pipeline.recipe.config import EMBEDDED, RecipeFile
 from core.errors import UserError
 
-log = logging.getLogger("pipeline.validate")
+log = logging.getLogger("pipeline.recipe.validate")
 
 
 def load_tokenizer_for_checks(recipe: RecipeFile, problems: list[str]):

@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipeline.config import RecipeFile, resolved_dict
+from pipeline.recipe.config import RecipeFile, resolved_dict
 
 
 def fingerprint(recipe: RecipeFile, gated_recipe: str) -> dict:
@@ -33,7 +33,7 @@ def fingerprint(recipe: RecipeFile, gated_recipe: str) -> dict:
 
 def data_sources(recipe: RecipeFile) -> list[tuple[str, str, int | None]]:
     """(source, split, rows) of the target section and of every named source in the data section."""
-    from pipeline.config import all_targets
+    from pipeline.recipe.config import all_targets
 
     found = []
     for target in all_targets(recipe):

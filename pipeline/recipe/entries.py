@@ -56,7 +56,7 @@ def format_problems() -> list[str]:
     problems = []
     for name in FORMATS:
         if name not in SAMPLE_ROWS:
-            problems.append(f"format {name}: no sample row in pipeline/entries.py to check it with")
+            problems.append(f"format {name}: no sample row in pipeline/recipe/entries.py to check it with")
             continue
         try:
             example = FORMATS[name](SAMPLE_ROWS[name], 0)

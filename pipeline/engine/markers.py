@@ -45,7 +45,7 @@ def versions() -> dict:
     version) and each library's installed version (None: not installed). Read once per process."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from pipeline.manifest import code_version
+    from pipeline.engine.manifest import code_version
 
     found = {"forgetless": code_version()}
     for name in LIBRARIES:

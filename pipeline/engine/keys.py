@@ -1,5 +1,5 @@
-"""A stage's key and how two stages' inputs differ, in words: the plan's (pipeline/plan.py) and the registry's
-(pipeline/registry.py: the evaluation keys a gate compares), with no imports of either."""
+"""A stage's key and how two stages' inputs differ, in words: the plan's (pipeline/engine/plan.py) and the registry's
+(pipeline/retraining/registry.py: the evaluation keys a gate compares), with no imports of either."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Inputs of a stage key that are files, not settings: the task files an evaluation reads, lm-eval's version, and a
-DeepSpeed JSON's content (pipeline/plan.py).
+DeepSpeed JSON's content (pipeline/engine/plan.py).
 
 An evaluation's numbers follow the text of each task YAML of its suites, of every file it includes (`include:`),
 of the Python files its `!function` tags name and of the data files it names next to it. They are hashed file by
@@ -57,19 +57,14 @@ def suite_files(suite) -> dict | str:
 def _manager(include_path: str | None):
     """lm-eval's task index of the folder (built-in tasks: indexed once per process, it takes seconds)."""
     if include_path is None:
-        return _builtin_manager()
+        from evaluation.task_index import builtin_task_manager
+
+        return builtin_task_manager()
     if not Path(include_path).is_dir():
         return None
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=include_path, include_defaults=False)
-
-
-@lru_cache(maxsize=1)
-def _builtin_manager():
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager()
 
 
 def _task_files(task: str, manager, found: dict, seen: set) -> None:

@@ -12,18 +12,20 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 from data_recipes.catalog import EMBEDDED_PREFIX
 from core import ranks
-from pipeline import markers, results
+from pipeline.engine import markers
+from pipeline.engine import results_csv
 from core.atomic import remove_leftovers, write_text
-from pipeline.config import RecipeFile, all_targets, resolved_dict
+from pipeline.recipe.config import RecipeFile, all_targets, resolved_dict
 from core.errors import UserError, every_rank
 from core.machine import cpu_kernels
-from pipeline.manifest import Manifest
-from pipeline.markers import DONE  # the completion marker, written last and atomically
-from pipeline.run_lock import RunLock
-from pipeline.threads import set_threads
+from pipeline.engine.manifest import Manifest
+from pipeline.engine.markers import DONE  # the completion marker, written last and atomically
+from pipeline.engine.run_lock import RunLock
+from pipeline.engine.threads import set_threads
 from stages.context import StageContext, StageResult
 from stages.handoff import Handoff
 
@@ -38,7 +40,7 @@ def run_dir_for(recipe: RecipeFile, run_dir: str | None) -> Path:
 def with_swept_copies(only: list[str], recipe: RecipeFile) -> list[str]:
     """--only NAME of a recipe the sweep replaced means every copy it made of it (promot_merge@alpha=0.3, ...); any
     other name stays as it is (an unknown one is refused by the caller)."""
-    from pipeline.checks import is_copy
+    from pipeline.recipe.sweep import is_copy
 
     selected = []
     for name in only:
@@ -48,76 +50,116 @@ def with_swept_copies(only: list[str], recipe: RecipeFile) -> list[str]:
 
 
 def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (),
-               rerun_changed: bool = False) -> Path:
-    """Run every recipe x seed of a recipe file into `run_dir`, then write results and report.
+               rerun_changed: bool = False, report: Callable[[Path], object] | None = None) -> Path:
+    """Run every recipe x seed of a recipe file into `run_dir`, then write results.csv and call `report(run_dir)`
+    (rank 0, under the run lock, before the manifest records the run finished; pipeline/run.py passes the report).
 
     Everything is loaded and planned first; the run folder is written to only once the plan agrees with
-    what the folder already holds (pipeline/plan.py), so a failure before that leaves it as it was.
+    what the folder already holds (pipeline/engine/plan.py), so a failure before that leaves it as it was.
     """
-    import yaml
-
-    only = with_swept_copies(only, recipe)
-    unknown = [name for name in only if name not in recipe.stages]
-    if unknown:
-        raise every_rank(UserError(f"--only: no recipe named {', '.join(map(repr, unknown))} in this file; "
-                                   f"its recipes: {', '.join(recipe.stages)}"))
+    only = _selected_recipes(only, recipe)
     main = ranks.is_main()
     threads = set_threads(recipe.threads)
     # Other ranks never write into the run folder: their copy of the held-out task files (read only by
     # rank 0's evaluation) goes to a scratch folder.
     with RunLock(run_dir) if main else nullcontext(), tempfile.TemporaryDirectory(prefix="forgetless-") as scratch:
-        if main:  # under the run lock: no writer of ours is alive to own a temp file here
-            remove_leftovers(run_dir)
-        manifest = (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)  # held: not written yet
+        manifest = _open_manifest(run_dir, recipe_path, main)
         plan, base_dir, chat, targets = make_plan(recipe, manifest, Path(scratch))
-        selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
-        suites = _suites(recipe, targets)
-        unsafe_code = recipe.evaluation.unsafe_code_execution
-        outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites, unsafe_code))
-        if isinstance(outcome, str):
-            raise every_rank(UserError(outcome))
-        if main:  # the plan holds: from here on the folder changes
-            for stage_id in outcome:
-                manifest.data["stages"].pop(stage_id, None)
-            markers.repair(manifest, run_dir, [stage.stage_id for stage in plan])  # a kill between marker and manifest
-            write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
-            manifest.commit()
+        _check_then_commit(recipe, plan, only, run_dir, manifest, rerun_changed, targets)
         for target in targets:
             target.write_suite(run_dir / "data" if main else Path(scratch))
         shared = _shared_context(recipe, targets, run_dir, chat)
-        # Recorded for the reader; results need no correction for it: batch_size is global.
-        manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
-                                   "threads": threads, "cpu": cpu_kernels()}
-        manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
-        base_eval = run_stage(manifest, run_dir, plan[0], StageContext(
-            stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared))
-        from stages.evaluate import read_per_example
-
-        base_values = read_per_example(run_dir / plan[0].stage_id)  # None from a run older than the file
-        rows = []
-        for seed in recipe.seeds:
-            for name in recipe.stages:
-                stages = [s for s in plan if s.recipe == name and s.seed == seed]
-                if only and name not in only:
-                    rows += _finished_rows(run_dir, name, seed, stages, manifest, base_eval.rows)
-                    continue
-                rows += results.stage_rows(name, seed, "base", base_eval.rows)
-                rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared, base_eval.rows, base_values)
+        _record_launch(manifest, shared, threads, chat)
+        base_eval, base_values = _evaluate_base(manifest, run_dir, plan[0], base_dir, shared)
+        rows = _run_every_recipe(recipe, plan, only, manifest, run_dir, base_dir, shared, base_eval.rows, base_values)
         if main:
-            results.write_csv(run_dir / "results.csv", rows, recipe.swept)
-            from pipeline.report import write_report
-
-            write_report(run_dir)
-            manifest.finish()
+            _finish(recipe, run_dir, rows, manifest, report)
         ranks.wait_for_everyone()  # no rank leaves (and no launcher reports success) before the report exists
     return run_dir
 
 
+def _selected_recipes(only: list[str], recipe: RecipeFile) -> list[str]:
+    """--only's recipes, a swept one as its copies; an unknown name is every rank's one-line error."""
+    only = with_swept_copies(only, recipe)
+    unknown = [name for name in only if name not in recipe.stages]
+    if unknown:
+        raise every_rank(UserError(f"--only: no recipe named {', '.join(map(repr, unknown))} in this file; "
+                                   f"its recipes: {', '.join(recipe.stages)}"))
+    return only
+
+
+def _open_manifest(run_dir: Path, recipe_path: Path, main: bool) -> Manifest:
+    """The run's manifest, held in memory (not written yet); rank 0 first clears dead writers' temp files."""
+    if main:  # under the run lock: no writer of ours is alive to own a temp file here
+        remove_leftovers(run_dir)
+    return (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)
+
+
+def _check_then_commit(recipe: RecipeFile, plan: list, only: list[str], run_dir: Path, manifest: Manifest,
+                       rerun_changed: bool, targets: list) -> None:
+    """Rank 0 checks the plan against the folder (every rank gets its refusal); then, on rank 0 only, the folder
+    changes for the first time: cleared stages dropped, markers repaired, config.yaml and the manifest written."""
+    import yaml
+
+    selected = [s for s in plan if s.recipe is None or not only or s.recipe in only]
+    suites = _suites(recipe, targets)
+    unsafe_code = recipe.evaluation.unsafe_code_execution
+    outcome = ranks.from_main(lambda: _checked(selected, run_dir, manifest, rerun_changed, suites, unsafe_code))
+    if isinstance(outcome, str):
+        raise every_rank(UserError(outcome))
+    if ranks.is_main():  # the plan holds: from here on the folder changes
+        for stage_id in outcome:
+            manifest.data["stages"].pop(stage_id, None)
+        markers.repair(manifest, run_dir, [stage.stage_id for stage in plan])  # a kill between marker and manifest
+        write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
+        manifest.commit()
+
+
+def _record_launch(manifest: Manifest, shared: dict, threads: int, chat: bool) -> None:
+    """Recorded for the reader; results need no correction for it: batch_size is global."""
+    manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
+                               "threads": threads, "cpu": cpu_kernels()}
+    manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
+
+
+def _evaluate_base(manifest: Manifest, run_dir: Path, stage, base_dir: Path, shared: dict):
+    """The base model's evaluation (plan[0]) and its per-example values (None from a run older than the file)."""
+    from stages.evaluate import read_per_example
+
+    base_eval = run_stage(manifest, run_dir, stage, StageContext(
+        stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared))
+    return base_eval, read_per_example(run_dir / stage.stage_id)
+
+
+def _run_every_recipe(recipe: RecipeFile, plan: list, only: list[str], manifest: Manifest, run_dir: Path,
+                      base_dir: Path, shared: dict, base_rows: list, base_values) -> list[dict]:
+    """Every seed x recipe in order: run it, or (not in --only) read back its finished rows. Returns all rows."""
+    rows = []
+    for seed in recipe.seeds:
+        for name in recipe.stages:
+            stages = [s for s in plan if s.recipe == name and s.seed == seed]
+            if only and name not in only:
+                rows += _finished_rows(run_dir, name, seed, stages, manifest, base_rows)
+                continue
+            rows += results_csv.stage_rows(name, seed, "base", base_rows)
+            rows += run_one_recipe(manifest, run_dir, name, stages, base_dir, shared, base_rows, base_values)
+    return rows
+
+
+def _finish(recipe: RecipeFile, run_dir: Path, rows: list[dict], manifest: Manifest,
+            report: Callable[[Path], object] | None) -> None:
+    """Rank 0: results.csv, the report, then the manifest's record that the run finished."""
+    results_csv.write_csv(run_dir / "results.csv", rows, recipe.swept)
+    if report is not None:
+        report(run_dir)
+    manifest.finish()
+
+
 def make_plan(recipe: RecipeFile, manifest: Manifest, scratch: Path):
-    """Load the base's tokenizer and the data, and plan every stage with its key (pipeline/plan.py); writes nothing
+    """Load the base's tokenizer and the data, and plan every stage with its key (pipeline/engine/plan.py); writes nothing
     but the target's task files into `scratch`. Returns (plan, base folder, chat template on?, targets)."""
-    from pipeline.deepspeed_config import deepspeed_path
-    from pipeline.plan import plan_run
+    from pipeline.engine.deepspeed_config import deepspeed_path
+    from pipeline.engine.plan import plan_run
 
     with ranks.state().main_process_first():  # rank 0 builds / downloads, the others then read the cache
         base_dir = resolve_base_model(recipe, manifest)
@@ -139,7 +181,7 @@ def _checked(plan, run_dir: Path, manifest: Manifest, rerun_changed: bool, suite
     """On rank 0, before the folder changes: every suite's tasks load, code suites have a sandbox, and check_plan
     holds. Returns the stage ids check_plan cleared, or the refusal's message (handed to every rank)."""
     from evaluation.harness import TaskLoadError, task_manager_for
-    from pipeline.plan import check_plan
+    from pipeline.engine.plan import check_plan
 
     try:
         for suite, _ in suites:  # an unknown task name would otherwise fail at the first evaluation
@@ -181,10 +223,10 @@ def _finished_rows(run_dir: Path, name: str, seed: int, stages: list, manifest: 
         if done.get("key") != stage.key:
             stale.append(stage.stage_id)
             continue
-        rows += results.stage_rows(name, seed, stage.reports, done["rows"])
+        rows += results_csv.stage_rows(name, seed, stage.reports, done["rows"])
     if stale:
         log.warning("not reported (finished with other inputs than this config): %s", ", ".join(stale))
-    return results.stage_rows(name, seed, "base", base_rows) + rows if rows else []
+    return results_csv.stage_rows(name, seed, "base", base_rows) + rows if rows else []
 
 
 class ReadOnlyManifest(Manifest):
@@ -252,7 +294,7 @@ def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base
         result = run_stage(manifest, run_dir, stage, ctx)
         handoff = handoff.after(result, stage.config.name if stage.reports is None else None)  # evaluations: no model
         if stage.reports is not None:
-            rows += results.stage_rows(name, stage.seed, stage.reports, result.rows)
+            rows += results_csv.stage_rows(name, stage.seed, stage.reports, result.rows)
     return rows
 
 
@@ -288,7 +330,7 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
             manifest.stage_stopped(stage_id, stop.signal)
         raise
     seconds = round(time.perf_counter() - started, 2)
-    if main:  # artifacts, marker, manifest, cleanup: pipeline/markers.py
+    if main:  # artifacts, marker, manifest, cleanup: pipeline/engine/markers.py
         markers.commit(manifest, run_dir, stage, result, seconds)
     ranks.wait_for_everyone()  # the next stage may load what rank 0 just saved
     return result
@@ -346,7 +388,7 @@ def _suites(recipe: RecipeFile, targets: list) -> list:
 
 
 def _shared_context(recipe: RecipeFile, targets: list, run_dir: Path, chat: bool = False) -> dict:
-    from pipeline.deepspeed_config import deepspeed_path
+    from pipeline.engine.deepspeed_config import deepspeed_path
     from stages.tracking import tracking_for
 
     ev = recipe.evaluation  # the final evaluation's settings, for a stage that also scores while it trains

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import yaml
 
 from data_recipes.catalog import SourceConfig
 from data_recipes.mixes import Mix
 from data_recipes.stage_data import fold_replay, unknown_sources
-from pipeline.checks import CheckConfig, ReportConfig, plain as plain_check, validate as validate_checks
-from pipeline.gate import GateConfig
-from pipeline.recipe_paths import resolve_recipe_paths
-from pipeline.sweep import expand_sweeps, sweep_override
+from pipeline.recipe.checks import CheckConfig, ReportConfig, plain as plain_check, validate as validate_checks
+from pipeline.recipe.gate_config import GateConfig
+from pipeline.recipe.overrides import parse_set
+from pipeline.recipe.paths import resolve_recipe_paths
+from pipeline.recipe.sweep import expand_sweeps, sweep_override
 from stages.train_config import PLAIN_NAME
 from core.typed_yaml import Builder, ConfigError, LineDict, load_yaml, unaliased
 
@@ -138,7 +138,7 @@ class RecipeFile:
                 "(README: Trackers)"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch (None: the cores this process may use / processes on this machine)"})
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
-    swept: dict = field(default_factory=dict, init=False)  # swept copy -> {field: value} (pipeline/sweep.py)
+    swept: dict = field(default_factory=dict, init=False)  # swept copy -> {field: value} (pipeline/recipe/sweep.py)
 
     def __post_init__(self):
         if not PLAIN_NAME.match(self.name):
@@ -225,7 +225,7 @@ def _swept_as_written(data: dict, builder: Builder) -> dict:
 
 def _origins(swept: dict) -> set[str]:
     """The recipes the swept copies were made from, each confirmed by rebuilding the copy's name from its values."""
-    from pipeline.checks import is_copy
+    from pipeline.recipe.sweep import is_copy
 
     candidates = {name.split("@", 1)[0] for name in swept}
     return {origin for origin in candidates if any(is_copy(copy, origin, values) for copy, values in swept.items())}
@@ -270,7 +270,7 @@ def build_stages(recipes: dict, builder: Builder, raw_root: dict) -> dict:
 
 def check_folder(recipe_name: str, recipes: dict, builder: Builder, line) -> None:
     """Each recipe gets a folder of its own: two names that make one folder name (`a/b`, `a-b`) are refused."""
-    from pipeline.sweep import folder_name
+    from pipeline.recipe.sweep import folder_name
 
     folder = folder_name(recipe_name)
     first = next(name for name in recipes if folder_name(name) == folder)
@@ -306,18 +306,10 @@ def check_data_names(recipe_name: str, stages: list[tuple], known: set[str], bui
 
 def apply_override(data: dict, item: str, builder: Builder) -> None:
     """Apply one `--set a.b.c=value` (value parsed as YAML) to the raw recipe data."""
-    key, sep, raw_value = item.partition("=")
-    if not sep or not key:
-        builder.error(f"--set {item}", None, "expected key=value")
+    parsed = parse_set(item, builder, lambda text: f"--set {text}", lambda key, raw: sweep_override(data, key, raw))
+    if parsed is None:
         return
-    try:
-        if sweep_override(data, key, raw_value):
-            return
-        value = yaml.safe_load(raw_value)
-    except yaml.YAMLError as error:
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        builder.error(f"--set {key}", None, f"value {raw_value!r} is not valid YAML ({problem})")
-        return
+    key, value = parsed
     node = data
     parts = key.split(".")
     for part in parts[:-1]:

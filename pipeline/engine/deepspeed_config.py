@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 from core.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ACCELERATE_FILE = "ACCELERATE_DEEPSPEED_CONFIG_FILE"  # set by `accelerate launch` with a DeepSpeed config
 MISMATCH = re.compile(r"- ds (\S+)=(.*) vs hf (.*)=(.*)")  # transformers' HfTrainerDeepSpeedConfig.mismatches
 

@@ -1,0 +1,12 @@
+"""The run folder's record formats, shared by every layer of pipeline/ (it imports none of them).
+
+results.csv's columns live here: the run engine writes them (pipeline/engine/results_csv.py), the reports read
+them (pipeline/reports/results.py), and the recipe refuses a swept field named like one (pipeline/recipe/sweep.py).
+"""
+
+COLUMNS = ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
+# Columns added later: a missing one reads as this value.
+OPTIONAL = {"stderr": float("nan"), "primary": 1, "paired_stderr": float("nan")}
+GROUP = "group"  # written only where a general task has a group (pipeline/engine/results_csv.py)
+SUITE_KINDS = {"general", "target", "domain"}
+LEAK = "format_leak"  # the metric of a target's format-leak rows

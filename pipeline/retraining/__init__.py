@@ -1,0 +1,1 @@
+"""Scheduled retraining: the gate, the model registry of accepted runs, the data fingerprint."""
