@@ -4,6 +4,10 @@ results.csv's columns live here: the run engine writes them (pipeline/engine/res
 them (pipeline/reports/results.py), and the recipe refuses a swept field named like one (pipeline/recipe/sweep.py).
 """
 
+# The version of a run folder's records (manifest.json, DONE.json), written into each; pipeline/engine/migrate.py
+# upgrades an older folder's records as they are read and refuses a newer one. 1: every folder before it was written.
+FORMAT_VERSION = 2
+
 COLUMNS = ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n"]
 # Columns added later: a missing one reads as this value.
 OPTIONAL = {"stderr": float("nan"), "primary": 1, "paired_stderr": float("nan")}

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from core.atomic import write_json
+from pipeline.engine import migrate
 
 
 def code_version() -> str:
@@ -37,7 +38,7 @@ class Manifest:
     def open(cls, run_dir: Path, recipe_path: Path) -> "Manifest":
         """Load the run's manifest, or start one; nothing is written before commit()."""
         path = run_dir / "manifest.json"
-        data = json.loads(path.read_text()) if path.exists() else {"created": _now(), "stages": {}}
+        data = migrate.read_manifest(path) if path.exists() else migrate.stamped({"created": _now(), "stages": {}})
         data["code_version"] = code_version()
         data["recipe_file"] = {"path": str(recipe_path), "sha256": _sha256(recipe_path)}
         data["status"] = "running"

@@ -13,12 +13,12 @@ checkpoints of finished stages are removed. Readers take paths from the marker, 
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import time
 from pathlib import Path
 
 from core.atomic import seal_tree, write_json
+from pipeline.engine import migrate
 from stages.context import StageResult
 from stages.handoff import Adapter, Scope
 
@@ -30,8 +30,8 @@ def commit(manifest, run_dir: Path, stage, result: StageResult, seconds: float) 
     """Finish a stage: its artifacts on disk, then its marker, then its manifest entry, then the cleanup."""
     stage_dir = run_dir / stage.stage_id
     seal_tree(stage_dir, skip=(CHECKPOINTS,))
-    write_json(stage_dir / DONE, {**_result_json(result, seconds, run_dir), "key": stage.key, "inputs": stage.inputs,
-                                  "versions": versions()})
+    write_json(stage_dir / DONE, migrate.stamped({**_result_json(result, seconds, run_dir), "key": stage.key,
+                                                  "inputs": stage.inputs, "versions": versions()}))
     manifest.stage_finished(stage.stage_id, result, seconds, stage.key)
     shutil.rmtree(stage_dir / CHECKPOINTS, ignore_errors=True)
 
@@ -56,27 +56,21 @@ def versions() -> dict:
     return found
 
 
-def read(marker: Path) -> dict:
-    """A marker's content."""
-    return json.loads(Path(marker).read_text())
+def read(marker: Path, stage=None, entry: dict | None = None) -> dict:
+    """A marker's content in the current format (an older one upgraded: pipeline/engine/migrate.py)."""
+    return migrate.read_marker(Path(marker), stage, entry)
 
 
 def result_of(marker: Path, run_dir: Path, stage=None) -> StageResult:
-    """The StageResult a marker records, its paths resolved against where the run folder is now.
-
-    A marker from before adapters were named holds one `adapter_dir`: it is the soft prompt of the adapter name
-    the stage's contract uses (its own name for a prompt_tune stage, prompt_from for a fine-tune)."""
-    data = read(marker)
+    """The StageResult a marker records, its paths resolved against where the run folder is now (`stage` names
+    the one adapter of a marker from before adapters were named: pipeline/engine/migrate.py)."""
+    data = read(marker, stage)
     # An identical stage of another recipe (reused) may have another name, which a stage's key leaves out: an
     # adapter named after the stage that made it is named after this one.
     own = {Path(marker).parent.name: stage.stage_id.rsplit("/", 1)[-1]} if stage is not None else {}
     adapters = {own.get(name, name): Adapter(loaded_path(a["path"], run_dir), a["kind"], Scope(a["scope"]),
                                              tuple(a.get("tasks", ())))
-                for name, a in data.get("adapters", {}).items()}
-    contract = getattr(getattr(stage, "config", None), "contract", None)  # None: an evaluation, which makes none
-    if "adapters" not in data and data.get("adapter_dir") is not None and contract is not None:
-        names = [*(m.name for m in contract().produces), *(n.name for n in contract().consumes)] or [stage.stage_id]
-        adapters[names[0]] = Adapter(loaded_path(data["adapter_dir"], run_dir))
+                for name, a in data["adapters"].items()}
     return StageResult(model_dir=loaded_path(data["model_dir"], run_dir), adapters=adapters, metrics=data["metrics"],
                        rows=data["rows"])
 
@@ -112,8 +106,8 @@ def repair(manifest, run_dir: Path, stage_ids) -> None:
 
 def _done_entry(entry: dict, marker: Path, run_dir: Path) -> dict:
     """A manifest entry as stage_finished writes it, from the marker (an entry killed before it was written)."""
-    done = read(marker)
-    key = done.get("key") or entry.get("key")  # a marker older than its key field: the manifest kept the key
+    done = read(marker, entry=entry)
+    key = done.get("key")
     if entry.get("status") == "done" and entry.get("key") == key:
         return entry
     model, adapter = loaded_path(done["model_dir"], run_dir), loaded_path(done["adapter_dir"], run_dir)
@@ -146,6 +140,4 @@ def loaded_path(stored, run_dir: Path):
     """The path a marker stored, resolved against the run folder where it is now."""
     if stored is None:
         return None
-    if isinstance(stored, str):  # a marker written before paths were tagged: relative meant inside the run
-        return run_dir / stored
     return run_dir / stored["run"] if "run" in stored else Path(stored["path"])

@@ -14,13 +14,13 @@ against the run folder: a finished stage whose inputs differ is refused in one l
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
 from core.errors import UserError
 from pipeline.engine.keys import MAX_CHANGES_SHOWN, describe_change, key_of
 from pipeline.engine.markers import DONE
+from pipeline.engine.migrate import read_marker
 from pipeline.recipe.sweep import folder_name
 
 
@@ -132,8 +132,8 @@ def check_plan(plan: list[Planned], run_dir: Path, manifest_stages: dict, rerun_
         marker = run_dir / stage.stage_id / DONE
         if not marker.is_file():
             continue
-        done = json.loads(marker.read_text())
-        stored = done.get("key") or (manifest_stages.get(stage.stage_id) or {}).get("key")
+        done = read_marker(marker, entry=manifest_stages.get(stage.stage_id))
+        stored = done.get("key")
         if stored != stage.key:
             changed.append((stage, describe_change(done.get("inputs"), stage.inputs)))
     if changed and not rerun_changed:

@@ -4,12 +4,12 @@ The picture itself is drawn by pipeline.reports.plot."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from core.atomic import write_bytes, write_text
 from core.errors import UserError
-from pipeline.reports.results import LEAK, over_seeds, read_results, summarise, swept_values, with_optional
+from pipeline.engine.migrate import read_manifest, read_marker, upgrade_results
+from pipeline.reports.results import LEAK, over_seeds, read_results, summarise, swept_values
 
 
 def _cell(mean, sd, seeds) -> str:
@@ -46,7 +46,7 @@ def stage_table(mean, sd, seeds) -> str:
 def task_table(frame) -> str:
     """Markdown: every task's score per recipe and stage (mean over seeds), ± its standard error where known,
     with n; a task's other metrics (primary 0) on rows of their own."""
-    scores = with_optional(frame)
+    scores = upgrade_results(frame)
     scores = scores[scores.metric != LEAK]
     index, columns = ["suite", "task", "metric", "n"], ["recipe", "stage"]
     score = scores.pivot_table(index=index, columns=columns, values="score", aggfunc="mean", sort=False)
@@ -138,7 +138,7 @@ def kept_checkpoints(run_dir: Path) -> list[str]:
     rows = []
     for marker in sorted(run_dir.glob("seed*/*/*/DONE.json")):
         try:
-            metrics = json.loads(marker.read_text()).get("metrics") or {}
+            metrics = read_marker(marker).get("metrics") or {}
         except (OSError, ValueError):
             continue
         if "selected_step" in metrics:
@@ -158,7 +158,7 @@ def mixed_versions(run_dir: Path) -> list[str]:
     made = []
     for marker in sorted(run_dir.glob("**/DONE.json")):
         try:
-            made.append(json.loads(marker.read_text()).get("versions"))
+            made.append(read_marker(marker).get("versions"))
         except (OSError, ValueError):
             continue
     if not any(isinstance(v, dict) for v in made):
@@ -205,7 +205,7 @@ def write_report(run_dir: Path) -> Path:
     table = summarise(frame)
     mean, sd, seeds = over_seeds(table)
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists() else {}
+        manifest = read_manifest(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
         manifest = manifest if isinstance(manifest, dict) else {"code_version": "? (manifest.json is no JSON object)"}
     except (OSError, ValueError):  # the code version is all the report takes from it
         manifest = {"code_version": "? (manifest.json unreadable)"}

@@ -6,7 +6,7 @@ metrics (IFEval's loose accuracy, acc_norm), which the report lists but never av
 task's primary score row, is the standard error of (score - the base's score) over the examples both scored, the
 base and the stage being scored on the same ones (stages/evaluate.py); 0 on the base's own rows, empty where unknown
 (no per-example numbers, or a base evaluated before they were kept). A results.csv written before these columns
-existed reads as stderr and paired_stderr unknown, every row primary.
+existed reads as stderr and paired_stderr unknown, every row primary (pipeline/engine/migrate.py).
 
 A general suite that declares groups (evaluation/suites.py: real_general's knowledge and generation) adds a `group`
 column after these, each general task's group, empty on the other rows; a run of a suite without groups (every
@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import UserError
+from pipeline.engine.migrate import upgrade_results
 from pipeline.formats import COLUMNS, GROUP, LEAK, OPTIONAL, SUITE_KINDS
 
 
@@ -36,8 +37,21 @@ def _read(path: Path):
 
 
 def read_csv(path: Path):
-    """Load results.csv as a DataFrame."""
-    return with_optional(_read(path))
+    """Load results.csv as a DataFrame, in the current format (its folder's version checked, an older one
+    upgraded: pipeline/engine/migrate.py)."""
+    _check_folder(Path(path).parent)
+    return upgrade_results(_read(path))
+
+
+def _check_folder(run_dir: Path) -> None:
+    """Refuse results.csv of a folder whose manifest is of a newer format than this code reads (an unreadable
+    manifest is no business of the results')."""
+    from pipeline.engine.migrate import read_manifest
+
+    try:
+        read_manifest(run_dir / "manifest.json")
+    except (OSError, ValueError):
+        pass
 
 
 def swept_columns(frame) -> list[str]:
@@ -55,13 +69,6 @@ def swept_values(frame) -> dict[str, dict]:
     return found
 
 
-def with_optional(frame):
-    """The frame with the columns added later (OPTIONAL) at their defaults where it lacks them (a new frame; the
-    caller's is left as it is)."""
-    missing = {column: default for column, default in OPTIONAL.items() if column not in frame.columns}
-    return frame.assign(**missing) if missing else frame
-
-
 
 def read_results(path: Path):
     """results.csv as a DataFrame, checked first: a file that is not a run's results table (not text, not CSV,
@@ -71,6 +78,7 @@ def read_results(path: Path):
     from core.typed_yaml import shown
 
     path = Path(path)
+    _check_folder(path.parent)
     try:
         frame = _read(path)
     except UnicodeDecodeError as err:
@@ -87,7 +95,7 @@ def read_results(path: Path):
                         f"(its header: {shown(','.join(map(str, frame.columns)))}; expected {','.join(COLUMNS)})")
     if frame.empty:
         raise UserError(f"{path}: no rows (a run writes them as each stage is evaluated)")
-    frame = with_optional(frame)
+    frame = upgrade_results(frame)
 
     def refuse(bad, what: str):
         if bad.any():
@@ -119,7 +127,7 @@ def read_results(path: Path):
 
 def scored(frame):
     """The rows a mean is taken over: every task's primary score, not the format leak or a task's other metrics."""
-    frame = with_optional(frame)
+    frame = upgrade_results(frame)  # a table made in memory, as one read from a folder
     return frame[(frame.metric != LEAK) & (frame.primary == 1)]
 
 
@@ -129,7 +137,7 @@ def summarise(frame):
     from the tasks' paired ones where every general task has one."""
     import pandas as pd
 
-    frame = with_optional(frame)
+    frame = upgrade_results(frame)
     scores = scored(frame)
     keys = ["recipe", "seed", "stage"]
     parts = []

@@ -109,11 +109,12 @@ def read_values(folder: Path) -> dict:
 def task_rows(frame, run_dir: Path) -> list[dict]:
     """One row per (recipe, stage, general task), base first: forgetting and paired standard error (results.csv),
     detectable effect, examples needed and flips (per_example.json). Several seeds: means, and flips summed."""
+    from pipeline.engine.migrate import read_manifest
     from pipeline.reports.results import GROUP, scored
 
     run_dir = Path(run_dir)
     try:
-        stages = json.loads((run_dir / "manifest.json").read_text()).get("stages") or {}
+        stages = read_manifest(run_dir / "manifest.json").get("stages") or {}
     except (OSError, ValueError, AttributeError):
         stages = {}
     general = scored(frame)

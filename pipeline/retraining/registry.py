@@ -159,7 +159,7 @@ def entry_for(run_dir: Path, recipe: str, stage: str, scores: dict, fingerprint:
     """The registry entry of a run that passed the gate: what it was trained on, how it scored, where it is.
 
     The model paths come from each seed's completion marker, not from the manifest's record of it."""
-    manifest = _read_json(run_dir / "manifest.json")
+    manifest = _read_manifest(run_dir)
     seeds = sorted({int(key.split("/")[0].removeprefix("seed")) for key in manifest["stages"]
                     if key.startswith("seed") and key.split("/")[1:] == [recipe, stage]})
     models = {str(seed): _model_paths(run_dir, manifest["stages"], f"seed{seed}/{recipe}/{stage}") for seed in seeds}
@@ -195,7 +195,7 @@ def evaluation_key(inputs: dict) -> str:
 
 def evaluations_of(run_dir: Path, recipe: str, stage: str) -> list[dict]:
     """The evaluation inputs of a run's final stage, one per seed that has them (in seed order)."""
-    stages = _read_json(Path(run_dir) / "manifest.json")["stages"]
+    stages = _read_manifest(Path(run_dir))["stages"]
     ids = sorted(s for s in stages if s.startswith("seed") and s.split("/")[1:] == [recipe, f"{stage}-eval"])
     found = [_evaluation(Path(run_dir), stages, stage_id) for stage_id in ids]
     return [e for e in found if e is not None]
@@ -286,6 +286,14 @@ def _read_json(path: Path):
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot read ({err})") from None
+
+
+def _read_manifest(run_dir: Path) -> dict:
+    """A run's manifest.json in the current format (pipeline/engine/migrate.py); unreadable: one line."""
+    from pipeline.engine.migrate import upgrade_manifest
+
+    path = Path(run_dir) / "manifest.json"
+    return upgrade_manifest(_read_json(path), path)
 
 
 def _now() -> str:
