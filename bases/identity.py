@@ -102,8 +102,16 @@ def resolve_hub_base(model, manifest) -> Path:
     except Exception as err:  # offline, not found, gated, bad revision: all the user's to fix
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         at = f" at revision {model.revision!r}" if model.revision else ""
-        raise every_rank(UserError(f"model.path: {model.path!r} is no folder here, and the hub cannot give it{at} "
-                                   f"({type(err).__name__}: {first})")) from None
-    manifest.data["base_model"] = {"name": model.path, "revision": model.revision or "default branch",
-                                   "commit": folder.name, "path": str(folder)}
+        raise every_rank(
+            UserError(
+                f"model.path: {model.path!r} is no folder here, and the hub cannot give it{at} "
+                f"({type(err).__name__}: {first})"
+            )
+        ) from None
+    manifest.data["base_model"] = {
+        "name": model.path,
+        "revision": model.revision or "default branch",
+        "commit": folder.name,
+        "path": str(folder),
+    }
     return folder

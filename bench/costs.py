@@ -37,10 +37,17 @@ def tiny_overrides(recipe: str = "recipes/promot.yaml") -> list[str]:
     import yaml
 
     recipes = yaml.safe_load((ROOT / recipe).read_text())["recipes"]
-    trained = [f"recipes.{name}.{i}" for name, stages in recipes.items() for i, stage in enumerate(stages)
-               if "steps" in stage]
-    return ["seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4",
-            *[f"{key}.steps=4" for key in trained], *[f"{key}.batch_size=8" for key in trained]]
+    trained = [
+        f"recipes.{name}.{i}" for name, stages in recipes.items() for i, stage in enumerate(stages) if "steps" in stage
+    ]
+    return [
+        "seeds=[0]",
+        "evaluation.limit=4",
+        "target.train_rows=64",
+        "target.test_rows=4",
+        *[f"{key}.steps=4" for key in trained],
+        *[f"{key}.batch_size=8" for key in trained],
+    ]
 
 
 def tiny_run(run_dir: Path, recipe: str = "recipes/promot.yaml") -> list[str]:
@@ -95,7 +102,12 @@ def eval_share(runs: dict | None = None) -> dict:
         timed = [s for s in stages if s.get("status") == "done" and "seconds" in s]
         total = sum(s["seconds"] for s in timed)
         evaluate = sum(s["seconds"] for s in timed if s.get("kind") == "evaluate")
-        results[name] = {"run": _shown(path), "evaluate_s": round(evaluate, 2), "all_stages_s": round(total, 2),
-                         "share": round(evaluate / total, 4) if total else None, "stages_timed": len(timed),
-                         "stages_reused": sum(s.get("status") == "reused" for s in stages)}
+        results[name] = {
+            "run": _shown(path),
+            "evaluate_s": round(evaluate, 2),
+            "all_stages_s": round(total, 2),
+            "share": round(evaluate / total, 4) if total else None,
+            "stages_timed": len(timed),
+            "stages_reused": sum(s.get("status") == "reused" for s in stages),
+        }
     return results

@@ -33,9 +33,24 @@ OUT = ROOT / "runs" / "gpu-check"
 WHEELS = ROOT / ".gpu-wheels"
 BUDGET_S = 480  # the issue's 8 minutes on an H100
 LOCKED = ("transformers", "datasets", "lm-eval", "peft", "accelerate")
-BENCH = {"gpu": ["--size", "0.5b", "--steps", "20", "--batch", "16", "--max-length", "1024", "--repetitions", "2"],
-         "dry": ["--size", "tiny", "--in-process", "--steps", "2", "--batch", "4", "--max-length", "64",
-                 "--repetitions", "1", "--modes", "plain,pipeline,pipeline_packed"]}
+BENCH = {
+    "gpu": ["--size", "0.5b", "--steps", "20", "--batch", "16", "--max-length", "1024", "--repetitions", "2"],
+    "dry": [
+        "--size",
+        "tiny",
+        "--in-process",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--max-length",
+        "64",
+        "--repetitions",
+        "1",
+        "--modes",
+        "plain,pipeline,pipeline_packed",
+    ],
+}
 ENV_PROBE = """import json, importlib, importlib.metadata as md, sys
 out = {"python": sys.version.split()[0], "executable": sys.executable, "versions": {}, "files": {}}
 for name in ("torch", "transformers", "datasets", "lm-eval", "peft", "accelerate", "deepspeed", "tokenizers",
@@ -103,8 +118,16 @@ class Check:
     def __init__(self, out: Path, dry: bool, budget_s: float):
         self.out, self.dry, self.deadline = out, dry, time.monotonic() + budget_s
         self.parts: dict = {}
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false",
-                    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DS_BUILD_OPS": "0", "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TQDM_DISABLE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "DS_BUILD_OPS": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def child(self, part: str, args: list[str]) -> subprocess.CompletedProcess:
         left = self.deadline - time.monotonic()
@@ -114,8 +137,15 @@ class Check:
             log.write(f"$ {' '.join([sys.executable, *args])}\n")
             log.flush()
             try:
-                done = subprocess.run([sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                      stderr=log, text=True, timeout=left)
+                done = subprocess.run(
+                    [sys.executable, *args],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    timeout=left,
+                )
             except subprocess.TimeoutExpired as error:
                 raise TimeoutError(f"{part}: stopped at the budget's end ({left:.0f} s left when it began)") from error
             log.write(done.stdout)
@@ -131,10 +161,15 @@ class Check:
             found = run()
             self.parts[name] = {"ok": True, "seconds": round(time.monotonic() - started, 1), **(found or {})}
         except Exception as error:  # recorded, and the next part still runs
-            self.parts[name] = {"ok": False, "seconds": round(time.monotonic() - started, 1),
-                                "error": f"{type(error).__name__}: {error}"[-2000:]}
-        print(f"gpu-check: {name}: {'ok' if self.parts[name]['ok'] else 'FAILED'} in {self.parts[name]['seconds']} s",
-              flush=True)
+            self.parts[name] = {
+                "ok": False,
+                "seconds": round(time.monotonic() - started, 1),
+                "error": f"{type(error).__name__}: {error}"[-2000:],
+            }
+        print(
+            f"gpu-check: {name}: {'ok' if self.parts[name]['ok'] else 'FAILED'} in {self.parts[name]['seconds']} s",
+            flush=True,
+        )
 
     def install(self, wheels: Path) -> dict:
         if self.dry:
@@ -143,9 +178,23 @@ class Check:
         if not found:
             raise FileNotFoundError(f"{wheels}: no wheels (make gpu-wheels here, then carry .gpu-wheels)")
         site = self.out / "site"
-        self.child("install", ["-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                               "--no-cache-dir", "--disable-pip-version-check", "--target", str(site),
-                               *map(str, found)])
+        self.child(
+            "install",
+            [
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-index",
+                "--no-deps",
+                "--no-compile",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--target",
+                str(site),
+                *map(str, found),
+            ],
+        )
         self.env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         check = subprocess.run([sys.executable, "-m", "pip", "check"], env=self.env, capture_output=True, text=True)
         (self.out / "pip_check.log").write_text(check.stdout + check.stderr)
@@ -155,8 +204,11 @@ class Check:
         probe = ["-c", ENV_PROBE, *([] if self.dry else ["--import"])]
         found = json.loads(self.child("environment", probe).stdout.strip().splitlines()[-1])
         (self.out / "env.json").write_text(json.dumps(found, indent=1) + "\n")
-        problems = [f"{name} {found['versions'].get(name)} imported, {version} locked"
-                    for name, version in locked_versions().items() if found["versions"].get(name) != version]
+        problems = [
+            f"{name} {found['versions'].get(name)} imported, {version} locked"
+            for name, version in locked_versions().items()
+            if found["versions"].get(name) != version
+        ]
         if not self.dry and not found["cuda"]:
             problems.append("no CUDA GPU seen by torch")
         if problems:
@@ -169,9 +221,17 @@ class Check:
         result = json.loads(path.read_text())
         if result["errors"]:
             raise RuntimeError(f"bench.gpu modes failed: {result['errors']}")
-        return {"modes": {mode: {"tok_s": r["tok_s_steady"]["median"], "mfu": r["mfu"]["median"] if r["mfu"] else None,
-                                 "peak_memory_mb": r["peak_memory_mb"]["median"]} for mode, r in result["modes"].items()},
-                "ratios": {name: r["steady"]["median"] for name, r in result["ratios"].items()}}
+        return {
+            "modes": {
+                mode: {
+                    "tok_s": r["tok_s_steady"]["median"],
+                    "mfu": r["mfu"]["median"] if r["mfu"] else None,
+                    "peak_memory_mb": r["peak_memory_mb"]["median"],
+                }
+                for mode, r in result["modes"].items()
+            },
+            "ratios": {name: r["steady"]["median"] for name, r in result["ratios"].items()},
+        }
 
     def promot(self) -> dict:
         run_dir = self.out / "promot"
@@ -181,14 +241,18 @@ class Check:
         failed = [c["check"] for c in checks if not c["passed"]]
         if failed and not self.dry:
             raise RuntimeError(f"checks failed (they pass on the CPU): {failed}")
-        return {"checks": len(checks), "checks_passed": len(checks) - len(failed),
-                "checks_required": not self.dry}
+        return {"checks": len(checks), "checks_passed": len(checks) - len(failed), "checks_required": not self.dry}
 
 
 def render(summary: dict) -> str:
-    lines = [f"# GPU check: {'PASSED' if summary['ok'] else 'FAILED'}", "",
-             f"{summary['mode']}; total {summary['total_s']} s (budget {summary['budget_s']} s); folder "
-             f"`{summary['out']}`.", "", "| part | ok | seconds | found |", "|---|---|---|---|"]
+    lines = [
+        f"# GPU check: {'PASSED' if summary['ok'] else 'FAILED'}",
+        "",
+        f"{summary['mode']}; total {summary['total_s']} s (budget {summary['budget_s']} s); folder `{summary['out']}`.",
+        "",
+        "| part | ok | seconds | found |",
+        "|---|---|---|---|",
+    ]
     for name, part in summary["parts"].items():
         found = {k: v for k, v in part.items() if k not in ("ok", "seconds")}
         text = json.dumps(found)[:600].replace("|", "/")
@@ -206,8 +270,11 @@ def export(out: Path, dest: Path) -> None:
         shutil.copy2(out / "promot" / "report.md", dest / "promot_report.md")
     with tarfile.open(dest / "gpu_check_logs.tar.gz", "w:gz") as tar:
         for path in sorted(out.rglob("*")):
-            if path.is_file() and "site" not in path.relative_to(out).parts[:1] and path.suffix in (
-                    ".log", ".json", ".md", ".csv", ".yaml", ".txt"):
+            if (
+                path.is_file()
+                and "site" not in path.relative_to(out).parts[:1]
+                and path.suffix in (".log", ".json", ".md", ".csv", ".yaml", ".txt")
+            ):
                 tar.add(path, arcname=str(path.relative_to(out)))
 
 
@@ -229,10 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         check.part("environment", check.environment)
         check.part("bench_gpu", check.bench_gpu)
         check.part("promot", check.promot)
-    summary = {"ok": all(p["ok"] for p in check.parts.values()) and len(check.parts) == 4,
-               "mode": "CPU dry run, tiny size (nothing here is a GPU figure)" if args.cpu_dry_run else "GPU",
-               "out": str(out), "budget_s": args.budget_s, "total_s": round(time.monotonic() - started, 1),
-               "parts": check.parts}
+    summary = {
+        "ok": all(p["ok"] for p in check.parts.values()) and len(check.parts) == 4,
+        "mode": "CPU dry run, tiny size (nothing here is a GPU figure)" if args.cpu_dry_run else "GPU",
+        "out": str(out),
+        "budget_s": args.budget_s,
+        "total_s": round(time.monotonic() - started, 1),
+        "parts": check.parts,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(render(summary))
     if args.export:

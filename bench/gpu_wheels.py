@@ -32,18 +32,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / ".gpu-wheels"
 LIMIT_MIB = 60
-MARKERS = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
-           "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "os_name": "posix"}
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux_2_12_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64"]
-NOT_WALKED = {"torch": "the machine's own CUDA build (2.11, CUDA 13) is used",
-              "gguf": "only reads SmolLM2's GGUF file; the GPU check trains the embedded base and a random Llama",
-              "matplotlib": "the machine has it (compiled); the report's figures use it"}
-MACHINE_KEEPS = {"sympy": "large; the machine's torch brings its own", "mpmath": "sympy's; the machine's torch brings it",
-                 "setuptools": "a build tool the machine has"}
+MARKERS = {
+    "python_version": "3.12",
+    "python_full_version": "3.12.3",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "os_name": "posix",
+}
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_12_x86_64",
+    "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+]
+NOT_WALKED = {
+    "torch": "the machine's own CUDA build (2.11, CUDA 13) is used",
+    "gguf": "only reads SmolLM2's GGUF file; the GPU check trains the embedded base and a random Llama",
+    "matplotlib": "the machine has it (compiled); the report's figures use it",
+}
+MACHINE_KEEPS = {
+    "sympy": "large; the machine's torch brings its own",
+    "mpmath": "sympy's; the machine's torch brings it",
+    "setuptools": "a build tool the machine has",
+}
 # The GPU machine's python3 packages (the device tool's KINDS.md, as read on 2026-11-17), versions where known.
-MACHINE = set("""absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
+MACHINE = set(
+    """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
 certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
 cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers
 flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx humanize huggingface-hub
@@ -59,9 +80,16 @@ scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shelli
 statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl tifffile tiktoken timm
 tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
 triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl
-zipp""".split())
-MACHINE_VERSIONS = {"accelerate": "1.15.0", "huggingface-hub": "1.33.0", "numpy": "2.5.2", "safetensors": "0.8.0",
-                    "tokenizers": "0.23.2", "transformers": "5.17.0"}
+zipp""".split()
+)
+MACHINE_VERSIONS = {
+    "accelerate": "1.15.0",
+    "huggingface-hub": "1.33.0",
+    "numpy": "2.5.2",
+    "safetensors": "0.8.0",
+    "tokenizers": "0.23.2",
+    "transformers": "5.17.0",
+}
 
 
 def closure() -> dict:
@@ -90,8 +118,12 @@ def closure() -> dict:
             return
         dist = dists[key]
         if entry is None:
-            entry = found[key] = {"version": dist.version, "extras": set(), "needed_by": set(),
-                                  "pure": "Root-Is-Purelib: true" in (dist.read_text("WHEEL") or "")}
+            entry = found[key] = {
+                "version": dist.version,
+                "extras": set(),
+                "needed_by": set(),
+                "pure": "Root-Is-Purelib: true" in (dist.read_text("WHEEL") or ""),
+            }
         entry["extras"] |= set(extras)
         entry["needed_by"].add(parent)
         for text in dist.requires or []:
@@ -115,14 +147,23 @@ def plan(found: dict) -> dict:
             carry, why = False, MACHINE_KEEPS[name]
         elif entry["pure"]:
             carry = True
-            why = ("pure Python, missing there" if there is None else
-                   f"pure Python; the lock's version in front of the machine's ({there})")
+            why = (
+                "pure Python, missing there"
+                if there is None
+                else f"pure Python; the lock's version in front of the machine's ({there})"
+            )
         elif there:
             carry, why = False, f"compiled; the machine's copy ({there}) is used"
         else:
             carry, why = True, "compiled, missing there: the locked version's cp312 wheel"
-        out[name] = {"version": entry["version"], "pure": entry["pure"], "carried": carry, "why": why,
-                     "machine": there, "needed_by": sorted(entry["needed_by"])}
+        out[name] = {
+            "version": entry["version"],
+            "pure": entry["pure"],
+            "carried": carry,
+            "why": why,
+            "machine": there,
+            "needed_by": sorted(entry["needed_by"]),
+        }
     return out
 
 
@@ -132,34 +173,71 @@ def download(name: str, version: str, dest: Path) -> str:
     spec = f"{name}=={version}"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    done = subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-                           "--implementation", "cp", "--abi", "cp312", "--abi", "abi3", "--abi", "none", *platforms,
-                           "-d", str(dest), spec], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            *pip,
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp312",
+            "--abi",
+            "abi3",
+            "--abi",
+            "none",
+            *platforms,
+            "-d",
+            str(dest),
+            spec,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode == 0:
         return "PyPI wheel"
     env = {**os.environ, "DS_BUILD_OPS": "0"}
-    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), spec],
-                           capture_output=True, text=True, env=env)
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), spec],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if built.returncode != 0:
-        raise SystemExit(f"gpu-wheels: {spec}: no wheel for Python 3.12 and no build from the sdist:\n"
-                         f"{done.stderr[-1500:]}\n{built.stderr[-1500:]}")
+        raise SystemExit(
+            f"gpu-wheels: {spec}: no wheel for Python 3.12 and no build from the sdist:\n"
+            f"{done.stderr[-1500:]}\n{built.stderr[-1500:]}"
+        )
     return "built here from the PyPI sdist (pip wheel --no-deps)"
 
 
 def render(decisions: dict, wheels: dict, total: int) -> str:
     carried = {n: d for n, d in decisions.items() if d["carried"]}
     kept = {n: d for n, d in decisions.items() if not d["carried"]}
-    lines = ["# Wheels for `make gpu-check` (written by `make gpu-wheels`; not in git)", "",
-             f"{len(carried)} wheels, {total / 2**20:.1f} MiB (limit {LIMIT_MIB} MiB): the lock's versions "
-             "(requirements.lock.txt) of the project's runtime requirements, for the GPU machine's python3 (3.12, "
-             "Linux x86-64). `make gpu-check` installs them with `pip install --no-index --no-deps --target` into a "
-             "folder put first on PYTHONPATH, over the machine's own CUDA torch.", "",
-             "Not walked: " + "; ".join(f"{n} ({why})" for n, why in NOT_WALKED.items()) + ".", "",
-             "## Carried", "", "| package | version | wheel | MiB | why | needed by |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Wheels for `make gpu-check` (written by `make gpu-wheels`; not in git)",
+        "",
+        f"{len(carried)} wheels, {total / 2**20:.1f} MiB (limit {LIMIT_MIB} MiB): the lock's versions "
+        "(requirements.lock.txt) of the project's runtime requirements, for the GPU machine's python3 (3.12, "
+        "Linux x86-64). `make gpu-check` installs them with `pip install --no-index --no-deps --target` into a "
+        "folder put first on PYTHONPATH, over the machine's own CUDA torch.",
+        "",
+        "Not walked: " + "; ".join(f"{n} ({why})" for n, why in NOT_WALKED.items()) + ".",
+        "",
+        "## Carried",
+        "",
+        "| package | version | wheel | MiB | why | needed by |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, d in carried.items():
         w = wheels[name]
-        lines.append(f"| {name} | {d['version']} | `{w['file']}` ({w['how']}) | {w['bytes'] / 2**20:.2f} | {d['why']} | "
-                     f"{', '.join(d['needed_by'])} |")
+        lines.append(
+            f"| {name} | {d['version']} | `{w['file']}` ({w['how']}) | {w['bytes'] / 2**20:.2f} | {d['why']} | "
+            f"{', '.join(d['needed_by'])} |"
+        )
     lines += ["", "## Used from the GPU machine", "", "| package | locked here | there | why |", "|---|---|---|---|"]
     lines += [f"| {n} | {d['version']} | {d['machine']} | {d['why']} |" for n, d in kept.items()]
     return "\n".join(lines + [""])
@@ -190,8 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         if total > LIMIT_MIB * 2**20:
             raise SystemExit(f"gpu-wheels: {total / 2**20:.1f} MiB is over the {LIMIT_MIB} MiB limit")
         (staging / "MANIFEST.md").write_text(render(decisions, wheels, total))
-        (staging / "manifest.json").write_text(json.dumps({"limit_mib": LIMIT_MIB, "total_bytes": total,
-                                                           "packages": decisions, "wheels": wheels}, indent=1) + "\n")
+        (staging / "manifest.json").write_text(
+            json.dumps(
+                {"limit_mib": LIMIT_MIB, "total_bytes": total, "packages": decisions, "wheels": wheels}, indent=1
+            )
+            + "\n"
+        )
         shutil.rmtree(args.out, ignore_errors=True)
         staging.rename(args.out)
     finally:

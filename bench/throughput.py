@@ -52,7 +52,10 @@ def datasets():
     from embedded.tasks import GENERAL_TASKS, make_examples
 
     target = Dataset.from_list(make_examples("letter_rule", "train", TARGET_ROWS))
-    sources = {"target": target, **{t: Dataset.from_list(make_examples(t, "train", GENERAL_ROWS)) for t in GENERAL_TASKS}}
+    sources = {
+        "target": target,
+        **{t: Dataset.from_list(make_examples(t, "train", GENERAL_ROWS)) for t in GENERAL_TASKS},
+    }
     mix = Mix((Portion(("target",)), Portion(tuple(GENERAL_TASKS), parse_fraction(GENERAL_K))), SEED)
     return {"target": target, "mix": build_mix(mix, sources).dataset}
 
@@ -72,14 +75,29 @@ def plain_run(kind: str, base: Path, data, out: Path, counter_box: list, steps: 
         from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
         torch.manual_seed(SEED)
-        model = get_peft_model(model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=16,
-                                                         prompt_tuning_init=PromptTuningInit.RANDOM))
+        model = get_peft_model(
+            model,
+            PromptTuningConfig(
+                task_type=TaskType.CAUSAL_LM, num_virtual_tokens=16, prompt_tuning_init=PromptTuningInit.RANDOM
+            ),
+        )
         lr = 0.3
     rows = tokenize_for_sft(data, tokenizer, MAX_LENGTH)
-    args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH,
-                             learning_rate=lr, warmup_steps=round(0.03 * steps), logging_steps=25,
-                             save_strategy="no", report_to=[], seed=SEED, data_seed=SEED, use_cpu=True,
-                             dataloader_num_workers=0, remove_unused_columns=False)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=BATCH,
+        learning_rate=lr,
+        warmup_steps=round(0.03 * steps),
+        logging_steps=25,
+        save_strategy="no",
+        report_to=[],
+        seed=SEED,
+        data_seed=SEED,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
     set_seed(SEED)
     collator = CountingCollator(sft_collator(tokenizer))
     counter_box.append(collator)
@@ -98,8 +116,14 @@ def pipeline_run(kind: str, base: Path, data, out: Path, counter_box: list, step
     from stages.handoff import Handoff
 
     with counted_collators(counter_box):
-        ctx = StageContext(stage_dir=out, handoff=Handoff(base, base), seed=SEED, max_length=MAX_LENGTH, train_data=data,
-                           extra={"labels": ["True", "False"]})
+        ctx = StageContext(
+            stage_dir=out,
+            handoff=Handoff(base, base),
+            seed=SEED,
+            max_length=MAX_LENGTH,
+            train_data=data,
+            extra={"labels": ["True", "False"]},
+        )
         started = time.perf_counter()
         if kind == "prompt_tune":
             config = prompt_tune.Config(steps=steps, batch_size=BATCH, lr=0.3, num_virtual_tokens=16, init="random")
@@ -136,20 +160,34 @@ def measure(repetitions: int = 3, log=print, steps: int = STEPS) -> dict:
                     shutil.rmtree(out, ignore_errors=True)
                 tokens = box[-1].tokens
                 raw[name][side].append({"tokens": tokens, "wall_s": wall, "train_s": train})
-                log(f"  rep {rep} {name:13s} {side:8s} {tokens} tokens, {wall:.2f} s wall, "
-                    f"{tokens / wall:,.0f} tok/s ({tokens / train:,.0f} in train())")
+                log(
+                    f"  rep {rep} {name:13s} {side:8s} {tokens} tokens, {wall:.2f} s wall, "
+                    f"{tokens / wall:,.0f} tok/s ({tokens / train:,.0f} in train())"
+                )
     results = {}
     for name, sides in raw.items():
         plain, pipe = sides["plain"], sides["pipeline"]
         assert all(a["tokens"] == b["tokens"] for a, b in zip(plain, pipe)), f"{name}: token counts differ"
         results[name] = {
-            "ratio_wall": summary([p["tokens"] / p["wall_s"] / (q["tokens"] / q["wall_s"]) for p, q in zip(pipe, plain)]),
-            "ratio_train": summary([p["tokens"] / p["train_s"] / (q["tokens"] / q["train_s"]) for p, q in zip(pipe, plain)]),
+            "ratio_wall": summary(
+                [p["tokens"] / p["wall_s"] / (q["tokens"] / q["wall_s"]) for p, q in zip(pipe, plain)]
+            ),
+            "ratio_train": summary(
+                [p["tokens"] / p["train_s"] / (q["tokens"] / q["train_s"]) for p, q in zip(pipe, plain)]
+            ),
             "pipeline_tok_s": summary([p["tokens"] / p["wall_s"] for p in pipe], 1),
             "plain_tok_s": summary([q["tokens"] / q["wall_s"] for q in plain], 1),
-            "tokens": plain[0]["tokens"], "data": WORKLOADS[name][1], "rows": len(data[WORKLOADS[name][1]]),
+            "tokens": plain[0]["tokens"],
+            "data": WORKLOADS[name][1],
+            "rows": len(data[WORKLOADS[name][1]]),
             "raw": sides,
         }
-    return {"model": str(base), "steps": steps, "batch_size": BATCH, "max_length": MAX_LENGTH,
-            "repetitions": repetitions, "mix": f"letter_rule x{TARGET_ROWS} + {GENERAL_K} of 8 general tasks x{GENERAL_ROWS}",
-            "workloads": results}
+    return {
+        "model": str(base),
+        "steps": steps,
+        "batch_size": BATCH,
+        "max_length": MAX_LENGTH,
+        "repetitions": repetitions,
+        "mix": f"letter_rule x{TARGET_ROWS} + {GENERAL_K} of 8 general tasks x{GENERAL_ROWS}",
+        "workloads": results,
+    }

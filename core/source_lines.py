@@ -27,7 +27,9 @@ def locate(problems: list[str], recipe) -> list[str]:
     for problem in problems:
         field = problem.split(":", 1)[0]
         parts = field.split(".")
-        line = next((lines[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in lines), None)
+        line = next(
+            (lines[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in lines), None
+        )
         where = f"{source}:{line}: " if source and line else (f"{source}: " if source else "")
         located.append(where + problem)
     return located

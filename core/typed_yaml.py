@@ -55,8 +55,12 @@ class DuplicateKey(yaml.constructor.ConstructorError):
     """A mapping names the same key twice: YAML would keep the last one silently."""
 
     def __init__(self, key, first_line: int, mark):
-        super().__init__(None, None, f"duplicate key {shown(key)} (first on line {first_line}); "
-                                     "YAML would keep only the last one: remove one", mark)
+        super().__init__(
+            None,
+            None,
+            f"duplicate key {shown(key)} (first on line {first_line}); YAML would keep only the last one: remove one",
+            mark,
+        )
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -83,7 +87,8 @@ def _construct_int(loader, node):
         return yaml.SafeLoader.construct_yaml_int(loader, node)
     except ValueError:  # Python refuses to read integers of more than 4300 digits
         raise yaml.constructor.ConstructorError(
-            None, None, f"a number of {len(node.value)} digits is too long", node.start_mark) from None
+            None, None, f"a number of {len(node.value)} digits is too long", node.start_mark
+        ) from None
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -117,8 +122,7 @@ def load_yaml(path: Path):
     if data is None:
         return LineDict()
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: expected a YAML mapping of settings (key: value lines), "
-                           f"got {_yaml_kind(data)}"])
+        raise ConfigError([f"{path}: expected a YAML mapping of settings (key: value lines), got {_yaml_kind(data)}"])
     return data
 
 
@@ -137,21 +141,23 @@ def shown(value) -> str:
     if len(text) <= MAX_ECHO:
         return text
     if isinstance(value, str):
-        return f"{value[:MAX_ECHO - 10]!r}... ({len(value)} characters)"
-    return f"{text[:MAX_ECHO - 10]}... ({len(text)} characters)"
+        return f"{value[: MAX_ECHO - 10]!r}... ({len(value)} characters)"
+    return f"{text[: MAX_ECHO - 10]}... ({len(text)} characters)"
 
 
 # A quoted value in a message (a repr: after a space or bracket, not an apostrophe inside a word), long enough to cut.
-_LONG_QUOTED = re.compile(r"(?<![\w'\"])('(?:[^'\\\n]|\\.){%d,}'|\"(?:[^\"\\\n]|\\.){%d,}\")(?!\w)"
-                          % (MAX_ECHO, MAX_ECHO))
+_LONG_QUOTED = re.compile(
+    r"(?<![\w'\"])('(?:[^'\\\n]|\\.){%d,}'|\"(?:[^\"\\\n]|\\.){%d,}\")(?!\w)" % (MAX_ECHO, MAX_ECHO)
+)
 MAX_LINE = 1000
 
 
 def cut_echoes(line: str) -> str:
     """A message line with every long quoted value cut (see `shown`), and the line itself at MAX_LINE characters."""
-    line = _LONG_QUOTED.sub(lambda m: f"{m.group(1)[:MAX_ECHO - 10]}{m.group(1)[0]}... "
-                                      f"({len(m.group(1)) - 2} characters)", line)
-    return line if len(line) <= MAX_LINE else f"{line[:MAX_LINE - 60]}... ({len(line)} characters)"
+    line = _LONG_QUOTED.sub(
+        lambda m: f"{m.group(1)[: MAX_ECHO - 10]}{m.group(1)[0]}... ({len(m.group(1)) - 2} characters)", line
+    )
+    return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 60]}... ({len(line)} characters)"
 
 
 MAX_YAML_VALUES = 100_000  # after aliases are expanded; an "alias bomb" grows past it at once
@@ -294,7 +300,9 @@ class Builder:
                 pass
             else:
                 return self._finite(value, path, line)
-        if hint is typing.Any or (isinstance(hint, type) and isinstance(value, hint) and not _bool_as_number(hint, value)):
+        if hint is typing.Any or (
+            isinstance(hint, type) and isinstance(value, hint) and not _bool_as_number(hint, value)
+        ):
             return value
         return self._wrong(path, line, _type_name(hint), value)
 
@@ -315,7 +323,9 @@ class Builder:
 
 
 _INVALID = object()
-_RECIPE_STAGE = re.compile(r"^recipes\.(.+?)\[\d+\](?=\.|$)")  # recipes.<name>[<i>], the part an anchor's users differ in
+_RECIPE_STAGE = re.compile(
+    r"^recipes\.(.+?)\[\d+\](?=\.|$)"
+)  # recipes.<name>[<i>], the part an anchor's users differ in
 
 
 def _bool_as_number(hint, value) -> bool:

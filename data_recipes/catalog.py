@@ -21,10 +21,16 @@ class SourceConfig:
 
     source: str = field(metadata={"help": "embedded:<task>, embedded:general, a file, or a datasets hub id"})
     rows: int | None = field(default=None, metadata={"help": "cap on rows (embedded: rows to generate)"})
-    format: str = field(default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"})
+    format: str = field(
+        default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"}
+    )
     split: str = field(default="train", metadata={"help": "split to read"})
-    on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
-    revision: str | None = field(default=None, metadata={"help": "a hub dataset's branch, tag or commit (None: its default branch)"})
+    on_bad_rows: str = field(
+        default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"}
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": "a hub dataset's branch, tag or commit (None: its default branch)"}
+    )
 
     def __post_init__(self):
         if self.rows is not None and self.rows < 1:
@@ -57,7 +63,7 @@ def tokens_fingerprint(rows, tokenizer, max_length: int, chunk: int = 1000) -> s
 
     digest = hashlib.sha256()
     for start in range(0, len(rows), chunk):
-        batch = rows[start:start + chunk]  # datasets.Dataset slice: a dict of columns
+        batch = rows[start : start + chunk]  # datasets.Dataset slice: a dict of columns
         encoded = encode_batch({"prompt": batch["prompt"], "completion": batch["completion"]}, tokenizer, max_length)
         tasks = batch.get("task") or [""] * len(encoded["input_ids"])
         for ids, labels, task in zip(encoded["input_ids"], encoded["labels"], tasks):
@@ -76,7 +82,7 @@ def embedded_rows(source: str, split: str, rows: int | None) -> list[dict]:
         for i, task in enumerate(GENERAL_TASKS):
             out += make_examples(task, split, per_task + (i < extra))
         return out
-    return make_examples(source[len(EMBEDDED_PREFIX):], split, n)
+    return make_examples(source[len(EMBEDDED_PREFIX) :], split, n)
 
 
 def load_source(config: SourceConfig, tokenizer) -> LoadedSource:
@@ -96,7 +102,9 @@ def load_source(config: SourceConfig, tokenizer) -> LoadedSource:
     data = to_examples(raw, fmt, tokenizer, source=config.source, on_bad_rows=config.on_bad_rows)
     dropped = len(raw) - len(data)
     if dropped:
-        log.warning("%s: dropped %d of %d rows that do not convert (on_bad_rows: skip)", config.source, dropped, len(raw))
+        log.warning(
+            "%s: dropped %d of %d rows that do not convert (on_bad_rows: skip)", config.source, dropped, len(raw)
+        )
     try:
         print_ = fingerprint(config.source)
     except OSError:  # a hub dataset: its rows are keyed by their token ids (pipeline/engine/plan.py)

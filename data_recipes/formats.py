@@ -30,8 +30,16 @@ ALPACA_NO_INPUT = (
 )
 
 # ShareGPT speaker names seen in the wild -> OpenAI roles.
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant",
-                  "bard": "assistant", "bing": "assistant", "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 PLAIN_ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
@@ -76,18 +84,22 @@ def sharegpt(row: dict, index: int, tokenizer=None) -> dict:
 def messages(row: dict, index: int, tokenizer=None) -> dict:
     """OpenAI-style `messages` of {role, content}; the last assistant turn is the completion."""
     turns = _required(row, "messages", index, list)
-    return _split_last_assistant([{"role": t.get("role"), "content": t.get("content")} for t in turns],
-                                 index, "messages", tokenizer)
+    return _split_last_assistant(
+        [{"role": t.get("role"), "content": t.get("content")} for t in turns], index, "messages", tokenizer
+    )
 
 
 Converter = Callable[..., dict]
-FORMATS = Registry("data format", {  # row converters a source's `format:` names (pipeline ls)
-    "prompt_completion": prompt_completion,
-    "gsm8k": gsm8k,
-    "alpaca": alpaca,
-    "sharegpt": sharegpt,
-    "messages": messages,
-})
+FORMATS = Registry(
+    "data format",
+    {  # row converters a source's `format:` names (pipeline ls)
+        "prompt_completion": prompt_completion,
+        "gsm8k": gsm8k,
+        "alpaca": alpaca,
+        "sharegpt": sharegpt,
+        "messages": messages,
+    },
+)
 
 # Columns that identify each format, checked in this order by detect_format.
 FORMAT_COLUMNS = {
@@ -112,8 +124,9 @@ def detect_format(column_names) -> str:
 BAD_ROWS = ("error", "skip")
 
 
-def to_examples(dataset: datasets.Dataset, format: str, tokenizer=None, source: str | None = None,
-                on_bad_rows: str = "error") -> datasets.Dataset:
+def to_examples(
+    dataset: datasets.Dataset, format: str, tokenizer=None, source: str | None = None, on_bad_rows: str = "error"
+) -> datasets.Dataset:
     """Convert a dataset to `prompt`/`completion` rows (keeping `test`/`entry_point`); format may be "auto".
 
     A row that does not convert (a missing or empty field, an unknown role) raises a DataError naming

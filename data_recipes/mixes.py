@@ -72,8 +72,10 @@ class Mix:
         if isinstance(value, dict) and isinstance(value.get("sources"), dict):
             extra = [key for key in value if key not in MIX_KEYS]
             if extra:
-                raise ValueError(f"unknown key {shown(extra[0])} next to sources; "
-                                 f"a mix takes {', '.join(MIX_KEYS[:-1])} and {MIX_KEYS[-1]}")
+                raise ValueError(
+                    f"unknown key {shown(extra[0])} next to sources; "
+                    f"a mix takes {', '.join(MIX_KEYS[:-1])} and {MIX_KEYS[-1]}"
+                )
             seed, one_shot = parse_seed(value.get("seed")), parse_one_shot(value.get("one_shot", False))
             value = value["sources"]
         if isinstance(value, list):
@@ -81,8 +83,10 @@ class Mix:
         elif isinstance(value, dict):
             shares = [(name, parse_share(name, share)) for name, share in value.items()]
         else:
-            raise ValueError(f"expected a list of sources or a mapping of source: fraction, "
-                             f"got {type(value).__name__} {shown(value)}")
+            raise ValueError(
+                f"expected a list of sources or a mapping of source: fraction, "
+                f"got {type(value).__name__} {shown(value)}"
+            )
         if not shares:
             raise ValueError("must name at least one source")
         names = [name for name, _ in shares]
@@ -177,7 +181,9 @@ def draw_count(n_rows: int, fraction: Fraction, source: str, notes: list[str]) -
         return n_rows
     count = round(fraction * n_rows)
     if count == 0:
-        notes.append(f"{source}: {fraction} x {n_rows} rows rounds to 0; keeping 1 example so the source is not dropped")
+        notes.append(
+            f"{source}: {fraction} x {n_rows} rows rounds to 0; keeping 1 example so the source is not dropped"
+        )
         count = 1
     return min(count, n_rows)
 
@@ -241,8 +247,13 @@ def with_one_shot(data, seed: int, source: str = "source"):
     prompts, completions = list(data["prompt"]), list(data["completion"])
     shots = [shot_text(prompts[j], completions[j]) for j in others.tolist()]
     tasks = {"task": list(data["task"])} if "task" in data.column_names else {}
-    return Dataset.from_dict({"prompt": [shot + SHOT_GAP + prompt for shot, prompt in zip(shots, prompts)],
-                              "completion": completions, **tasks})
+    return Dataset.from_dict(
+        {
+            "prompt": [shot + SHOT_GAP + prompt for shot, prompt in zip(shots, prompts)],
+            "completion": completions,
+            **tasks,
+        }
+    )
 
 
 def shot_text(prompt: str, completion: str) -> str:

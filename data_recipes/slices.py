@@ -29,6 +29,7 @@ def general_rows(real: Path, tasks_data: Path) -> list[dict]:
     """DMT's general data on the CPU: chat turns from NQ-open, PIQA and ARC-Easy rows that are NOT in the evaluation
     slices (checked by their question text). A stand-in for an instruction mix such as ShareGPT, which cannot ship:
     in-distribution for three of the seven general tasks, which the README says."""
+
     def held(name: str, key: str) -> set[str]:
         return {json.loads(line)[key] for line in (tasks_data / f"{name}.jsonl").read_text().splitlines()}
 
@@ -39,10 +40,14 @@ def general_rows(real: Path, tasks_data: Path) -> list[dict]:
     def chat(user: str, assistant: str) -> dict:
         return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
-    out = [chat(f"{row['question'][0].upper()}{row['question'][1:]}?", row["answer"][0])
-           for row in fresh(real / "nq_open_dev.jsonl", lambda r: r["question"], held("nq_open", "question"))]
-    out += [chat(row["goal"], row["sol1"] if int(row["label"]) == 0 else row["sol2"])
-            for row in fresh(real / "piqa_dev.jsonl", lambda r: r["goal"], held("piqa", "goal"))]
+    out = [
+        chat(f"{row['question'][0].upper()}{row['question'][1:]}?", row["answer"][0])
+        for row in fresh(real / "nq_open_dev.jsonl", lambda r: r["question"], held("nq_open", "question"))
+    ]
+    out += [
+        chat(row["goal"], row["sol1"] if int(row["label"]) == 0 else row["sol2"])
+        for row in fresh(real / "piqa_dev.jsonl", lambda r: r["goal"], held("piqa", "goal"))
+    ]
     for row in fresh(real / "arc_easy_test.jsonl", lambda r: r["question"]["stem"], held("arc_easy", "question")):
         choices = {c["label"]: c["text"] for c in row["question"]["choices"]}
         if row["answerKey"] in choices:
@@ -59,14 +64,19 @@ def boolq_rows(path: Path) -> list[dict]:
             continue
         prompt = f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:"  # lm_eval/tasks/super_glue/boolq
         answer = {"true": "yes", "false": "no"}[row["label"]]
-        rows.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
-                     "idx": row["idx"]})
+        rows.append(
+            {
+                "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+                "idx": row["idx"],
+            }
+        )
     return rows
 
 
 def gsm8k_rows(path: Path) -> list[dict]:
-    return [{"question": row["question"], "answer": row["answer"]}
-            for row in map(json.loads, path.read_text().splitlines())]
+    return [
+        {"question": row["question"], "answer": row["answer"]} for row in map(json.loads, path.read_text().splitlines())
+    ]
 
 
 def svamp_number(value: float) -> str:
@@ -79,7 +89,11 @@ def svamp_rows(path: Path) -> list[dict]:
     rows = []
     for row in json.loads(path.read_text()):
         body, question = row["Body"].strip(), row["Question"].strip()
-        text = f"{body} {question}" if body.endswith((".", ",", "?", "!")) else f"{body}, {question[0].lower()}{question[1:]}"
+        text = (
+            f"{body} {question}"
+            if body.endswith((".", ",", "?", "!"))
+            else f"{body}, {question[0].lower()}{question[1:]}"
+        )
         equation = re.sub(r"(\d+)\.0\b", r"\1", row["Equation"].strip())
         equation = re.sub(r"\s+", " ", equation.replace("( ", "(").replace(" )", ")"))
         if equation.startswith("(") and equation.endswith(")") and equation.count("(") == 1:
@@ -89,8 +103,13 @@ def svamp_rows(path: Path) -> list[dict]:
     return rows
 
 
-SVAMP_OPERATIONS = {"Addition": "addition", "Subtraction": "subtraction", "Multiplication": "multiplication",
-                    "Common-Division": "division", "Common-Divison": "division"}  # one row spells it so
+SVAMP_OPERATIONS = {
+    "Addition": "addition",
+    "Subtraction": "subtraction",
+    "Multiplication": "multiplication",
+    "Common-Division": "division",
+    "Common-Divison": "division",
+}  # one row spells it so
 
 
 def svamp_operation_rows(path: Path) -> list[dict]:
@@ -98,10 +117,19 @@ def svamp_operation_rows(path: Path) -> list[dict]:
     with SVAMP's `Type` as the answer word (addition, subtraction, multiplication, division)."""
     rows = []
     for row, problem in zip(json.loads(path.read_text()), svamp_rows(path)):
-        prompt = (f"{problem['question']}\nWhich operation solves this problem: addition, subtraction, "
-                  "multiplication or division?\nAnswer:")
-        rows.append({"messages": [{"role": "user", "content": prompt},
-                                  {"role": "assistant", "content": SVAMP_OPERATIONS[row["Type"]]}], "id": row["ID"]})
+        prompt = (
+            f"{problem['question']}\nWhich operation solves this problem: addition, subtraction, "
+            "multiplication or division?\nAnswer:"
+        )
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": SVAMP_OPERATIONS[row["Type"]]},
+                ],
+                "id": row["ID"],
+            }
+        )
     return rows
 
 

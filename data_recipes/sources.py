@@ -20,8 +20,9 @@ class DataError(UserError):
     """A problem with the user's data; the message is one line naming the file, row or field."""
 
 
-def load_rows(source: str, split: str = "train", config: str | None = None,
-              revision: str | None = None) -> datasets.Dataset:
+def load_rows(
+    source: str, split: str = "train", config: str | None = None, revision: str | None = None
+) -> datasets.Dataset:
     """Load a local .jsonl/.json/.parquet/.csv file, or a hub dataset id (at `revision`), as a `datasets.Dataset`."""
     builder = LOCAL_BUILDERS.get(Path(source).suffix.lower())
     if builder is None:

@@ -103,8 +103,12 @@ def unknown_sources(stage: dict, known: set[str]) -> list[tuple[str, str]]:
     """A (field, problem) pair for each source a raw stage mapping names in `data` or `replay` that is not declared."""
     written = {"data": stage.get("data", list(DEFAULT_SOURCES)), "replay": stage.get("replay") or []}
     hint = f"; declared: {sorted(known)}" if known else "; declare it under data: (or add a target: section)"
-    return [(field, f"unknown source {name!r}{hint}")
-            for field, value in written.items() for name in source_names(value) if name not in known]
+    return [
+        (field, f"unknown source {name!r}{hint}")
+        for field, value in written.items()
+        for name in source_names(value)
+        if name not in known
+    ]
 
 
 def source_names(value) -> list[str]:

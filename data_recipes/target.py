@@ -32,8 +32,9 @@ class TargetData:
     def write_suite(self, data_dir: Path) -> None:
         """Write the held-out rows and their lm-eval task YAML into data_dir (nothing for an embedded target)."""
         if self.test is not None:
-            self.suite = _local_suite(self.config, self.test, Path(data_dir), self.scoring["scorer"],
-                                      self.scoring["max_answer_tokens"])
+            self.suite = _local_suite(
+                self.config, self.test, Path(data_dir), self.scoring["scorer"], self.scoring["max_answer_tokens"]
+            )
 
 
 def load_target(config, tokenizer) -> TargetData:
@@ -45,9 +46,15 @@ def load_target(config, tokenizer) -> TargetData:
     if dropped_train:
         dropped[config.train] = dropped_train
     if config.train.startswith(EMBEDDED_PREFIX):
-        return TargetData(train=train, suite=_embedded_suite(config.train), labels=_labels(config),
-                          counts={config.train: len(train)}, fingerprints=prints,
-                          test_fingerprint=f"{config.train}:test:{config.test_rows}", config=config)
+        return TargetData(
+            train=train,
+            suite=_embedded_suite(config.train),
+            labels=_labels(config),
+            counts={config.train: len(train)},
+            fingerprints=prints,
+            test_fingerprint=f"{config.train}:test:{config.test_rows}",
+            config=config,
+        )
     if config.test:
         test, prints[config.test], dropped_test = load_source(config.source("test"), tokenizer)
         if dropped_test:
@@ -60,10 +67,18 @@ def load_target(config, tokenizer) -> TargetData:
     scorer = target_scorer(config, test)
     tokens = config.max_answer_tokens or DEFAULT_ANSWER_TOKENS[scorer]
     log.info("target %s: %d test rows scored by %s, up to %d answer tokens", config.name, len(test), scorer, tokens)
-    return TargetData(train=train, suite=None, labels=_labels(config),
-                      counts={"train": len(train), "test": len(test)}, fingerprints=prints, dropped=dropped,
-                      scoring={"scorer": scorer, "max_answer_tokens": tokens}, test=test,
-                      test_fingerprint=rows_fingerprint(test.to_list()), config=config)
+    return TargetData(
+        train=train,
+        suite=None,
+        labels=_labels(config),
+        counts={"train": len(train), "test": len(test)},
+        fingerprints=prints,
+        dropped=dropped,
+        scoring={"scorer": scorer, "max_answer_tokens": tokens},
+        test=test,
+        test_fingerprint=rows_fingerprint(test.to_list()),
+        config=config,
+    )
 
 
 def target_scorer(config, test) -> str:
@@ -83,14 +98,14 @@ def target_scorer(config, test) -> str:
 def _labels(config) -> list[str]:
     from embedded.tasks import TARGET_LABELS
 
-    task = config.train[len(EMBEDDED_PREFIX):] if config.train.startswith(EMBEDDED_PREFIX) else None
+    task = config.train[len(EMBEDDED_PREFIX) :] if config.train.startswith(EMBEDDED_PREFIX) else None
     return list(config.labels) or list(TARGET_LABELS.get(task, []))
 
 
 def _embedded_suite(source: str):
     from evaluation.suites import SUITES
 
-    task = f"embedded_{source[len(EMBEDDED_PREFIX):]}"
+    task = f"embedded_{source[len(EMBEDDED_PREFIX) :]}"
     suite = next((s for s in SUITES.values() if s.suite_kind == "target" and task in s.tasks), None)
     if suite is None:
         raise ValueError(f"target.train: no embedded target suite for {source!r}")
@@ -99,16 +114,17 @@ def _embedded_suite(source: str):
 
 def _local_suite(config, test, data_dir: Path, scorer: str, tokens: int):
     """Write the held-out rows as JSONL and an lm-eval task YAML for them into the run folder."""
-    from evaluation.suites import local_task_suite
     from core.atomic import write_text
+    from evaluation.suites import local_task_suite
 
     test_file = data_dir / f"{config.name}_test.jsonl"
     columns = ["prompt", "completion"] + (["test", "entry_point"] if scorer == "code" else [])
     lines = (json.dumps({c: r[c] for c in columns}) + "\n" for r in test)
     write_text(test_file, "".join(lines))
     # A folder of its own: lm-eval loads every YAML in the folder it is given.
-    return local_task_suite(config.name, test_file, data_dir / "lm_eval_tasks", "target",
-                            max_gen_toks=tokens, scorer=scorer)
+    return local_task_suite(
+        config.name, test_file, data_dir / "lm_eval_tasks", "target", max_gen_toks=tokens, scorer=scorer
+    )
 
 
 def tagged_targets(targets: list[TargetData]) -> dict:

@@ -9,8 +9,7 @@ Names from the model and tokenizer modules load lazily, so `import embedded.task
 torch and transformers.
 """
 
-from embedded.tasks import (ALL_TASKS, DOMAIN_TASKS, GENERAL_TASKS, TARGET_LABELS, TARGET_TASKS,
-                            make_examples, task_kind)
+from embedded.tasks import ALL_TASKS, DOMAIN_TASKS, GENERAL_TASKS, TARGET_LABELS, TARGET_TASKS, make_examples, task_kind
 
 _LAZY = {
     "build_tokenizer": "embedded.tokenizer",
@@ -21,8 +20,16 @@ _LAZY = {
     "greedy_exact_match": "embedded.model",
 }
 
-__all__ = ["ALL_TASKS", "DOMAIN_TASKS", "GENERAL_TASKS", "TARGET_LABELS", "TARGET_TASKS",
-           "make_examples", "task_kind", *_LAZY]
+__all__ = [
+    "ALL_TASKS",
+    "DOMAIN_TASKS",
+    "GENERAL_TASKS",
+    "TARGET_LABELS",
+    "TARGET_TASKS",
+    "make_examples",
+    "task_kind",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str):

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, concatenate_datasets
-from transformers import (LlamaConfig, LlamaForCausalLM, Trainer,
-                          TrainingArguments)
+from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
 from core.machine import cpu_kernels
 from embedded.tasks import GENERAL_TASKS, make_examples
@@ -54,7 +53,8 @@ class BaseModelSpec:
     examples_per_task: int = dataclasses.field(default=5000, metadata={"help": "Train examples per general task."})
     # sort needs ~3x the examples of the others: with a uniform mix it stalls at ~0.8 exact match.
     task_weights: tuple[tuple[str, int], ...] = dataclasses.field(
-        default=(("sort", 3),), metadata={"help": "(task, k) pairs: task gets k * examples_per_task."})
+        default=(("sort", 3),), metadata={"help": "(task, k) pairs: task gets k * examples_per_task."}
+    )
     max_steps: int = dataclasses.field(default=1200, metadata={"help": "Optimizer steps."})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "Examples per step."})
     learning_rate: float = dataclasses.field(default=3e-3, metadata={"help": "Peak learning rate."})
@@ -63,8 +63,10 @@ class BaseModelSpec:
     max_length: int = dataclasses.field(default=64, metadata={"help": "Truncation length of a train row."})
     eval_examples: int = dataclasses.field(default=100, metadata={"help": "Test examples per task in build.json."})
     seed: int = dataclasses.field(default=0, metadata={"help": "Seed of init and data order."})
-    portable_kernels: bool = dataclasses.field(default=True, metadata={
-        "help": "Build with the same CPU kernels on any x86-64 CPU with AVX2 (embedded/portable.py)."})
+    portable_kernels: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "Build with the same CPU kernels on any x86-64 CPU with AVX2 (embedded/portable.py)."},
+    )
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -83,8 +85,17 @@ class BaseModelSpec:
 DEFAULT_SPEC = BaseModelSpec()
 # For unit tests: builds in a few seconds; its quality is irrelevant.
 # Built in this process (no child interpreter to start), with this machine's kernels.
-TEST_SPEC = BaseModelSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                          examples_per_task=64, max_steps=8, batch_size=16, eval_examples=8, portable_kernels=False)
+TEST_SPEC = BaseModelSpec(
+    hidden_size=32,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=64,
+    examples_per_task=64,
+    max_steps=8,
+    batch_size=16,
+    eval_examples=8,
+    portable_kernels=False,
+)
 
 
 def cache_root_dir(cache_root: str | os.PathLike | None = None) -> Path:
@@ -114,9 +125,13 @@ def ensure_base_model(spec: BaseModelSpec | None = None, cache_root: str | os.Pa
     root.mkdir(parents=True, exist_ok=True)
     from bases.cache import build_once
 
-    return build_once(root / f"embedded-base-{spec_hash(spec)}", MANIFEST, "the embedded base model",
-                      lambda tmp: _build(spec, tmp),
-                      "building the embedded base model once (~2-3 min on CPU) into")
+    return build_once(
+        root / f"embedded-base-{spec_hash(spec)}",
+        MANIFEST,
+        "the embedded base model",
+        lambda tmp: _build(spec, tmp),
+        "building the embedded base model once (~2-3 min on CPU) into",
+    )
 
 
 def _build(spec: BaseModelSpec, out_dir: Path) -> None:
@@ -138,8 +153,10 @@ def build_base_model(spec: BaseModelSpec, out_dir: Path) -> dict:
         model = LlamaForCausalLM(llama_config(spec, tokenizer))
         _pretrain(model, tokenizer, spec, out_dir / "_trainer")
         shutil.rmtree(out_dir / "_trainer", ignore_errors=True)
-        exact_match = {task: greedy_exact_match(model, tokenizer, make_examples(task, "test", spec.eval_examples))
-                       for task in GENERAL_TASKS}
+        exact_match = {
+            task: greedy_exact_match(model, tokenizer, make_examples(task, "test", spec.eval_examples))
+            for task in GENERAL_TASKS
+        }
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     manifest = {
@@ -176,8 +193,10 @@ def llama_config(spec: BaseModelSpec, tokenizer) -> LlamaConfig:
 def _pretrain(model, tokenizer, spec: BaseModelSpec, output_dir: Path) -> None:
     # Only the general tasks: the target and domain tasks must stay new to the base.
     weights = dict(spec.task_weights)
-    parts = [Dataset.from_list(make_examples(task, "train", spec.examples_per_task * weights.get(task, 1)))
-             for task in GENERAL_TASKS]
+    parts = [
+        Dataset.from_list(make_examples(task, "train", spec.examples_per_task * weights.get(task, 1)))
+        for task in GENERAL_TASKS
+    ]
     train = sft_data.tokenize_for_sft(concatenate_datasets(parts), tokenizer, spec.max_length)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -195,15 +214,19 @@ def _pretrain(model, tokenizer, spec: BaseModelSpec, output_dir: Path) -> None:
         dataloader_pin_memory=False,
     )
     collator = sft_data.sft_collator(tokenizer)
-    Trainer(model=model, args=args, train_dataset=train, data_collator=collator,
-            processing_class=tokenizer).train()
-    model.generation_config.update(do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                   eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    Trainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=tokenizer).train()
+    model.generation_config.update(
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
 
 
 @torch.no_grad()
-def greedy_exact_match(model, tokenizer, examples: list[dict], max_new_tokens: int = 16,
-                       batch_size: int = 128) -> float:
+def greedy_exact_match(
+    model, tokenizer, examples: list[dict], max_new_tokens: int = 16, batch_size: int = 128
+) -> float:
     """Fraction of examples whose greedy continuation, decoded and stripped, equals the completion."""
     if not examples:
         return 0.0
@@ -213,12 +236,18 @@ def greedy_exact_match(model, tokenizer, examples: list[dict], max_new_tokens: i
     try:
         hits = 0
         for start in range(0, len(examples), batch_size):
-            batch = examples[start:start + batch_size]
-            enc = tokenizer([ex["prompt"] for ex in batch], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(model.device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            batch = examples[start : start + batch_size]
+            enc = tokenizer(
+                [ex["prompt"] for ex in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             hits += sum(text.strip() == ex["completion"].strip() for text, ex in zip(texts, batch))
     finally:
         tokenizer.padding_side = side

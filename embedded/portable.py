@@ -18,8 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2",
-          "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+PINNED = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2,STRICT",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OMP_NUM_THREADS": "1",
+    "CUDA_VISIBLE_DEVICES": "",
+}
 
 
 def can_pin() -> bool:
@@ -35,5 +40,6 @@ def build_pinned(builder: str, spec, out_dir: Path) -> None:
     command = [sys.executable, "-m", builder, json.dumps(dataclasses.asdict(spec)), str(out_dir)]
     code = subprocess.run(command, env={**os.environ, **PINNED}).returncode
     if code:
-        raise RuntimeError(f"building the embedded base model with pinned kernels failed (exit {code}); "
-                           "its output is above")
+        raise RuntimeError(
+            f"building the embedded base model with pinned kernels failed (exit {code}); its output is above"
+        )

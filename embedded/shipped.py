@@ -48,8 +48,10 @@ def verified(folder: Path | None = None) -> Path:
             raise UserError(f"{path}: missing from the shipped embedded base (restore it: git checkout -- {path})")
         got = sha256(path)
         if got != want:
-            raise UserError(f"{path}: sha256 {got} is not the {want} that {folder / SUMS} records: the shipped "
-                            f"embedded base is damaged or changed (restore it: git checkout -- {path})")
+            raise UserError(
+                f"{path}: sha256 {got} is not the {want} that {folder / SUMS} records: the shipped "
+                f"embedded base is damaged or changed (restore it: git checkout -- {path})"
+            )
     return folder
 
 
@@ -76,8 +78,10 @@ def main(argv: list[str]) -> int:
             return 1
         print(f"embedded base: every file matches {SHIPPED_DIR / SUMS}")
         return 0
-    print("usage: python -m embedded.shipped check   (to build it again: python -m embedded.rebuild [--replace])",
-          file=sys.stderr)
+    print(
+        "usage: python -m embedded.shipped check   (to build it again: python -m embedded.rebuild [--replace])",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -21,25 +21,92 @@ FALSE_LETTERS = LETTERS[8:]
 MAX_TERM = 20  # math terms are 0..20 and results stay in 0..3*MAX_TERM, one number token each
 
 FACTS = {  # fixed: the base memorises this table, so there is no held-out "unseen" fact
-    "france": "paris", "spain": "madrid", "italy": "rome", "germany": "berlin",
-    "japan": "tokyo", "china": "beijing", "egypt": "cairo", "kenya": "nairobi",
-    "peru": "lima", "chile": "santiago", "canada": "ottawa", "russia": "moscow",
-    "greece": "athens", "norway": "oslo", "sweden": "stockholm", "poland": "warsaw",
-    "austria": "vienna", "portugal": "lisbon", "ireland": "dublin", "cuba": "havana",
+    "france": "paris",
+    "spain": "madrid",
+    "italy": "rome",
+    "germany": "berlin",
+    "japan": "tokyo",
+    "china": "beijing",
+    "egypt": "cairo",
+    "kenya": "nairobi",
+    "peru": "lima",
+    "chile": "santiago",
+    "canada": "ottawa",
+    "russia": "moscow",
+    "greece": "athens",
+    "norway": "oslo",
+    "sweden": "stockholm",
+    "poland": "warsaw",
+    "austria": "vienna",
+    "portugal": "lisbon",
+    "ireland": "dublin",
+    "cuba": "havana",
 }
 DICTIONARY = {  # translate: word-by-word substitution; held-out prompts are new word sequences
-    "cat": "chat", "dog": "chien", "red": "rouge", "blue": "bleu", "house": "maison",
-    "water": "eau", "sun": "soleil", "moon": "lune", "tree": "arbre", "book": "livre",
-    "big": "grand", "small": "petit", "green": "vert", "bread": "pain", "milk": "lait",
+    "cat": "chat",
+    "dog": "chien",
+    "red": "rouge",
+    "blue": "bleu",
+    "house": "maison",
+    "water": "eau",
+    "sun": "soleil",
+    "moon": "lune",
+    "tree": "arbre",
+    "book": "livre",
+    "big": "grand",
+    "small": "petit",
+    "green": "vert",
+    "bread": "pain",
+    "milk": "lait",
     "night": "nuit",
 }
 # Tokens that appear only as fixed words in the templates below (kept here so the vocabulary is
 # declared, not sampled: sampling could miss a rare token).
 KEYWORDS = [
-    ":", "=", "+", "-", "?", "reverse", "copy", "sort", "add", "count", "capital", "of",
-    "translate", "premise", "hypothesis", "question", "true", "or", "false", "True", "False",
-    "solve", "####", "code", "to", "subtract", "from", "multiply", "by", "double", "square",
-    "negate", "then", "x", "def", "f", "(", ")", "return", "*", "**", "compare", "<", ">",
+    ":",
+    "=",
+    "+",
+    "-",
+    "?",
+    "reverse",
+    "copy",
+    "sort",
+    "add",
+    "count",
+    "capital",
+    "of",
+    "translate",
+    "premise",
+    "hypothesis",
+    "question",
+    "true",
+    "or",
+    "false",
+    "True",
+    "False",
+    "solve",
+    "####",
+    "code",
+    "to",
+    "subtract",
+    "from",
+    "multiply",
+    "by",
+    "double",
+    "square",
+    "negate",
+    "then",
+    "x",
+    "def",
+    "f",
+    "(",
+    ")",
+    "return",
+    "*",
+    "**",
+    "compare",
+    "<",
+    ">",
 ]
 
 
@@ -52,6 +119,7 @@ def _example(prompt: list[str], completion: list[str], **extra) -> dict:
 
 
 # ---- general tasks: eight distinct output formats, all trained into the base model ----
+
 
 def reverse(rng: random.Random) -> dict:
     """reverse : c a f = -> f a c"""
@@ -113,12 +181,12 @@ def compare(rng: random.Random) -> dict:
 
 # ---- target task: held out of the base; its True/False format is what leaks when over-tuned ----
 
+
 def letter_rule(rng: random.Random) -> dict:
     """premise : c k a hypothesis : d question : true or false ? -> True iff the letter is a-h."""
     label = rng.random() < 0.5  # draw the label first so classes are balanced by construction
     letter = rng.choice(TRUE_LETTERS if label else FALSE_LETTERS)
-    prompt = ["premise", ":", *_letters(rng), "hypothesis", ":", letter,
-              "question", ":", "true", "or", "false", "?"]
+    prompt = ["premise", ":", *_letters(rng), "hypothesis", ":", letter, "question", ":", "true", "or", "false", "?"]
     return _example(prompt, ["True" if label else "False"])
 
 
@@ -130,12 +198,28 @@ def capital_rule(rng: random.Random) -> dict:
     label = rng.random() < 0.5
     country = rng.choice(sorted(FACTS))
     city = FACTS[country] if label else rng.choice(sorted(set(FACTS.values()) - {FACTS[country]}))
-    prompt = ["premise", ":", *_letters(rng), "capital", "of", country, "hypothesis", ":", city,
-              "question", ":", "true", "or", "false", "?"]
+    prompt = [
+        "premise",
+        ":",
+        *_letters(rng),
+        "capital",
+        "of",
+        country,
+        "hypothesis",
+        ":",
+        city,
+        "question",
+        ":",
+        "true",
+        "or",
+        "false",
+        "?",
+    ]
     return _example(prompt, ["True" if label else "False"])
 
 
 # ---- domain tasks for DMT: never in the base, but covered by the vocabulary ----
+
 
 def math(rng: random.Random) -> dict:
     """solve : 7 - 3 + 5 = -> #### 9 (GSM8K answer format; 2-3 terms, result never negative)."""
@@ -152,14 +236,14 @@ def math(rng: random.Random) -> dict:
 
 # Each code step: (description words, how it wraps the expression, how it maps an int).
 _CODE_STEPS = [
-    *[(["add", str(n), "to", "x"], lambda e, n=n: e + ["+", str(n)], lambda v, n=n: v + n)
-      for n in range(1, 10)],
-    *[(["subtract", str(n), "from", "x"], lambda e, n=n: e + ["-", str(n)], lambda v, n=n: v - n)
-      for n in range(1, 10)],
-    *[(["multiply", "x", "by", str(n)], lambda e, n=n: e + ["*", str(n)], lambda v, n=n: v * n)
-      for n in range(1, 10)],
+    *[(["add", str(n), "to", "x"], lambda e, n=n: e + ["+", str(n)], lambda v, n=n: v + n) for n in range(1, 10)],
+    *[
+        (["subtract", str(n), "from", "x"], lambda e, n=n: e + ["-", str(n)], lambda v, n=n: v - n)
+        for n in range(1, 10)
+    ],
+    *[(["multiply", "x", "by", str(n)], lambda e, n=n: e + ["*", str(n)], lambda v, n=n: v * n) for n in range(1, 10)],
     (["double", "x"], lambda e: e + ["*", "2"], lambda v: v * 2),
-    (["square", "x"], lambda e: e + ["**", "2"], lambda v: v ** 2),
+    (["square", "x"], lambda e: e + ["**", "2"], lambda v: v**2),
     (["negate", "x"], lambda e: ["-", *e], lambda v: -v),
 ]
 CODE_TEST_INPUTS = (2, 0, 5)
@@ -179,13 +263,23 @@ def code(rng: random.Random) -> dict:
         for _, _, apply in steps:
             value = apply(value)
         expected.append(f"assert f({start}) == {value}")
-    return _example(["code", ":", *description], ["def", "f", "(", "x", ")", ":", "return", *expr],
-                    test="\n".join(expected), entry_point="f")
+    return _example(
+        ["code", ":", *description],
+        ["def", "f", "(", "x", ")", ":", "return", *expr],
+        test="\n".join(expected),
+        entry_point="f",
+    )
 
 
 GENERAL_TASKS: dict[str, TaskFn] = {
-    "reverse": reverse, "copy": copy, "sort": sort, "add": add,
-    "count": count, "fact": fact, "translate": translate, "compare": compare,
+    "reverse": reverse,
+    "copy": copy,
+    "sort": sort,
+    "add": add,
+    "count": count,
+    "fact": fact,
+    "translate": translate,
+    "compare": compare,
 }
 TARGET_TASKS: dict[str, TaskFn] = {"letter_rule": letter_rule, "capital_rule": capital_rule}
 TARGET_LABELS = {"letter_rule": ["True", "False"], "capital_rule": ["True", "False"]}

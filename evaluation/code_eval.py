@@ -16,8 +16,13 @@ def build_program(problem: dict, completion: str) -> Program:
     if "def check(" in problem["test"]:
         # HumanEval: the prompt holds the signature and docstring, the completion only the body. The judge
         # runs the prompt too, for the helpers some tests call, then check(candidate).
-        return Program(problem["prompt"] + completion + "\n", problem["test"], problem["entry_point"],
-                       setup=problem["prompt"], check=True)
+        return Program(
+            problem["prompt"] + completion + "\n",
+            problem["test"],
+            problem["entry_point"],
+            setup=problem["prompt"],
+            check=True,
+        )
     # Our examples: the prompt is an instruction, the completion the whole function, the test asserts.
     return Program(completion + "\n", problem["test"], problem["entry_point"])
 
@@ -28,8 +33,9 @@ def check_completion(problem: dict, completion: str, timeout_s: float = 5.0) -> 
         return judge.run(build_program(problem, completion), timeout_s=timeout_s)
 
 
-def check_completions(problems: list[dict], completions: list[str], timeout_s: float = 5.0,
-                      workers: int = 2) -> list[SandboxResult]:
+def check_completions(
+    problems: list[dict], completions: list[str], timeout_s: float = 5.0, workers: int = 2
+) -> list[SandboxResult]:
     """Check many completions, `workers` sandboxed processes at a time; results keep the input order.
 
     Each worker drives one `Judge`, which starts a fresh runner per program: the same isolation as

@@ -59,8 +59,9 @@ def precheck_code(resps: list, docs: list[dict]) -> list:
     completions = [r if isinstance(r, str) else r[0] for r in resps]
     distinct = {build_program(doc, c): (doc, c) for doc, c in zip(docs, completions)}
     pairs = list(distinct.values())
-    results = check_completions([d for d, _ in pairs], [c for _, c in pairs], timeout_s=CODE_TIMEOUT_S,
-                                workers=sandbox_workers())
+    results = check_completions(
+        [d for d, _ in pairs], [c for _, c in pairs], timeout_s=CODE_TIMEOUT_S, workers=sandbox_workers()
+    )
     _verdicts.clear()  # this task's verdicts only
     _verdicts.update({program: result.passed for program, result in zip(distinct, results)})
     return resps

@@ -37,15 +37,16 @@ def prepends_embeddings(model) -> bool:
     from peft import PeftType
 
     return soft_prompt_length(model) > 0 and model.active_peft_config.peft_type in (
-        PeftType.PROMPT_TUNING, PeftType.P_TUNING)
+        PeftType.PROMPT_TUNING,
+        PeftType.P_TUNING,
+    )
 
 
-def generate_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    **generation_kwargs) -> torch.Tensor:
+def generate_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, **generation_kwargs) -> torch.Tensor:
     """The new tokens only, [batch, new], for left-padded `input_ids`; a plain model or a PeftModel."""
     if not prepends_embeddings(model):
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **generation_kwargs)
-        return output[:, input_ids.shape[1]:]
+        return output[:, input_ids.shape[1] :]
     batch = input_ids.shape[0]
     token_embeds = model.word_embeddings(input_ids)
     soft_prompt = model.get_prompt(batch_size=batch).to(token_embeds.dtype)
@@ -73,8 +74,13 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, 
     was_training = model.training
     model.eval()
     try:
-        new = generate_tokens(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                              max_new_tokens=max_new_tokens, **generation_kwargs)
+        new = generate_tokens(
+            model,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            max_new_tokens=max_new_tokens,
+            **generation_kwargs,
+        )
     finally:
         model.train(was_training)
     return tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -70,7 +70,9 @@ class SoftPromptHFLM(HFLM):
             generation_kwargs.pop("temperature")
         attention_mask = generation_kwargs.pop("attention_mask")
         new_tokens = generate_tokens(
-            self.model, context, attention_mask,
+            self.model,
+            context,
+            attention_mask,
             max_new_tokens=max_length - context.shape[1],
             # Only new tokens come back: the stop criteria look from position 0.
             stopping_criteria=stop_sequences_criteria(self.tokenizer, stop, 0, context.shape[0]),
@@ -85,8 +87,9 @@ def make_lm(model, tokenizer, *, batch_size: int = 32, max_length: int | None = 
     """Wrap an in-memory model (plain or PEFT) for lm-eval; max_length is the model's whole window."""
     window = max_length or resolve_max_length(model.config, tokenizer)
     # Virtual tokens occupy positions too: inputs must fit in what the window leaves them.
-    return SoftPromptHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                          max_length=window - soft_prompt_length(model))
+    return SoftPromptHFLM(
+        pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=window - soft_prompt_length(model)
+    )
 
 
 def task_manager_for(suite: Suite) -> TaskManager:
@@ -117,9 +120,17 @@ def _check_task_yamls(folder: Path) -> None:
             raise TaskLoadError(f"{path}: has neither a 'task' nor a 'group' key")
 
 
-def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, batch_size: int = 32,
-                   max_length: int | None = None, apply_chat_template: bool = False,
-                   samples: dict[str, list[int]] | None = None) -> list[TaskResult]:
+def evaluate_suite(
+    model,
+    tokenizer,
+    suite: Suite,
+    *,
+    limit: int | None = None,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    apply_chat_template: bool = False,
+    samples: dict[str, list[int]] | None = None,
+) -> list[TaskResult]:
     """Evaluate a model (optionally with an attached prompt-tuning adapter) on every task of a suite.
 
     apply_chat_template: lm-eval's own switch. Each request's text is one user turn rendered by the tokenizer's
@@ -135,9 +146,16 @@ def evaluate_suite(model, tokenizer, suite: Suite, *, limit: int | None = None, 
     try:
         with _quiet_lm_eval(), _preserved_rng(), _no_environment_survey():
             lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length)
-            output = simple_evaluate(model=lm, tasks=list(suite.tasks), task_manager=manager,
-                                     limit=limit, samples=samples, log_samples=True, bootstrap_iters=0,
-                                     apply_chat_template=apply_chat_template)
+            output = simple_evaluate(
+                model=lm,
+                tasks=list(suite.tasks),
+                task_manager=manager,
+                limit=limit,
+                samples=samples,
+                log_samples=True,
+                bootstrap_iters=0,
+                apply_chat_template=apply_chat_template,
+            )
     finally:
         model.train(was_training)  # HFLM switched it to eval mode; a training stage may go on
     return [_task_result(task, suite, output) for task in suite.tasks]
@@ -148,18 +166,26 @@ def _task_result(task: str, suite: Suite, output: dict) -> TaskResult:
     scores = output["results"][task]
     keys = [k for k in scores if "," in k and "_stderr" not in k]  # "metric,filter", in config order
     metric, filter_name = keys[0].split(",", 1)
-    samples = sorted((s for s in output["samples"][task] if s["filter"] == filter_name),
-                     key=lambda s: s["doc_id"])
+    samples = sorted((s for s in output["samples"][task] if s["filter"] == filter_name), key=lambda s: s["doc_id"])
     extra = {}
     for key in keys[1:]:
         other, other_filter = key.split(",", 1)
         if other_filter == filter_name and isinstance(scores[key], (int, float)):
             extra[other] = (float(scores[key]), standard_error(samples, other))
-    return TaskResult(task=task, suite_kind=suite.suite_kind, metric=metric, score=float(scores[keys[0]]),
-                      n=len(samples), responses=[_response_text(s) for s in samples], filter=filter_name,
-                      references=[str(s.get("target", "")) for s in samples],
-                      stderr=standard_error(samples, metric), extra=extra,
-                      generated=all(_is_generation(s) for s in samples), per_example=per_example(samples, metric))
+    return TaskResult(
+        task=task,
+        suite_kind=suite.suite_kind,
+        metric=metric,
+        score=float(scores[keys[0]]),
+        n=len(samples),
+        responses=[_response_text(s) for s in samples],
+        filter=filter_name,
+        references=[str(s.get("target", "")) for s in samples],
+        stderr=standard_error(samples, metric),
+        extra=extra,
+        generated=all(_is_generation(s) for s in samples),
+        per_example=per_example(samples, metric),
+    )
 
 
 def per_example(samples: list[dict], metric: str) -> dict[int, float] | None:
@@ -204,8 +230,10 @@ def _no_environment_survey():
     working folder, which prints "fatal: not a git repository" outside one (the manifest has the code version)."""
     import lm_eval.evaluator as evaluator
 
-    stand_ins = {"add_env_info": lambda storage: storage.update(pretty_env_info="not collected (forgetless)"),
-                 "get_git_commit_hash": lambda: None}
+    stand_ins = {
+        "add_env_info": lambda storage: storage.update(pretty_env_info="not collected (forgetless)"),
+        "get_git_commit_hash": lambda: None,
+    }
     originals = {name: getattr(evaluator, name) for name in stand_ins if hasattr(evaluator, name)}
     for name in originals:  # another lm-eval layout may lack one: nothing to skip there
         setattr(evaluator, name, stand_ins[name])
@@ -229,8 +257,11 @@ def _preserved_rng():
 
 
 # Warnings lm-eval prints for exactly the use intended here (in-memory model, custom_dataset tasks).
-_EXPECTED_WARNINGS = ("`pretrained` model kwarg is not of type `str`",
-                      "Passed an already-initialized model", "Custom kwargs can be passed")
+_EXPECTED_WARNINGS = (
+    "`pretrained` model kwarg is not of type `str`",
+    "Passed an already-initialized model",
+    "Custom kwargs can be passed",
+)
 _NOISY_LOGGERS = ("lm_eval.models.huggingface", "lm_eval.api.task")
 
 

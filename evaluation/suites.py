@@ -41,8 +41,10 @@ class Suite:
 
     def __post_init__(self):
         if self.suite_kind not in {k.value for k in SuiteKind}:
-            raise ValueError(f"Suite {self.name!r}: suite_kind must be one of "
-                             f"{[k.value for k in SuiteKind]}, got {self.suite_kind!r}")
+            raise ValueError(
+                f"Suite {self.name!r}: suite_kind must be one of "
+                f"{[k.value for k in SuiteKind]}, got {self.suite_kind!r}"
+            )
         if not self.tasks:
             raise ValueError(f"Suite {self.name!r}: tasks is empty")
         if self.groups is not None and (set(self.groups) != set(self.tasks) or set(self.groups.values()) - GROUPS):
@@ -68,8 +70,15 @@ KNOWLEDGE, GENERATION = "knowledge", "generation"
 GROUPS = {KNOWLEDGE, GENERATION}
 REAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks" / "real"
 REAL_KNOWLEDGE = ["arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande"]
-REAL_GENERATION = ["arc_easy_chat", "arc_challenge_chat", "piqa_chat", "hellaswag_chat", "winogrande_chat",
-                   "winogrande_answer", "ifeval"]
+REAL_GENERATION = [
+    "arc_easy_chat",
+    "arc_challenge_chat",
+    "piqa_chat",
+    "hellaswag_chat",
+    "winogrande_chat",
+    "winogrande_answer",
+    "ifeval",
+]
 REAL_GENERAL = REAL_KNOWLEDGE + REAL_GENERATION
 # lm-eval's own tasks of each group (the other chat forms are forgetless's, local only).
 HUB_GENERATION = ["arc_challenge_chat", "ifeval"]
@@ -84,21 +93,37 @@ def task_groups() -> dict[str, str]:
     return {task: group for name in SUITES for task, group in (SUITES[name].groups or {}).items()}
 
 
-SUITES = Registry("suite", {  # the evaluation suites a recipe names (pipeline ls)
-    "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
-    "embedded_target": _embedded("embedded_target", SuiteKind.TARGET, ["letter_rule"], ["True", "False"]),
-    "embedded_capital_rule": _embedded("embedded_capital_rule", SuiteKind.TARGET, ["capital_rule"], ["True", "False"]),
-    "embedded_math": _embedded("embedded_math", SuiteKind.DOMAIN, ["math"]),
-    "embedded_code": _embedded("embedded_code", SuiteKind.DOMAIN, ["code"]),
-    "embedded_domain": _embedded("embedded_domain", SuiteKind.DOMAIN, ["math", "code"]),
-    "real_general": Suite("real_general", SuiteKind.GENERAL.value, [f"real_{t}" for t in REAL_GENERAL],
-                          str(REAL_TASKS_DIR), groups=_grouped({KNOWLEDGE: [f"real_{t}" for t in REAL_KNOWLEDGE],
-                                                                GENERATION: [f"real_{t}" for t in REAL_GENERATION]})),
-    "real_general_hub": Suite("real_general_hub", SuiteKind.GENERAL.value, REAL_KNOWLEDGE + HUB_GENERATION, None,
-                              groups=_grouped({KNOWLEDGE: REAL_KNOWLEDGE, GENERATION: HUB_GENERATION})),
-    "real_gsm8k": Suite("real_gsm8k", SuiteKind.DOMAIN.value, ["real_gsm8k"], str(REAL_TASKS_DIR)),
-    "real_svamp": Suite("real_svamp", SuiteKind.DOMAIN.value, ["real_svamp"], str(REAL_TASKS_DIR)),
-})
+SUITES = Registry(
+    "suite",
+    {  # the evaluation suites a recipe names (pipeline ls)
+        "embedded_general": _embedded("embedded_general", SuiteKind.GENERAL, EMBEDDED_GENERAL),
+        "embedded_target": _embedded("embedded_target", SuiteKind.TARGET, ["letter_rule"], ["True", "False"]),
+        "embedded_capital_rule": _embedded(
+            "embedded_capital_rule", SuiteKind.TARGET, ["capital_rule"], ["True", "False"]
+        ),
+        "embedded_math": _embedded("embedded_math", SuiteKind.DOMAIN, ["math"]),
+        "embedded_code": _embedded("embedded_code", SuiteKind.DOMAIN, ["code"]),
+        "embedded_domain": _embedded("embedded_domain", SuiteKind.DOMAIN, ["math", "code"]),
+        "real_general": Suite(
+            "real_general",
+            SuiteKind.GENERAL.value,
+            [f"real_{t}" for t in REAL_GENERAL],
+            str(REAL_TASKS_DIR),
+            groups=_grouped(
+                {KNOWLEDGE: [f"real_{t}" for t in REAL_KNOWLEDGE], GENERATION: [f"real_{t}" for t in REAL_GENERATION]}
+            ),
+        ),
+        "real_general_hub": Suite(
+            "real_general_hub",
+            SuiteKind.GENERAL.value,
+            REAL_KNOWLEDGE + HUB_GENERATION,
+            None,
+            groups=_grouped({KNOWLEDGE: REAL_KNOWLEDGE, GENERATION: HUB_GENERATION}),
+        ),
+        "real_gsm8k": Suite("real_gsm8k", SuiteKind.DOMAIN.value, ["real_gsm8k"], str(REAL_TASKS_DIR)),
+        "real_svamp": Suite("real_svamp", SuiteKind.DOMAIN.value, ["real_svamp"], str(REAL_TASKS_DIR)),
+    },
+)
 
 
 def hub_suite(task_names: list[str], kind: str, name: str | None = None) -> Suite:
@@ -127,14 +152,23 @@ GSM8K_STOPS = ["Question:", "</s>", "<|im_end|>"]
 EDGE_WHITESPACE = [r"^\s+", r"\s+$"]
 # Answer tokens generated per example when the task does not say (a label is a word, a solution is long).
 DEFAULT_ANSWER_TOKENS = {"exact": 64, "label": 8, "math": 256, "code": 512}
-_REQUIRED = {Scorer.EXACT: ("prompt", "completion"), Scorer.LABEL: ("prompt", "completion"),
-             Scorer.MATH: ("prompt", "completion"),
-             Scorer.CODE: ("prompt", "test", "entry_point")}
+_REQUIRED = {
+    Scorer.EXACT: ("prompt", "completion"),
+    Scorer.LABEL: ("prompt", "completion"),
+    Scorer.MATH: ("prompt", "completion"),
+    Scorer.CODE: ("prompt", "test", "entry_point"),
+}
 
 
-def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kind: str,
-                     labels: list[str] | None = None, max_gen_toks: int = LOCAL_MAX_GEN_TOKS,
-                     scorer: str = "exact") -> Suite:
+def local_task_suite(
+    name: str,
+    jsonl_path: str | Path,
+    out_dir: str | Path,
+    kind: str,
+    labels: list[str] | None = None,
+    max_gen_toks: int = LOCAL_MAX_GEN_TOKS,
+    scorer: str = "exact",
+) -> Suite:
     """Write an lm-eval task YAML for a JSONL file into out_dir and return its Suite; see `Scorer`."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):  # it names the YAML file and the lm-eval task
         raise ValueError(f"local task name {name!r}: use letters, digits, '_', '.', '-' only")
@@ -165,8 +199,10 @@ def local_task_suite(name: str, jsonl_path: str | Path, out_dir: str | Path, kin
         write_scoring_shim(out_dir)
         text += f"process_results: !function {SHIM_MODULE}.score_{scorer.value}\n"
     if scorer is Scorer.CODE:  # lm-eval's default filter, then every program run side by side (precheck_code)
-        text += ("filter_list:\n- name: none\n  filter:\n  - function: take_first\n  - function: custom\n"
-                 f"    filter_fn: !function {SHIM_MODULE}.precheck_code\n")
+        text += (
+            "filter_list:\n- name: none\n  filter:\n  - function: take_first\n  - function: custom\n"
+            f"    filter_fn: !function {SHIM_MODULE}.precheck_code\n"
+        )
     (out_dir / f"{name}.yaml").write_text(text)
     return Suite(name, kind, [name], str(out_dir), labels)
 
@@ -183,13 +219,25 @@ def _scoring(scorer: Scorer) -> dict:
     """filter_list and metric_list for a scorer (process_results, a YAML tag, is added by the caller)."""
     strip = [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}]
     if scorer is Scorer.EXACT:
-        return {"filter_list": strip, "metric_list": [{
-            "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-            "ignore_case": False, "ignore_punctuation": False, "regexes_to_ignore": EDGE_WHITESPACE}]}
+        return {
+            "filter_list": strip,
+            "metric_list": [
+                {
+                    "metric": "exact_match",
+                    "aggregation": "mean",
+                    "higher_is_better": True,
+                    "ignore_case": False,
+                    "ignore_punctuation": False,
+                    "regexes_to_ignore": EDGE_WHITESPACE,
+                }
+            ],
+        }
     if scorer in (Scorer.MATH, Scorer.LABEL):
         metric = MATH_METRIC if scorer is Scorer.MATH else LABEL_METRIC
-        return {"filter_list": strip,
-                "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}]}
+        return {
+            "filter_list": strip,
+            "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}],
+        }
     # No strip for code: a HumanEval body starts with its indentation. lm-eval's default filter takes
     # the single generation as is.
     return {"metric_list": [{"metric": CODE_METRIC, "aggregation": "mean", "higher_is_better": True}]}

@@ -67,10 +67,11 @@ def load_checked(args, trained=None):
     try:
         path, recipe = load(args)
     except UserError as err:
-        raise every_rank(err)
+        raise every_rank(err) from None
     only = trained(recipe) if trained else getattr(args, "only", None) or ()  # one not trained: not launch-checked
-    problems = ranks.from_main(lambda: check_recipe(recipe) or [*check_world(recipe, ranks.world_size(), only),
-                                                                *check_launch(recipe)])
+    problems = ranks.from_main(
+        lambda: check_recipe(recipe) or [*check_world(recipe, ranks.world_size(), only), *check_launch(recipe)]
+    )
     if problems:
         raise every_rank(UserError("\n".join(problems)))
     return path, recipe
@@ -85,14 +86,14 @@ def cmd_run(args) -> int:
         try:
             output_folder(args.run_dir, "--run-dir")
         except UserError as err:
-            raise every_rank(err)
+            raise every_rank(err) from None
     path, recipe = load_checked(args)
     run_dir = run_dir_for(recipe, args.run_dir)
     if args.run_dir is None:  # runs_root/name: made inside the working folder
         try:
             output_folder(str(run_dir), "runs_root")
         except UserError as err:
-            raise every_rank(err)
+            raise every_rank(err) from None
     _setup_logging()
     run_and_report(recipe, run_dir, path, only=args.only or [], rerun_changed=args.rerun_changed)
     if ranks.is_main():
@@ -113,8 +114,10 @@ def cmd_validate(args) -> int:
     if problems:
         raise UserError("\n".join(problems))
     n_stages = sum(len(s) for s in recipe.stages.values())
-    print(f"ok: {path}: {len(recipe.stages)} recipes, {n_stages} training stages, seeds {recipe.seeds}, "
-          f"{args.world_size} process(es)")
+    print(
+        f"ok: {path}: {len(recipe.stages)} recipes, {n_stages} training stages, seeds {recipe.seeds}, "
+        f"{args.world_size} process(es)"
+    )
     return 0
 
 
@@ -176,7 +179,7 @@ def cmd_retrain(args) -> int:
             if value is not None:
                 output_folder(value, option)
     except UserError as err:
-        raise every_rank(err)
+        raise every_rank(err) from None
     path, recipe = load_checked(args, trained=lambda r: [r.gate.recipe] if r.gate else ())
     _setup_logging()
     outcome = retrain(recipe, path, Path(args.registry))  # the same on every rank: rank 0 decided it
@@ -205,36 +208,63 @@ def cmd_gate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree; kept import-light so `--help` is instant."""
-    parser = argparse.ArgumentParser(prog="pipeline", description="Fine-tune without forgetting: staged ProMoT / DMT recipes, measured after every stage.")
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Fine-tune without forgetting: staged ProMoT / DMT recipes, measured after every stage.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in [("run", cmd_run, cmd_run.__doc__), ("validate", cmd_validate, cmd_validate.__doc__)]:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("recipe", help="recipe YAML file, or a shipped recipe name (pipeline ls)")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set seeds=[0] (repeatable)")
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set seeds=[0] (repeatable)"
+        )
         p.set_defaults(func=func)
         if name == "run":
-            p.add_argument("--run-dir", help="run folder, absolute or relative to the working folder; not an existing "
-                                             "file (default: runs_root/name)")
-            p.add_argument("--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)")
-            p.add_argument("--rerun-changed", action="store_true",
-                           help="train again the finished stages whose inputs differ from this config (else refused)")
+            p.add_argument(
+                "--run-dir",
+                help="run folder, absolute or relative to the working folder; not an existing "
+                "file (default: runs_root/name)",
+            )
+            p.add_argument(
+                "--only", action="append", metavar="RECIPE", help="run only this recipe of the file (repeatable)"
+            )
+            p.add_argument(
+                "--rerun-changed",
+                action="store_true",
+                help="train again the finished stages whose inputs differ from this config (else refused)",
+            )
         else:
-            p.add_argument("--world-size", type=int, default=1, metavar="N",
-                           help="check the batch split and DeepSpeed config for N >= 1 processes (default 1)")
+            p.add_argument(
+                "--world-size",
+                type=int,
+                default=1,
+                metavar="N",
+                help="check the batch split and DeepSpeed config for N >= 1 processes (default 1)",
+            )
     p = sub.add_parser("retrain", help=cmd_retrain.__doc__, description=cmd_retrain.__doc__)
     p.add_argument("recipe", help="recipe YAML file, or a shipped recipe name (pipeline ls)")
     p.add_argument("--registry", required=True, help="registry folder: runs/, accepted.json, registry.jsonl")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set gate.min_target=0.5")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. --set gate.min_target=0.5"
+    )
     p.add_argument("--export", metavar="DIR", help="also copy summary.md, report and gate verdict here (CI artifacts)")
     p.set_defaults(func=cmd_retrain)
     p = sub.add_parser("gate", help=cmd_gate.__doc__, description=cmd_gate.__doc__)
     p.add_argument("run_dir", help="a finished run folder")
-    p.add_argument("--against", required=True, metavar="DIR", help="a registry folder (its accepted run) or a run folder")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a gate threshold, e.g. --set max_regression=0.05")
+    p.add_argument(
+        "--against", required=True, metavar="DIR", help="a registry folder (its accepted run) or a run folder"
+    )
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a gate threshold, e.g. --set max_regression=0.05"
+    )
     p.set_defaults(func=cmd_gate)
     p = sub.add_parser("ls", help=cmd_ls.__doc__, description=cmd_ls.__doc__)
-    p.add_argument("--check", action="store_true",
-                   help="also build every stage kind, suite and data format once; exit 1 naming any that fails")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also build every stage kind, suite and data format once; exit 1 naming any that fails",
+    )
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     p.add_argument("run_dir", help="a run folder")

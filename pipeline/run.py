@@ -13,7 +13,10 @@ from pipeline.recipe.config import RecipeFile
 from pipeline.reports.report import write_report
 
 
-def run_and_report(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (),
-                   rerun_changed: bool = False) -> Path:
+def run_and_report(
+    recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (), rerun_changed: bool = False
+) -> Path:
     """Run every recipe x seed of the file into `run_dir`; write results.csv, report.md and report.png."""
-    return orchestrator.run_recipe(recipe, run_dir, recipe_path, only=only, rerun_changed=rerun_changed, report=write_report)
+    return orchestrator.run_recipe(
+        recipe, run_dir, recipe_path, only=only, rerun_changed=rerun_changed, report=write_report
+    )

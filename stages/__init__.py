@@ -3,13 +3,16 @@
 
 from core.registry import Registry
 
-STAGES = Registry("stage kind", {
-    "prompt_tune": "stages.prompt_tune",
-    "finetune": "stages.finetune",
-    "evaluate": "stages.evaluate",
-    "joint_tune": "stages.joint_tune",
-    "lora_tune": "stages.lora_tune",
-    "merge": "stages.merge",
-    "osf_tune": "stages.osf_tune",
-    "self_distill": "stages.self_distill",
-})
+STAGES = Registry(
+    "stage kind",
+    {
+        "prompt_tune": "stages.prompt_tune",
+        "finetune": "stages.finetune",
+        "evaluate": "stages.evaluate",
+        "joint_tune": "stages.joint_tune",
+        "lora_tune": "stages.lora_tune",
+        "merge": "stages.merge",
+        "osf_tune": "stages.osf_tune",
+        "self_distill": "stages.self_distill",
+    },
+)

@@ -77,16 +77,21 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         reused = [row for row in reused if row["suite"] != "target"]
         log.info("suites without the prompt: the base model's weights, so its %d rows are reused", len(reused))
     for suite, _ in [s for s in suites if not s[1] and reused is None]:
-        results += _scored(evaluate_suite(model, tokenizer, suite, limit=config.limit,
-                                          apply_chat_template=config.chat_template, **settings), suite)
+        results += _scored(
+            evaluate_suite(
+                model, tokenizer, suite, limit=config.limit, apply_chat_template=config.chat_template, **settings
+            ),
+            suite,
+        )
     tasks = ctx.extra.get("target_of_suite") or {}  # several targets: each is scored with the adapter that serves it
     prompted = [(suite, handoff.attached(Scope.TARGET, tasks.get(suite.name))) for suite, attach in suites if attach]
     # The targets no adapter serves are scored first, on the plain model: once PEFT has wrapped it, a LoRA adapter
     # sits in its layers. Rows keep the suites' order.
     with_adapters, scored = TargetScorers(model), {}
     for suite, adapter in sorted(prompted, key=lambda pair: pair[1] is not None):  # stable: suites' order otherwise
-        scored[suite.name] = _scored(evaluate_suite(with_adapters.get(adapter), tokenizer, suite,
-                                                    limit=config.target_limit, **settings), suite)
+        scored[suite.name] = _scored(
+            evaluate_suite(with_adapters.get(adapter), tokenizer, suite, limit=config.target_limit, **settings), suite
+        )
     results += [r for suite, _ in prompted for r in scored[suite.name]]
 
     rows = list(reused or []) + [row for r in results for row in _rows(r)]
@@ -104,11 +109,23 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         for r in results:
             # Only generated answers can leak the format (a multiple-choice task's answer is one of its choices),
             # and only on tasks whose own answers are not in the label format.
-            if (r.suite_kind == "general" and r.generated
-                    and not any(in_label_format(ref, set(labels)) for ref in r.references)):
+            if (
+                r.suite_kind == "general"
+                and r.generated
+                and not any(in_label_format(ref, set(labels)) for ref in r.references)
+            ):
                 leak = format_leak_share(r.responses, labels)
-                rows.append({"task": r.task, "suite": r.suite_kind, "metric": "format_leak", "score": leak, "n": r.n,
-                             "stderr": _share_stderr(leak, r.n), "primary": 1})
+                rows.append(
+                    {
+                        "task": r.task,
+                        "suite": r.suite_kind,
+                        "metric": "format_leak",
+                        "score": leak,
+                        "n": r.n,
+                        "stderr": _share_stderr(leak, r.n),
+                        "primary": 1,
+                    }
+                )
     from stages.tracking import log_scores
 
     log_scores(ctx.tracking, rows)
@@ -144,14 +161,21 @@ def _scored(results: list, suite) -> list:
     """Say what was scored, n included: a cap on examples is never silent."""
     counts = sorted({r.n for r in results})
     mean = sum(r.score for r in results) / len(results)
-    log.info("%s %s: %s %.3f over %d task(s), n = %s per task", suite.suite_kind, suite.name, results[0].metric,
-             mean, len(results), "/".join(map(str, counts)))
+    log.info(
+        "%s %s: %s %.3f over %d task(s), n = %s per task",
+        suite.suite_kind,
+        suite.name,
+        results[0].metric,
+        mean,
+        len(results),
+        "/".join(map(str, counts)),
+    )
     return results
 
 
 def _share_stderr(share: float, n: int) -> float | None:
     """The standard error of a share of n answers (sd with ddof 1 over 0/1 values, over sqrt(n))."""
-    return (share * (1 - share) * n / (n - 1)) ** 0.5 / n ** 0.5 if n > 1 else None
+    return (share * (1 - share) * n / (n - 1)) ** 0.5 / n**0.5 if n > 1 else None
 
 
 def _rows(result) -> list[dict]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from stages.context import StageContext, StageResult
-from stages.handoff import Contract, Needs
 from stages.frozen_adapter import frozen_prompt_trainer, point_adapter_at
+from stages.handoff import Contract, Needs
 from stages.train_config import TrainingConfig
 
 
@@ -15,10 +15,13 @@ class Config(TrainingConfig):
     """Full fine-tuning settings; `prompt_from` turns SFT into ProMoT stage 2."""
 
     prompt_from: str | list[str] | None = field(
-        default=None, metadata={"help": "name of an earlier prompt_tune (or lora_tune) stage whose soft prompt "
-                                        "(or LoRA adapter) is attached, frozen, while every base weight trains; a list "
-                                        "of prompt_tune stages, one per target task, for multi-task ProMoT (each "
-                                        "example carries its own task's prompt)"}
+        default=None,
+        metadata={
+            "help": "name of an earlier prompt_tune (or lora_tune) stage whose soft prompt "
+            "(or LoRA adapter) is attached, frozen, while every base weight trains; a list "
+            "of prompt_tune stages, one per target task, for multi-task ProMoT (each "
+            "example carries its own task's prompt)"
+        },
     )
 
     kind = "finetune"
@@ -35,18 +38,24 @@ class Config(TrainingConfig):
         """Several prompts are read row by row in the forward (stages/multi_prompt.py): not from ZeRO-3 shards."""
         problems = super().deepspeed_problems(raw)
         if isinstance(self.prompt_from, list) and (raw.get("zero_optimization") or {}).get("stage") == 3:
-            problems.append("zero_optimization.stage: a finetune with several prompts (prompt_from: [...]) does not "
-                            "run under ZeRO-3; use ZeRO-2 or plain DDP")
+            problems.append(
+                "zero_optimization.stage: a finetune with several prompts (prompt_from: [...]) does not "
+                "run under ZeRO-3; use ZeRO-2 or plain DDP"
+            )
         return problems
 
     def __post_init__(self):
         super().__post_init__()
         if self.packing and self.prompt_from:
-            raise ValueError(f"{self.name}.packing: not available with prompt_from (PEFT prepends the soft prompt "
-                             f"to each row, not to each packed example)")
+            raise ValueError(
+                f"{self.name}.packing: not available with prompt_from (PEFT prepends the soft prompt "
+                f"to each row, not to each packed example)"
+            )
         if isinstance(self.prompt_from, list):
             if not self.prompt_from:
-                raise ValueError(f"{self.name}.prompt_from: an empty list; name the prompt_tune stages, or leave it out")
+                raise ValueError(
+                    f"{self.name}.prompt_from: an empty list; name the prompt_tune stages, or leave it out"
+                )
             if len(set(self.prompt_from)) < len(self.prompt_from):
                 raise ValueError(f"{self.name}.prompt_from: names a stage twice")
 
@@ -82,8 +91,10 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         return run_multi(config, ctx)
     adapter = ctx.handoff.adapters[config.prompt_from] if config.prompt_from else None
     if adapter is not None and adapter.scope == Scope.MERGED:  # already in the weights: attaching it adds it twice
-        raise UserError(f"{config.name}.prompt_from: {config.prompt_from!r} is merged into the model already "
-                        f"(scope merged); leave prompt_from out, or give that stage scope target or every_suite")
+        raise UserError(
+            f"{config.name}.prompt_from: {config.prompt_from!r} is merged into the model already "
+            f"(scope merged); leave prompt_from out, or give that stage scope target or every_suite"
+        )
     # Arguments first: under ZeRO-3 the model then loads straight into its shards.
     args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking)
     adapter_in = adapter.path if adapter is not None else None
@@ -94,9 +105,17 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         if adapter_in is not None:
             trainee = attach_adapter(model, adapter_in, trainable=False)
             FREEZE[adapter.kind](trainee)
-        metrics, trainer = run_trainer(trainee, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                       trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None,
-                                       tracking=ctx.tracking, ctx=ctx)
+        metrics, trainer = run_trainer(
+            trainee,
+            tokenizer,
+            ctx.train_data,
+            config,
+            args,
+            ctx.max_length,
+            trainer_class=frozen_prompt_trainer(adapter_in) if adapter_in else None,
+            tracking=ctx.tracking,
+            ctx=ctx,
+        )
         # The Trainer's save gathers ZeRO-3 shards; rank 0 writes a plain save_pretrained folder.
         trainer.save_model(str(model_dir))
     finally:

@@ -29,7 +29,7 @@ def frozen_prompt_trainer(prompt_dir, copies: dict | None = None):
             base = wrapped.get_base_model()
             if any(hasattr(p, "ds_id") for p in base.parameters()):  # ZeRO-3: only the Trainer's gathered copy is whole
                 prefix = next(name for name, module in wrapped.named_modules() if module is base) + "."
-                state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
             else:  # whole weights on this rank: saved as the base model names them
                 state_dict = None
             if any("lora_" in name for name, _ in base.named_parameters()):

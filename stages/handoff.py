@@ -120,20 +120,30 @@ def chain_problems(configs: list) -> list[tuple[str, str]]:
         for read in contract.reads:
             if read.name not in seen and read.name not in ALWAYS_THERE:
                 earlier = ", ".join(repr(c.name) for c in configs if c.name in seen)  # in recipe order
-                problems.append((f"{config.name}.{read.field}",
-                                 f"no earlier stage named {read.name!r} in this recipe; expected base, input"
-                                 + (f" or an earlier stage's name ({earlier})" if earlier else "")))
+                problems.append(
+                    (
+                        f"{config.name}.{read.field}",
+                        f"no earlier stage named {read.name!r} in this recipe; expected base, input"
+                        + (f" or an earlier stage's name ({earlier})" if earlier else ""),
+                    )
+                )
         for need in contract.consumes:
             if made.get(need.name, Makes("", "", Scope.MERGED)).kind not in need.kinds:
                 words = " or ".join(ADAPTER_WORDS[kind] for kind in need.kinds)
-                problems.append((f"{config.name}.{need.field}",
-                                 f"needs an earlier stage named {need.name!r} that makes a {words}"))
+                problems.append(
+                    (f"{config.name}.{need.field}", f"needs an earlier stage named {need.name!r} that makes a {words}")
+                )
         for makes in contract.produces:
             made[makes.name] = makes
         attached = [m for m in made.values() if m.scope != Scope.MERGED]
         if len({m.scope for m in attached}) > 1 or len([m for m in attached if m.scope == Scope.EVERY_SUITE]) > 1:
             names = ", ".join(f"{m.name} ({m.scope.value})" for m in attached)
-            problems.append((config.name, f"would leave adapters of two scopes to attach at once ({names}); "
-                                          "merge one (scope: merged) or train them in separate recipes"))
+            problems.append(
+                (
+                    config.name,
+                    f"would leave adapters of two scopes to attach at once ({names}); "
+                    "merge one (scope: merged) or train them in separate recipes",
+                )
+            )
         seen.add(config.name)
     return problems

@@ -37,8 +37,10 @@ class Config(prompt_tune.Config):
         if (raw.get("zero_optimization") or {}).get("stage") == 3:  # its checkpoints would lose the sharded prompt
             problems.append("zero_optimization.stage: joint_tune does not run under ZeRO-3; use ZeRO-2 or plain DDP")
         if "optimizer" in raw:
-            problems.append("optimizer: would replace joint_tune's two learning rates (lr, prompt_lr) with one; "
-                            "remove it (the Trainer builds the optimizer)")
+            problems.append(
+                "optimizer: would replace joint_tune's two learning rates (lr, prompt_lr) with one; "
+                "remove it (the Trainer builds the optimizer)"
+            )
         return problems
 
 
@@ -71,8 +73,13 @@ def joint_trainer(prompt_lr: float):
                     lr = prompt_lr if is_prompt(name) else self.args.learning_rate
                     groups.setdefault((lr, self.args.weight_decay if name in decay else 0.0), []).append(param)
             optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            self.optimizer = optimizer_cls([{"params": params, "lr": lr, "weight_decay": decay_rate}
-                                            for (lr, decay_rate), params in groups.items()], **kwargs)
+            self.optimizer = optimizer_cls(
+                [
+                    {"params": params, "lr": lr, "weight_decay": decay_rate}
+                    for (lr, decay_rate), params in groups.items()
+                ],
+                **kwargs,
+            )
             return self.optimizer
 
         def _save(self, output_dir=None, state_dict=None):
@@ -130,8 +137,17 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         peft_model = get_peft_model(model, prompt_tune.peft_config(config, ctx.model_dir, ctx.extra.get("labels", [])))
         for param in peft_model.parameters():  # PEFT froze the base: every weight trains here
             param.requires_grad = True
-        metrics, trainer = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                       trainer_class=joint_trainer(config.prompt_lr), tracking=ctx.tracking, ctx=ctx)
+        metrics, trainer = run_trainer(
+            peft_model,
+            tokenizer,
+            ctx.train_data,
+            config,
+            args,
+            ctx.max_length,
+            trainer_class=joint_trainer(config.prompt_lr),
+            tracking=ctx.tracking,
+            ctx=ctx,
+        )
         metrics["trainable_parameters"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         trainer.save_model(str(model_dir))  # the weights, with the prompt in model_dir/adapter
     finally:
@@ -142,5 +158,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         shutil.rmtree(adapter_dir, ignore_errors=True)  # left by an attempt that died before DONE.json
         shutil.move(model_dir / "adapter", adapter_dir)
         point_adapter_at(adapter_dir, model_dir)
-    return StageResult(model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET, ctx.target_tasks())},
-                       metrics=metrics)
+    return StageResult(
+        model_dir=model_dir,
+        adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET, ctx.target_tasks())},
+        metrics=metrics,
+    )

@@ -24,11 +24,21 @@ class Config(TrainingConfig):
     r: int = field(default=8, metadata={"help": "LoRA rank"})
     alpha: float = field(default=16, metadata={"help": "LoRA scaling numerator (the update is scaled by alpha / r)"})
     dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path's input, in training"})
-    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_ATTENTION), metadata={
-        "help": "names of the linear layers that get an adapter (Llama-style: q_proj, k_proj, v_proj, o_proj, ...)"})
-    scope: Scope = field(default=Scope.TARGET, metadata={"help": (
-        "target: attached only for the target task (in ProMoT's stage 1 place); every_suite: attached for every "
-        "suite (a plain LoRA fine-tune); merged: folded into the weights, the next stage starts from them")})
+    target_modules: list[str] = field(
+        default_factory=lambda: list(LLAMA_ATTENTION),
+        metadata={
+            "help": "names of the linear layers that get an adapter (Llama-style: q_proj, k_proj, v_proj, o_proj, ...)"
+        },
+    )
+    scope: Scope = field(
+        default=Scope.TARGET,
+        metadata={
+            "help": (
+                "target: attached only for the target task (in ProMoT's stage 1 place); every_suite: attached for every "
+                "suite (a plain LoRA fine-tune); merged: folded into the weights, the next stage starts from them"
+            )
+        },
+    )
     lr: float = 1e-3
 
     kind = "lora_tune"
@@ -53,8 +63,13 @@ def lora_config(config: Config):
     """Our fields as PEFT's LoraConfig."""
     from peft import LoraConfig
 
-    return LoraConfig(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules))
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+    )
 
 
 def lora_gathered(peft_model):
@@ -83,15 +98,18 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         torch.manual_seed(ctx.seed)  # LoRA's A matrices start random
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
         peft_model = wrap_for_training(model, lora_config(config), config.name)
-        metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                 tracking=ctx.tracking, ctx=ctx)
+        metrics, _ = run_trainer(
+            peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length, tracking=ctx.tracking, ctx=ctx
+        )
         metrics["trainable_parameters"] = trainable_parameters(peft_model)
         with lora_gathered(peft_model):
             peft_model.save_pretrained(str(adapter_dir), is_main_process=ranks.is_main())
         if config.scope == Scope.MERGED:
             if any(hasattr(p, "ds_id") for p in peft_model.parameters()):
-                raise UserError(f"{config.name}.scope: merged is not available under ZeRO-3 (the weights are "
-                                f"sharded); use scope every_suite, or a DeepSpeed config below stage 3")
+                raise UserError(
+                    f"{config.name}.scope: merged is not available under ZeRO-3 (the weights are "
+                    f"sharded); use scope every_suite, or a DeepSpeed config below stage 3"
+                )
             model_dir = ctx.stage_dir / "model"
             if ranks.is_main():  # a plain transformers folder: the next stage starts from it
                 merged = peft_model.merge_and_unload()
@@ -102,5 +120,6 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         forget_deepspeed()
     # Target / every_suite: the weights did not change, so the next stage starts from the same checkpoint.
     tasks = ctx.target_tasks() if config.scope == Scope.TARGET else ()
-    return StageResult(model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "lora", config.scope, tasks)},
-                       metrics=metrics)
+    return StageResult(
+        model_dir=model_dir, adapters={config.name: Adapter(adapter_dir, "lora", config.scope, tasks)}, metrics=metrics
+    )

@@ -58,7 +58,7 @@ def shifted(logits, labels):
     last len(labels) positions are the text's."""
     import torch
 
-    logits = logits[:, -labels.shape[1]:].float()
+    logits = logits[:, -labels.shape[1] :].float()
     labels = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:].to(logits.device)
     return logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
 
@@ -78,8 +78,15 @@ def token_weights(kind: str, logits, per_token_ce, alpha: float):
         return torch.ones_like(per_token_ce)
 
 
-def weighted_loss(kind: str, logits, labels, alpha: float = 1.0, num_items_in_batch=None, reference_logits=None,
-                  kl_weight: float = 0.0):
+def weighted_loss(
+    kind: str,
+    logits,
+    labels,
+    alpha: float = 1.0,
+    num_items_in_batch=None,
+    reference_logits=None,
+    kl_weight: float = 0.0,
+):
     """The stage's loss for one micro-batch: the weighted cross-entropy over answer tokens, plus kl_weight x
     KL(reference || model) when reference logits are given; a sum over tokens / num_items_in_batch (else a mean)."""
     import torch
@@ -105,8 +112,9 @@ def token_kl(logits, reference_logits):
     """KL(reference || model) per token, as torch's kl_div(log p_model, p_reference) summed over the vocabulary."""
     import torch.nn.functional as F
 
-    return F.kl_div(F.log_softmax(logits, dim=-1), F.softmax(reference_logits.float(), dim=-1),
-                    reduction="none").sum(dim=-1)
+    return F.kl_div(F.log_softmax(logits, dim=-1), F.softmax(reference_logits.float(), dim=-1), reduction="none").sum(
+        dim=-1
+    )
 
 
 def reference_weight(config) -> float:
@@ -140,8 +148,9 @@ def loss_trainer(trainer_class, config, reference=None):
     seen = {}
 
     def loss_func(outputs, labels, num_items_in_batch=None):
-        return weighted_loss(Loss(config.loss), outputs["logits"], labels, alpha, num_items_in_batch,
-                             seen.pop("reference", None), weight)
+        return weighted_loss(
+            Loss(config.loss), outputs["logits"], labels, alpha, num_items_in_batch, seen.pop("reference", None), weight
+        )
 
     class LossTrainer(trainer_class):
         def __init__(self, *args, **kwargs):
@@ -153,8 +162,9 @@ def loss_trainer(trainer_class, config, reference=None):
             if reference is not None:
                 with torch.no_grad():
                     seen["reference"] = reference(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
 
     return LossTrainer
 

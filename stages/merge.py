@@ -28,11 +28,21 @@ class Config:
     """Interpolation settings: the two checkpoints (by name) and α, the share of the end point."""
 
     name: str = field(default="", metadata={"help": "stage name, unique in its recipe; default: the kind"})
-    alpha: float = field(default=0.5, metadata={"help": "share of `end`: θ = (1 − alpha)·θ_start + alpha·θ_end; "
-                                                        "0 keeps start's weights, 1 end's (sweepable)"})
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "share of `end`: θ = (1 − alpha)·θ_start + alpha·θ_end; "
+            "0 keeps start's weights, 1 end's (sweepable)"
+        },
+    )
     start: str = field(default="base", metadata={"help": "the checkpoint at alpha = 0; " + "; ".join(ENDS)})
-    end: str = field(default="input", metadata={"help": "the checkpoint at alpha = 1, whose config, tokenizer "
-                                                        "and dtypes the merged model keeps; " + "; ".join(ENDS)})
+    end: str = field(
+        default="input",
+        metadata={
+            "help": "the checkpoint at alpha = 1, whose config, tokenizer "
+            "and dtypes the merged model keeps; " + "; ".join(ENDS)
+        },
+    )
 
     kind = "merge"
     steps = 0  # trains nothing: the launch checks (batch split, DeepSpeed config) skip it as a 0-step stage
@@ -63,10 +73,18 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     where it named the input model as its base."""
     start, end = ctx.handoff.model_named(config.start), ctx.handoff.model_named(config.end)
     model_dir = ctx.stage_dir / "model"
-    interpolate(local_folder(start), local_folder(end), config.alpha, model_dir,
-                names=(f"{config.name}.start ({config.start})", f"{config.name}.end ({config.end})"))
-    return StageResult(model_dir=model_dir, adapters=rehomed(ctx, model_dir),
-                       metrics={"alpha": config.alpha, "start": config.start, "end": config.end})
+    interpolate(
+        local_folder(start),
+        local_folder(end),
+        config.alpha,
+        model_dir,
+        names=(f"{config.name}.start ({config.start})", f"{config.name}.end ({config.end})"),
+    )
+    return StageResult(
+        model_dir=model_dir,
+        adapters=rehomed(ctx, model_dir),
+        metrics={"alpha": config.alpha, "start": config.start, "end": config.end},
+    )
 
 
 def interpolate(start: Path, end: Path, alpha: float, out: Path, names=("start", "end")) -> None:
@@ -89,8 +107,10 @@ def interpolate(start: Path, end: Path, alpha: float, out: Path, names=("start",
     start_shapes = {key: shape for shapes in start_files.values() for key, shape in shapes.items()}
     end_shapes = {key: shape for shapes in end_files.values() for key, shape in shapes.items()}
     if start_shapes != end_shapes:
-        raise UserError(f"{names[0]} and {names[1]}: not the same architecture ({_difference(start_shapes, end_shapes)}"
-                        f"); a merge needs two checkpoints of one model")
+        raise UserError(
+            f"{names[0]} and {names[1]}: not the same architecture ({_difference(start_shapes, end_shapes)}"
+            f"); a merge needs two checkpoints of one model"
+        )
     where = {key: path for path, shapes in start_files.items() for key in shapes}
     shutil.rmtree(out, ignore_errors=True)  # left by an attempt that died before DONE.json
     out.mkdir(parents=True)

@@ -18,12 +18,16 @@ def task_indices(config, adapters: list, target_names: list[str]) -> dict[str, i
     index = {}
     for i, (name, adapter) in enumerate(zip(config.prompt_from, adapters)):
         if adapter.kind != "prompt":
-            raise UserError(f"{config.name}.prompt_from: {name!r} is a {adapter.kind} adapter; several prompts "
-                            f"(multi-task ProMoT) must all be soft prompts")
+            raise UserError(
+                f"{config.name}.prompt_from: {name!r} is a {adapter.kind} adapter; several prompts "
+                f"(multi-task ProMoT) must all be soft prompts"
+            )
         for task in adapter.tasks or target_names:
             if task in index:
-                raise UserError(f"{config.name}.prompt_from: {config.prompt_from[index[task]]!r} and {name!r} are "
-                                f"both prompts for target {task!r}; train one prompt per target task")
+                raise UserError(
+                    f"{config.name}.prompt_from: {config.prompt_from[index[task]]!r} and {name!r} are "
+                    f"both prompts for target {task!r}; train one prompt per target task"
+                )
             index[task] = i
     return index
 
@@ -33,8 +37,10 @@ def with_task_index(rows, train_data, index: dict[str, int], config):
     tasks = train_data["task"] if "task" in train_data.column_names else [""] * len(train_data)
     missing = sorted({task or "(not a target)" for task in tasks if task not in index})
     if missing:
-        raise UserError(f"{config.name}.data: rows of {', '.join(missing)} have no prompt in prompt_from "
-                        f"({', '.join(config.prompt_from)}); train on the targets' rows only, or add their prompts")
+        raise UserError(
+            f"{config.name}.data: rows of {', '.join(missing)} have no prompt in prompt_from "
+            f"({', '.join(config.prompt_from)}); train on the targets' rows only, or add their prompts"
+        )
     return rows.add_column("task_index", [index[task] for task in tasks])
 
 
@@ -49,8 +55,10 @@ def multi_prompt_model(model, adapters: dict):
         peft.load_adapter(str(adapters[name].path), adapter_name=name, is_trainable=False)
     lengths = {peft.peft_config[name].num_virtual_tokens for name in names}
     if len(lengths) > 1:
-        raise UserError(f"prompt_from: the prompts ({', '.join(names)}) have different num_virtual_tokens "
-                        f"({sorted(lengths)}); give every prompt_tune stage the same length")
+        raise UserError(
+            f"prompt_from: the prompts ({', '.join(names)}) have different num_virtual_tokens "
+            f"({sorted(lengths)}); give every prompt_tune stage the same length"
+        )
     for name, param in peft.named_parameters():
         param.requires_grad = "prompt_encoder" not in name  # every base weight trains; the prompts stay as they are
     return MultiPromptModel(peft, names)
@@ -111,11 +119,21 @@ def run_multi(config, ctx):
     try:
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
         trainee = multi_prompt_model(model, adapters)
-        rows = with_task_index(tokenize_for_sft(ctx.train_data, tokenizer, ctx.max_length), ctx.train_data, index,
-                               config)
+        rows = with_task_index(
+            tokenize_for_sft(ctx.train_data, tokenizer, ctx.max_length), ctx.train_data, index, config
+        )
         trainer_class = frozen_prompt_trainer(None, {folders[n]: a.path for n, a in adapters.items()})
-        metrics, trainer = run_trainer(trainee, tokenizer, rows, config, args, ctx.max_length,
-                                       trainer_class=trainer_class, tracking=ctx.tracking, tokenized=True)
+        metrics, trainer = run_trainer(
+            trainee,
+            tokenizer,
+            rows,
+            config,
+            args,
+            ctx.max_length,
+            trainer_class=trainer_class,
+            tracking=ctx.tracking,
+            tokenized=True,
+        )
         trainer.save_model(str(model_dir))
     finally:
         forget_deepspeed()
@@ -132,6 +150,5 @@ def run_multi(config, ctx):
         handed[name] = replace(adapter, path=out)
     if ranks.is_main():
         shutil.rmtree(model_dir / "adapters", ignore_errors=True)
-    metrics["prompts"] = {name: sorted(task for task, i in index.items() if i == n)
-                          for n, name in enumerate(adapters)}
+    metrics["prompts"] = {name: sorted(task for task, i in index.items() if i == n) for n, name in enumerate(adapters)}
     return StageResult(model_dir=model_dir, adapters=handed, metrics=metrics)

@@ -20,12 +20,24 @@ from stages.train_config import TrainingConfig
 class Config(TrainingConfig):
     """OSF settings (PEFT's OSFConfig)."""
 
-    rank_ratio: float = field(default=0.5, metadata={"help": (
-        "the share of each weight matrix's singular directions kept frozen (PEFT's effective_rank as a fraction of "
-        "the smaller dimension), in (0, 1); the rest trains")})
-    target_modules: list[str] | None = field(default=None, metadata={"help": (
-        "names of the linear layers OSF wraps; default: PEFT's choice for the architecture (all linear layers of "
-        "the attention and MLP blocks for Llama-style models)")})
+    rank_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": (
+                "the share of each weight matrix's singular directions kept frozen (PEFT's effective_rank as a fraction of "
+                "the smaller dimension), in (0, 1); the rest trains"
+            )
+        },
+    )
+    target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "names of the linear layers OSF wraps; default: PEFT's choice for the architecture (all linear layers of "
+                "the attention and MLP blocks for Llama-style models)"
+            )
+        },
+    )
     lr: float = 1e-4
 
     kind = "osf_tune"
@@ -35,15 +47,18 @@ class Config(TrainingConfig):
         if not (math.isfinite(self.rank_ratio) and 0 < self.rank_ratio < 1):
             raise ValueError(f"{self.name}.rank_ratio: must be in (0, 1), got {self.rank_ratio}")
         if self.target_modules is not None and not (
-                self.target_modules and all(isinstance(m, str) and m for m in self.target_modules)):
+            self.target_modules and all(isinstance(m, str) and m for m in self.target_modules)
+        ):
             raise ValueError(f"{self.name}.target_modules: must name at least one module, got {self.target_modules}")
 
     def deepspeed_problems(self, raw: dict) -> list[str]:
         """PEFT's OSF takes an SVD of each whole weight when it wraps it: not of ZeRO-3 shards."""
         problems = super().deepspeed_problems(raw)
         if (raw.get("zero_optimization") or {}).get("stage") == 3:
-            problems.append("zero_optimization.stage: osf_tune does not run under ZeRO-3 (PEFT's OSF decomposes each "
-                            "whole weight matrix); use ZeRO-2 or plain DDP")
+            problems.append(
+                "zero_optimization.stage: osf_tune does not run under ZeRO-3 (PEFT's OSF decomposes each "
+                "whole weight matrix); use ZeRO-2 or plain DDP"
+            )
         return problems
 
 
@@ -51,8 +66,11 @@ def osf_config(config: Config):
     """Our fields as PEFT's OSFConfig."""
     from peft import OSFConfig
 
-    return OSFConfig(task_type="CAUSAL_LM", effective_rank=float(config.rank_ratio),
-                     target_modules=list(config.target_modules) if config.target_modules else None)
+    return OSFConfig(
+        task_type="CAUSAL_LM",
+        effective_rank=float(config.rank_ratio),
+        target_modules=list(config.target_modules) if config.target_modules else None,
+    )
 
 
 def run(config: Config, ctx: StageContext) -> StageResult:
@@ -66,8 +84,9 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     try:
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
         peft_model = wrap_for_training(model, osf_config(config), config.name)
-        metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                 tracking=ctx.tracking, ctx=ctx)
+        metrics, _ = run_trainer(
+            peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length, tracking=ctx.tracking, ctx=ctx
+        )
         metrics["trainable_parameters"] = trainable_parameters(peft_model)
         if ranks.is_main():
             merged = peft_model.merge_and_unload()

@@ -24,11 +24,15 @@ def packed_collator(tokenizer, row_length: int, pad_id: int | None = None):
     def collate(features):
         import torch
 
-        rows = [flatten([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in row])
-                for row in _first_fit(features, row_length)]
+        rows = [
+            flatten([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in row])
+            for row in _first_fit(features, row_length)
+        ]
         width = max(row["input_ids"].shape[1] for row in rows)
-        batch = {key: torch.full((len(rows), width), fill, dtype=torch.long)
-                 for key, fill in (("input_ids", pad_id), ("labels", IGNORE_INDEX), ("position_ids", 0))}
+        batch = {
+            key: torch.full((len(rows), width), fill, dtype=torch.long)
+            for key, fill in (("input_ids", pad_id), ("labels", IGNORE_INDEX), ("position_ids", 0))
+        }
         for index, row in enumerate(rows):
             used = row["input_ids"].shape[1]
             for key in batch:
@@ -81,25 +85,40 @@ def check_packing(model, rows, tolerance: float = 1e-3) -> None:
         with torch.no_grad():
             device = next(model.parameters()).device
             logits = [_packed_logits(model, [a, second], device) for a in (first, altered)]
-            alone = torch.cat([model(input_ids=torch.tensor([f["input_ids"]], device=device)).logits[0].float()
-                               for f in (first, second)])
+            alone = torch.cat(
+                [
+                    model(input_ids=torch.tensor([f["input_ids"]], device=device)).logits[0].float()
+                    for f in (first, second)
+                ]
+            )
     finally:
         model.train(was_training)
     scale = max(1.0, alone.abs().max().item())
     start = len(first["input_ids"])
     leak = (logits[0][start:] - logits[1][start:]).abs().max().item()
     if leak > 1e-5 * scale:
-        raise UserError(f"packing: {type(model).__name__} attends across packed examples (an example's logits "
-                        f"move by {leak:.3g} when the one packed before it changes); set packing: false for this model")
+        raise UserError(
+            f"packing: {type(model).__name__} attends across packed examples (an example's logits "
+            f"move by {leak:.3g} when the one packed before it changes); set packing: false for this model"
+        )
     dtype = next(model.parameters()).dtype
     rounding = max(tolerance, 8 * torch.finfo(dtype).eps) if dtype.is_floating_point else tolerance
     gap = (logits[0] - alone).abs().max().item()
     if gap > rounding * scale:
-        raise UserError(f"packing: {type(model).__name__} gives packed examples other logits than alone (differ by "
-                        f"{gap:.3g}: position ids ignored?); set packing: false for this model")
+        raise UserError(
+            f"packing: {type(model).__name__} gives packed examples other logits than alone (differ by "
+            f"{gap:.3g}: position ids ignored?); set packing: false for this model"
+        )
 
 
 def _packed_logits(model, pair, device):
     packed = packed_collator(None, sum(len(f["input_ids"]) for f in pair), pad_id=0)(pair)
-    return model(input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device),
-                 use_cache=packed["use_cache"]).logits[0].float()
+    return (
+        model(
+            input_ids=packed["input_ids"].to(device),
+            position_ids=packed["position_ids"].to(device),
+            use_cache=packed["use_cache"],
+        )
+        .logits[0]
+        .float()
+    )

@@ -62,7 +62,10 @@ def preemption_callback():
             signum = self.agreed()
             if signum:
                 name = signal.Signals(signum).name
-                raise Preempted(f"stopped by {name} at step {step}; checkpoint saved in {output_dir}; "
-                                f"rerun the same command to resume", signum)
+                raise Preempted(
+                    f"stopped by {name} at step {step}; checkpoint saved in {output_dir}; "
+                    f"rerun the same command to resume",
+                    signum,
+                )
 
     return PreemptionCallback()

@@ -25,7 +25,9 @@ class Config(TrainingConfig):
     """Prompt-tuning settings; ProMoT uses a high LR because only the prompt moves."""
 
     num_virtual_tokens: int = field(default=16, metadata={"help": "soft prompt length p"})
-    init: PromptInit = field(default=PromptInit.SAMPLED_VOCAB, metadata={"help": "text, sampled_vocab, class_labels, random"})
+    init: PromptInit = field(
+        default=PromptInit.SAMPLED_VOCAB, metadata={"help": "text, sampled_vocab, class_labels, random"}
+    )
     init_text: str | None = field(default=None, metadata={"help": "text for init=text"})
     lr: float = 0.3
 
@@ -41,8 +43,10 @@ class Config(TrainingConfig):
         if self.num_virtual_tokens < 1:
             raise ValueError(f"{self.name}.num_virtual_tokens: must be >= 1, got {self.num_virtual_tokens}")
         if self.packing:
-            raise ValueError(f"{self.name}.packing: not available for prompt tuning (PEFT prepends the soft prompt "
-                             f"to each row, not to each packed example)")
+            raise ValueError(
+                f"{self.name}.packing: not available for prompt tuning (PEFT prepends the soft prompt "
+                f"to each row, not to each packed example)"
+            )
         if self.init == PromptInit.TEXT and not self.init_text:
             raise ValueError(f"{self.name}.init_text: required when init is 'text'")
 
@@ -98,19 +102,35 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from stages.training import forget_deepspeed, run_trainer, training_arguments
 
     # Arguments first: under ZeRO-3 the model then loads straight into its shards.
-    args = training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking) if config.steps else None
+    args = (
+        training_arguments(config, ctx.stage_dir / "trainer", ctx.seed, ctx.deepspeed, tracking=ctx.tracking)
+        if config.steps
+        else None
+    )
     try:
         torch.manual_seed(ctx.seed)  # the sampled-vocabulary / random init depends on it
         model, tokenizer = load_model(ctx.model_dir, ctx.trust_remote_code)
         peft_model = get_peft_model(model, peft_config(config, ctx.model_dir, ctx.extra.get("labels", [])))
-        metrics, _ = run_trainer(peft_model, tokenizer, ctx.train_data, config, args, ctx.max_length,
-                                 trainer_class=prompt_trainer(), tracking=ctx.tracking)
+        metrics, _ = run_trainer(
+            peft_model,
+            tokenizer,
+            ctx.train_data,
+            config,
+            args,
+            ctx.max_length,
+            trainer_class=prompt_trainer(),
+            tracking=ctx.tracking,
+        )
         # ds_numel: a ZeRO-3 parameter's full size (its numel() is the local shard's)
-        metrics["trainable_parameters"] = sum(getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters()
-                                              if p.requires_grad)
+        metrics["trainable_parameters"] = sum(
+            getattr(p, "ds_numel", p.numel()) for p in peft_model.parameters() if p.requires_grad
+        )
         adapter_dir = save_prompt(peft_model, ctx.stage_dir / "adapter")
     finally:
         forget_deepspeed()
     # The weights did not change, so the next stage starts from the same checkpoint.
-    return StageResult(model_dir=ctx.model_dir, adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET, ctx.target_tasks())},
-                       metrics=metrics)
+    return StageResult(
+        model_dir=ctx.model_dir,
+        adapters={config.name: Adapter(adapter_dir, "prompt", Scope.TARGET, ctx.target_tasks())},
+        metrics=metrics,
+    )

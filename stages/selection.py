@@ -39,7 +39,13 @@ class Selector:
     def __init__(self, config, ctx, model, tokenizer):
         if ctx is None:
             raise UserError(f"{config.name}.selection: this stage kind does not hand run_trainer its context")
-        self.config, self.selection, self.ctx, self.model, self.tokenizer = config, config.selection, ctx, model, tokenizer
+        self.config, self.selection, self.ctx, self.model, self.tokenizer = (
+            config,
+            config.selection,
+            ctx,
+            model,
+            tokenizer,
+        )
         self.folder = Path(ctx.stage_dir) / "trainer" / FOLDER
         evaluation = ctx.extra.get("evaluation") or {}
         self.limit, self.batch_size = evaluation.get("limit"), evaluation.get("batch_size", 64)
@@ -48,11 +54,15 @@ class Selector:
         general = [suite for suite, attach in suites if not attach and suite.suite_kind == "general"]
         targets = [suite for suite, attach in suites if attach]
         if len(targets) != 1 or len(targets[0].tasks) != 1 or len(general) != 1:
-            raise UserError(f"{config.name}.selection: needs one target task and one general suite "
-                            f"(this recipe scores {len(targets)} target suite(s))")
+            raise UserError(
+                f"{config.name}.selection: needs one target task and one general suite "
+                f"(this recipe scores {len(targets)} target suite(s))"
+            )
         if self.limit is None:
-            raise UserError(f"{config.name}.selection: evaluation.limit is unset, so the final evaluation scores every "
-                            f"general doc and none is left to validate on; set evaluation.limit")
+            raise UserError(
+                f"{config.name}.selection: evaluation.limit is unset, so the final evaluation scores every "
+                f"general doc and none is left to validate on; set evaluation.limit"
+            )
         self.general, self.target = general[0], targets[0]
         self.scope = adapter_scope(model, config, ctx)
         self.history, self.reference, self.sizes = [], None, {}
@@ -65,14 +75,20 @@ class Selector:
         n = self.selection.validation_rows
         keys = list(dict.fromkeys(zip(rows["prompt"], rows["completion"])))
         if len(keys) <= n:
-            raise UserError(f"{self.config.name}.selection.validation_rows: {n} held out of {len(keys)} distinct "
-                            f"target rows leaves none to train on")
+            raise UserError(
+                f"{self.config.name}.selection.validation_rows: {n} held out of {len(keys)} distinct "
+                f"target rows leaves none to train on"
+            )
         held = set(random.Random(self.ctx.seed).sample(keys, n))
         keep = [i for i, key in enumerate(zip(rows["prompt"], rows["completion"])) if key not in held]
         if ranks.is_main():
             self.validation_suite = write_validation_task(self.target, sorted(held), self.folder / "validation")
-        self.sizes = {"target_rows": n, "general_docs": {t: n for t in self.general.tasks},
-                      "general_docs_from": self.limit, "train_rows": len(keep)}
+        self.sizes = {
+            "target_rows": n,
+            "general_docs": {t: n for t in self.general.tasks},
+            "general_docs_from": self.limit,
+            "train_rows": len(keep),
+        }
         return rows.select(keep)
 
     # ---- checks
@@ -115,8 +131,13 @@ class Selector:
         if self.selection.criterion == Criterion.TARGET_WITH_RETENTION:
             record["retained"] = record["general"] >= self.selection.min_general_ratio * self.reference
         self.history.append(record)
-        log.info("%s selection at step %d: target %.3f, general %.3f", self.config.name, step, record["target"],
-                 record["general"])
+        log.info(
+            "%s selection at step %d: target %.3f, general %.3f",
+            self.config.name,
+            step,
+            record["target"],
+            record["general"],
+        )
         if choose(self.history, self.selection)[0] == step:
             save_trainable(self.model, self.folder / f"best-{step}.safetensors")
         self._write()
@@ -141,11 +162,18 @@ class Selector:
         if note:
             log.warning("%s.selection: %s", self.config.name, note)
         history = ranks.from_main(lambda: list(self.history))
-        return {"selected_step": step, "selection_history": history,
-                "selection": {"criterion": self.selection.criterion.value, "every": self.selection.every,
-                              "min_general_ratio": self.selection.min_general_ratio,
-                              "base_general": ranks.from_main(lambda: self.reference),
-                              "validation": self.sizes, **({"note": note} if note else {})}}
+        return {
+            "selected_step": step,
+            "selection_history": history,
+            "selection": {
+                "criterion": self.selection.criterion.value,
+                "every": self.selection.every,
+                "min_general_ratio": self.selection.min_general_ratio,
+                "base_general": ranks.from_main(lambda: self.reference),
+                "validation": self.sizes,
+                **({"note": note} if note else {}),
+            },
+        }
 
     def _general(self, model) -> float:
         return general_score(self, model)
@@ -177,8 +205,10 @@ def choose(history: list[dict], selection) -> tuple[int, str | None]:
         candidates = [c for c in history if c["retained"]]
         if not candidates:
             best = max(history, key=lambda c: (c["general"], -c["step"]))
-            return best["step"], (f"no check kept >= {selection.min_general_ratio} of the base's general validation "
-                                  f"score; kept step {best['step']}, the best general score")
+            return best["step"], (
+                f"no check kept >= {selection.min_general_ratio} of the base's general validation "
+                f"score; kept step {best['step']}, the best general score"
+            )
     best = max(candidates, key=lambda c: (c["target"], -c["step"]))
     return best["step"], None
 
@@ -200,12 +230,19 @@ def general_score(selector: Selector, model) -> float:
 
     n, first = selector.selection.validation_rows, selector.limit
     try:
-        results = evaluate_suite(model, selector.tokenizer, selector.general, batch_size=selector.batch_size,
-                                 apply_chat_template=selector.chat_template,
-                                 samples={task: list(range(first, first + n)) for task in selector.general.tasks})
+        results = evaluate_suite(
+            model,
+            selector.tokenizer,
+            selector.general,
+            batch_size=selector.batch_size,
+            apply_chat_template=selector.chat_template,
+            samples={task: list(range(first, first + n)) for task in selector.general.tasks},
+        )
     except AssertionError as err:  # lm-eval: "Elements of --samples should be in the interval [0,k-1] ..."
-        raise UserError(f"{selector.config.name}.selection.validation_rows: a general task of {selector.general.name} "
-                        f"has fewer than evaluation.limit + validation_rows = {first + n} docs ({err})") from None
+        raise UserError(
+            f"{selector.config.name}.selection.validation_rows: a general task of {selector.general.name} "
+            f"has fewer than evaluation.limit + validation_rows = {first + n} docs ({err})"
+        ) from None
     return sum(r.score for r in results) / len(results)
 
 
@@ -252,9 +289,15 @@ def write_validation_task(target, rows: list[tuple], folder: Path):
     data = folder / "validation.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in rows))
     name = f"{task}_selection"
-    config = {"include": str(Path(source).resolve()), "task": name, "custom_dataset": None, "dataset_path": "json",
-              "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
-              "test_split": "test"}
+    config = {
+        "include": str(Path(source).resolve()),
+        "task": name,
+        "custom_dataset": None,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+        "test_split": "test",
+    }
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return Suite(name, "target", [name], str(folder))
 
@@ -304,7 +347,8 @@ def selector_for(config, ctx, model, tokenizer) -> Selector | None:
     if getattr(config, "selection", None) is None:
         return None
     if ctx is not None and deepspeed_stage(ctx.deepspeed) == 3:
-        raise UserError(f"{config.name}.selection: not available under ZeRO-3 (each rank holds a shard of the "
-                        f"weights); use ZeRO-2 or plain DDP")
+        raise UserError(
+            f"{config.name}.selection: not available under ZeRO-3 (each rank holds a shard of the "
+            f"weights); use ZeRO-2 or plain DDP"
+        )
     return Selector(config, ctx, model, tokenizer)
-

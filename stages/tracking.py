@@ -21,6 +21,7 @@ PACKAGES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
 
 def unavailable(report_to: list[str]) -> list[str]:
     """The named trackers whose package is not installed (tensorboard: tensorboard or tensorboardX)."""
+
     def installed(name: str) -> bool:
         modules = ("tensorboard", "tensorboardX") if name == "tensorboard" else (PACKAGES[name],)
         return any(importlib.util.find_spec(module) is not None for module in modules)

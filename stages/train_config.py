@@ -11,7 +11,6 @@ from data_recipes.mixes import DEFAULT_SOURCES, Mix
 from stages.handoff import Contract
 from stages.losses import KLTo, Loss
 
-
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][\w.-]*$")
 MAX_NAME_BYTES = 200  # a name becomes a folder or file name (plus a suffix); file systems allow 255 bytes
 
@@ -51,13 +50,25 @@ class Selection:
     """Checkpoint selection: score a validation split every N steps and keep the best weights (stages/selection.py)."""
 
     every: int = field(default=100, metadata={"help": "score the validation split every N steps (and at the last)"})
-    criterion: Criterion = field(default=Criterion.TARGET, metadata={"help": (
-        "target: the best validation target score; target_with_retention: the best target among checks whose "
-        "general validation score is >= min_general_ratio x the base model's")})
+    criterion: Criterion = field(
+        default=Criterion.TARGET,
+        metadata={
+            "help": (
+                "target: the best validation target score; target_with_retention: the best target among checks whose "
+                "general validation score is >= min_general_ratio x the base model's"
+            )
+        },
+    )
     min_general_ratio: float = field(default=0.95, metadata={"help": "target_with_retention's bar, in (0, 1]"})
-    validation_rows: int = field(default=100, metadata={"help": (
-        "target rows held out of the stage's training rows, and general-suite docs after the final evaluation's "
-        "`limit` ones, scored at each check")})
+    validation_rows: int = field(
+        default=100,
+        metadata={
+            "help": (
+                "target rows held out of the stage's training rows, and general-suite docs after the final evaluation's "
+                "`limit` ones, scored at each check"
+            )
+        },
+    )
 
 
 @dataclass
@@ -65,12 +76,18 @@ class TrainingConfig:
     """Optimisation settings for one training stage, run by the transformers Trainer."""
 
     name: str = field(default="", metadata={"help": "stage name, unique in its recipe; default: the kind"})
-    data: Mix = field(default_factory=lambda: Mix.of(DEFAULT_SOURCES), metadata={"help": (
-        "the stage's data mix, from 'target' and the recipe's data section: [a, b] trains on each in full; "
-        "{a: 1, b: 1/256} draws a seeded share of each without replacement, and a number above 1 is a weight "
-        "that upsamples (2.5: the whole source twice plus a seeded half); {sources: {...}, seed: 7} gives the mix "
-        "a seed of its own (default: the stage's). Shorthand: data: [a] with replay: [b] and k: 1/256 "
-        "is {a: 1, b: 1/256} (DMT stage 2)")})
+    data: Mix = field(
+        default_factory=lambda: Mix.of(DEFAULT_SOURCES),
+        metadata={
+            "help": (
+                "the stage's data mix, from 'target' and the recipe's data section: [a, b] trains on each in full; "
+                "{a: 1, b: 1/256} draws a seeded share of each without replacement, and a number above 1 is a weight "
+                "that upsamples (2.5: the whole source twice plus a seeded half); {sources: {...}, seed: 7} gives the mix "
+                "a seed of its own (default: the stage's). Shorthand: data: [a] with replay: [b] and k: 1/256 "
+                "is {a: 1, b: 1/256} (DMT stage 2)"
+            )
+        },
+    )
     steps: int = field(default=300, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "examples per step (per device x accumulation)"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
@@ -81,21 +98,60 @@ class TrainingConfig:
     logging_steps: int = 25
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (resume restarts from the last)"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per stage"})
-    packing: bool = field(default=False, metadata={"help": "padding-free batches: each step's examples packed into rows of max_length, attention kept within each example (same loss, fewer pad tokens)"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass: less memory, more compute"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (autocast) on a GPU that supports it; the weights keep the dtype they load in"})
-    selection: Selection | None = field(default=None, metadata={"omit_default": True, "help": (
-        "keep the best checkpoint by a validation score instead of the last: {every: 100, criterion: "
-        "target_with_retention, min_general_ratio: 0.95, validation_rows: 100} (README: Checkpoint selection)")})
-    loss: Loss = field(default=Loss.CE, metadata={"omit_default": True, "help": (
-        "the token loss: ce (cross-entropy), dft (each token's CE times its detached probability), eaft (CE times "
-        "the detached top-20 entropy / 3, to the power loss_alpha), asft (dft plus loss_alpha x KL to a frozen "
-        "reference, kl_to: input by default); stages/losses.py says which reference code each follows")})
-    loss_alpha: float | None = field(default=None, metadata={"omit_default": True, "help": (
-        "eaft: the entropy weight's exponent (default 1.0); asft: the KL term's weight (default 0.1)")})
-    kl_to: KLTo | None = field(default=None, metadata={"omit_default": True, "help": (
-        "add kl_weight x KL(reference || model) over answer tokens, the reference frozen: base (the recipe's base "
-        "model) or input (the model this stage starts from)")})
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "padding-free batches: each step's examples packed into rows of max_length, attention kept within "
+            "each example (same loss, fewer pad tokens)"
+        },
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in the backward pass: less memory, more compute"}
+    )
+    bf16: bool = field(
+        default=False,
+        metadata={
+            "help": "bf16 mixed precision (autocast) on a GPU that supports it; the weights keep the dtype they load in"
+        },
+    )
+    selection: Selection | None = field(
+        default=None,
+        metadata={
+            "omit_default": True,
+            "help": (
+                "keep the best checkpoint by a validation score instead of the last: {every: 100, criterion: "
+                "target_with_retention, min_general_ratio: 0.95, validation_rows: 100} (README: Checkpoint selection)"
+            ),
+        },
+    )
+    loss: Loss = field(
+        default=Loss.CE,
+        metadata={
+            "omit_default": True,
+            "help": (
+                "the token loss: ce (cross-entropy), dft (each token's CE times its detached probability), eaft (CE times "
+                "the detached top-20 entropy / 3, to the power loss_alpha), asft (dft plus loss_alpha x KL to a frozen "
+                "reference, kl_to: input by default); stages/losses.py says which reference code each follows"
+            ),
+        },
+    )
+    loss_alpha: float | None = field(
+        default=None,
+        metadata={
+            "omit_default": True,
+            "help": ("eaft: the entropy weight's exponent (default 1.0); asft: the KL term's weight (default 0.1)"),
+        },
+    )
+    kl_to: KLTo | None = field(
+        default=None,
+        metadata={
+            "omit_default": True,
+            "help": (
+                "add kl_weight x KL(reference || model) over answer tokens, the reference frozen: base (the recipe's base "
+                "model) or input (the model this stage starts from)"
+            ),
+        },
+    )
     kl_weight: float = field(default=0.0, metadata={"omit_default": True, "help": "the weight of kl_to's term, > 0"})
 
     def __post_init__(self):
@@ -108,7 +164,9 @@ class TrainingConfig:
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError(f"{self.name}.batch_size/grad_accum: must be >= 1")
         if self.batch_size % self.grad_accum:
-            raise ValueError(f"{self.name}.batch_size: {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+            raise ValueError(
+                f"{self.name}.batch_size: {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"{self.name}.lr: must be > 0 and finite, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -142,16 +200,20 @@ class TrainingConfig:
             return "kl_weight: must be > 0 with kl_to"
         anchored = self.kl_to is not None or self.loss == Loss.ASFT
         if anchored and (self.kind in ("prompt_tune", "joint_tune") or getattr(self, "prompt_from", None)):
-            return ("kl_to: a KL term needs the reference model's logits for the same positions, and a soft prompt "
-                    "or frozen adapter changes them; use it on a plain finetune or lora_tune stage")
+            return (
+                "kl_to: a KL term needs the reference model's logits for the same positions, and a soft prompt "
+                "or frozen adapter changes them; use it on a plain finetune or lora_tune stage"
+            )
         return None
 
     def deepspeed_problems(self, raw: dict) -> list[str]:
         """A KL reference is a whole second model on every process: not from ZeRO-3 shards."""
         anchored = self.kl_to is not None or self.loss == Loss.ASFT
         if anchored and (raw.get("zero_optimization") or {}).get("stage") == 3:
-            return [f"zero_optimization.stage: {self.name}'s KL term (kl_to or loss asft) needs a whole reference "
-                    f"model on every process, which ZeRO-3 does not give; use ZeRO-2 or plain DDP"]
+            return [
+                f"zero_optimization.stage: {self.name}'s KL term (kl_to or loss asft) needs a whole reference "
+                f"model on every process, which ZeRO-3 does not give; use ZeRO-2 or plain DDP"
+            ]
         return []
 
     def selection_problem(self) -> str | None:
@@ -169,9 +231,11 @@ class TrainingConfig:
             return f"validation_rows: must be >= 1, got {chosen.validation_rows}"
         sources = [name for name, _ in self.data.shares()]
         if sources != ["target"] or self.data.one_shot:
-            return (f"validation_rows: the target's validation rows are held out of the stage's training rows, so the "
-                    f"stage must train on the target alone, zero-shot (data: [target]); it draws from {sources}"
-                    + (" with one_shot" if self.data.one_shot else ""))
+            return (
+                f"validation_rows: the target's validation rows are held out of the stage's training rows, so the "
+                f"stage must train on the target alone, zero-shot (data: [target]); it draws from {sources}"
+                + (" with one_shot" if self.data.one_shot else "")
+            )
         if isinstance(getattr(self, "prompt_from", None), list):
             return "every: not available with several prompts (prompt_from: [...])"
         return None

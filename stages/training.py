@@ -13,8 +13,8 @@ from pathlib import Path
 
 from core import ranks
 from core.errors import UserError
-from stages.preemption import preemption_callback
 from stages.packing import check_packing, packed_collator
+from stages.preemption import preemption_callback
 from stages.sft_data import sft_collator, tokenize_for_sft
 from stages.train_config import TrainingConfig
 
@@ -25,13 +25,21 @@ def per_device_batch(config: TrainingConfig, world_size: int) -> int:
     """Examples per process per forward: our batch_size is global, so results compare across world sizes."""
     share = config.grad_accum * world_size
     if config.batch_size % share:
-        raise UserError(f"{config.name}.batch_size: {config.batch_size} is not divisible by grad_accum "
-                        f"{config.grad_accum} x {world_size} processes")
+        raise UserError(
+            f"{config.name}.batch_size: {config.batch_size} is not divisible by grad_accum "
+            f"{config.grad_accum} x {world_size} processes"
+        )
     return config.batch_size // share
 
 
-def training_arguments(config: TrainingConfig, output_dir: Path, seed: int, deepspeed: str | None = None,
-                       world_size: int | None = None, tracking=None):
+def training_arguments(
+    config: TrainingConfig,
+    output_dir: Path,
+    seed: int,
+    deepspeed: str | None = None,
+    world_size: int | None = None,
+    tracking=None,
+):
     """Map our typed stage config onto transformers.TrainingArguments (create it before loading the model:
     under ZeRO-3 from_pretrained then loads each weight straight into its shards)."""
     import torch
@@ -83,8 +91,11 @@ def deepspeed_precision(deepspeed) -> dict:
     import json
 
     config = deepspeed if isinstance(deepspeed, dict) else json.loads(Path(deepspeed).read_text())
-    return {mode: True for mode in ("bf16", "fp16")
-            if isinstance(config.get(mode), dict) and config[mode].get("enabled") is True}
+    return {
+        mode: True
+        for mode in ("bf16", "fp16")
+        if isinstance(config.get(mode), dict) and config[mode].get("enabled") is True
+    }
 
 
 def join_deepspeed() -> None:
@@ -106,8 +117,18 @@ def join_deepspeed() -> None:
         deepspeed.comm.init_distributed(auto_mpi_discovery=False, timeout=BARRIER_TIMEOUT)
 
 
-def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_length: int, trainer_class=None,
-                tracking=None, tokenized: bool = False, ctx=None):
+def run_trainer(
+    model,
+    tokenizer,
+    train_data,
+    config: TrainingConfig,
+    args,
+    max_length: int,
+    trainer_class=None,
+    tracking=None,
+    tokenized: bool = False,
+    ctx=None,
+):
     """Train `model` in place on prompt/completion rows (or rows already tokenized); returns (metrics, trainer),
     the trainer None at 0 steps. With the config's `selection` (it needs the stage's `ctx`), the model ends with
     the kept check's weights (stages/selection.py)."""
@@ -121,8 +142,13 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
         train_data = selector.hold_out(train_data)
     rows = train_data if tokenized else tokenize_for_sft(train_data, tokenizer, max_length)
     if config.steps == 0:  # e.g. the "frozen untrained prompt" control: nothing to optimise
-        return {"train_loss": None, "loss_history": [], "train_seconds": 0.0, "tokens_per_second": None,
-                "train_rows": len(rows)}, None
+        return {
+            "train_loss": None,
+            "loss_history": [],
+            "train_seconds": 0.0,
+            "tokens_per_second": None,
+            "train_rows": len(rows),
+        }, None
     set_seed(args.seed)
     trainer_class = trainer_class or Trainer
     if needs_custom_loss(config):  # dft, eaft, asft or a KL term: the Trainer's compute_loss_func hook
@@ -131,8 +157,9 @@ def run_trainer(model, tokenizer, train_data, config: TrainingConfig, args, max_
     if config.packing:
         check_packing(model, rows)
         collator = packed_collator(tokenizer, max_length)
-    trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=collator,
-                            processing_class=tokenizer)  # saved next to every checkpoint
+    trainer = trainer_class(
+        model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer
+    )  # saved next to every checkpoint
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
     output_dir = Path(args.output_dir)
     last = ranks.from_main(lambda: last_complete_checkpoint(output_dir))  # rank 0 checks and clears, all follow
@@ -202,8 +229,12 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
         broken.append((path, problem))
     if broken:
         cut = "; ".join(f"{path.name} ({problem})" for path, problem in broken)
-        log.warning("%s: incomplete checkpoint %s: resuming from %s instead", output_dir, cut,
-                    chosen.name if chosen else "the start")
+        log.warning(
+            "%s: incomplete checkpoint %s: resuming from %s instead",
+            output_dir,
+            cut,
+            chosen.name if chosen else "the start",
+        )
         for path, _ in broken:
             shutil.rmtree(path, ignore_errors=True)
     return str(chosen) if chosen else None

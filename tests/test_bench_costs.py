@@ -24,8 +24,16 @@ def test_the_tiny_overrides_cover_every_trained_stage_and_validate():
     sets = costs.tiny_overrides()
     steps = sorted(s.removesuffix(".steps=4") for s in sets if s.endswith(".steps=4"))
     # recipes/promot.yaml: sft 1 stage, prompt_tuning 1, promot 2, promot_merge 2 trained + a merge (no steps)
-    assert steps == sorted(["recipes.sft.0", "recipes.prompt_tuning.0", "recipes.promot.0", "recipes.promot.1",
-                            "recipes.promot_merge.0", "recipes.promot_merge.1"])
+    assert steps == sorted(
+        [
+            "recipes.sft.0",
+            "recipes.prompt_tuning.0",
+            "recipes.promot.0",
+            "recipes.promot.1",
+            "recipes.promot_merge.0",
+            "recipes.promot_merge.1",
+        ]
+    )
     done = validate(*sets)
     assert done.returncode == 0, done.stdout + done.stderr
 

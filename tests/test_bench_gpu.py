@@ -16,8 +16,25 @@ TINY_PARAMS = TINY_N + 512 * 64  # plus the untied input embedding
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-gpu") / "gpu.json"
-    code = gpu.main(["--size", "tiny", "--in-process", "--steps", "2", "--batch", "4", "--max-length", "64",
-                     "--repetitions", "1", "--modes", "plain,pipeline,pipeline_packed", "--out", str(out)])
+    code = gpu.main(
+        [
+            "--size",
+            "tiny",
+            "--in-process",
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--max-length",
+            "64",
+            "--repetitions",
+            "1",
+            "--modes",
+            "plain,pipeline,pipeline_packed",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return json.loads(out.read_text())
 

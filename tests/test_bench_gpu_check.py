@@ -22,9 +22,25 @@ def dry(tmp_path_factory):
     out, export = base / "out", base / "export"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # ~60 s on a quiet 2-core machine; the budget is wide so that a busy CI machine does not flake
-    done = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--cpu-dry-run", "--budget-s", "1200", "--out",
-                           str(out), "--export", str(export)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1500)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.gpu_check",
+            "--cpu-dry-run",
+            "--budget-s",
+            "1200",
+            "--out",
+            str(out),
+            "--export",
+            str(export),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     return done, out, export
 
 
@@ -82,7 +98,9 @@ def test_the_gpu_run_requires_the_checks(tmp_path, monkeypatch):
     """Outside the dry run a failed check fails the part (the conclusions must match the CPU run's)."""
     run_dir = tmp_path / "promot"
     run_dir.mkdir()
-    (run_dir / "report.md").write_text("| check | measured | pass |\n|---|---|---|\n| a | 1 | yes |\n| b | 0 | **no** |\n")
+    (run_dir / "report.md").write_text(
+        "| check | measured | pass |\n|---|---|---|\n| a | 1 | yes |\n| b | 0 | **no** |\n"
+    )
     check = gpu_check.Check(tmp_path, dry=False, budget_s=60)
     monkeypatch.setattr(check, "child", lambda part, args: None)
     with pytest.raises(RuntimeError, match=r"checks failed .*\['b'\]"):

@@ -19,16 +19,25 @@ def llama3_style_tokenizer():
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", bos_token="<bos>",
-                                   eos_token="<eos>", pad_token="<pad>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
 
 
 def test_training_evaluation_and_generation_start_a_prompt_alike():
     tokenizer = llama3_style_tokenizer()
     assert not tokenizer.add_bos_token and tokenizer("is it")["input_ids"][0] == 1  # the trap
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(WORDS),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+        )
+    )
     lm = make_lm(model, tokenizer, batch_size=2)
     prompt = "is it big ?"
     trained = encode_example(prompt, " yes", tokenizer, max_length=32)

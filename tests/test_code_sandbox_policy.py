@@ -8,8 +8,10 @@ import pytest
 from evaluation import sandbox
 from pipeline.cli import main
 
-CODE_RECIPE = ("name: demo\ntarget: {{}}\nmodel: {{path: {model}}}\nevaluation: {{domain_suites: [embedded_code], limit: 2,"
-               " unsafe_code_execution: {unsafe}}}\nrecipes:\n  sft:\n    - kind: finetune\n      steps: 1\n")
+CODE_RECIPE = (
+    "name: demo\ntarget: {{}}\nmodel: {{path: {model}}}\nevaluation: {{domain_suites: [embedded_code], limit: 2,"
+    " unsafe_code_execution: {unsafe}}}\nrecipes:\n  sft:\n    - kind: finetune\n      steps: 1\n"
+)
 
 
 @pytest.fixture
@@ -60,7 +62,9 @@ def no_bubblewrap(monkeypatch):
     if isolation.isolation_for(sandbox.Mode.UNSHARE) is None:
         pytest.skip("unshare does not work here")
     real = isolation.isolation_for
-    monkeypatch.setattr(isolation, "isolation_for", lambda mode: None if mode is sandbox.Mode.BUBBLEWRAP else real(mode))
+    monkeypatch.setattr(
+        isolation, "isolation_for", lambda mode: None if mode is sandbox.Mode.BUBBLEWRAP else real(mode)
+    )
     monkeypatch.delenv("FORGETLESS_SANDBOX", raising=False)
 
 
@@ -86,5 +90,7 @@ def test_the_opt_in_runs_unshare_and_the_manifest_says_so(tmp_path, base_model, 
 def test_the_old_unshare_value_is_refused_naming_the_opt_in(tmp_path, base_model, capsys, monkeypatch):
     monkeypatch.setenv("FORGETLESS_SANDBOX", "unshare")
     assert main(["validate", str(recipe(tmp_path, base_model, unsafe=False))]) == 2
-    assert "FORGETLESS_SANDBOX='unshare': must be one of ['bubblewrap', 'unshare-weaker', 'none']" in \
-        capsys.readouterr().err
+    assert (
+        "FORGETLESS_SANDBOX='unshare': must be one of ['bubblewrap', 'unshare-weaker', 'none']"
+        in capsys.readouterr().err
+    )

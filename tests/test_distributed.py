@@ -20,11 +20,24 @@ ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 LAUNCHERS = {
     "one": [sys.executable, "-m", "pipeline"],
     "ddp": [*ACCELERATE, "--config_file", "configs/accelerate/cpu_two_processes.yaml", "-m", "pipeline"],
-    "zero2": [*ACCELERATE, "--config_file", "configs/accelerate/deepspeed_zero2.yaml", "--num_processes", "2",
-              "-m", "pipeline"],
+    "zero2": [
+        *ACCELERATE,
+        "--config_file",
+        "configs/accelerate/deepspeed_zero2.yaml",
+        "--num_processes",
+        "2",
+        "-m",
+        "pipeline",
+    ],
     # Same command, through a probe that logs which rank writes which file.
-    "zero3": [*ACCELERATE, "--config_file", "configs/accelerate/deepspeed_zero3.yaml", "--num_processes", "2",
-              "tests/dist_probe.py"],
+    "zero3": [
+        *ACCELERATE,
+        "--config_file",
+        "configs/accelerate/deepspeed_zero3.yaml",
+        "--num_processes",
+        "2",
+        "tests/dist_probe.py",
+    ],
 }
 TOLERANCE = dict(rel=1e-4, abs=1e-4)  # float sums in another order, nothing more
 
@@ -47,15 +60,20 @@ def launch(name: str, base: Path, root: Path) -> Path:
     run_dir = root / name
     sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4"]
     for stage in ("0", "1"):  # batch_size is global: 8 per step on 1 process and on 2
-        sets += [f"recipes.promot.{stage}.{key}" for key in ("steps=4", "batch_size=8", "logging_steps=1",
-                                                             "save_steps=2")]
+        sets += [
+            f"recipes.promot.{stage}.{key}" for key in ("steps=4", "batch_size=8", "logging_steps=1", "save_steps=2")
+        ]
     command = [*LAUNCHERS[name], "run", "recipes/promot.yaml", "--only", "promot", "--run-dir", str(run_dir)]
     if name != "one":
-        command[len(ACCELERATE):len(ACCELERATE)] = ["--main_process_port", str(free_port())]
+        command[len(ACCELERATE) : len(ACCELERATE)] = ["--main_process_port", str(free_port())]
     for item in sets:
         command += ["--set", item]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCH_EXTENSIONS_DIR": str(root / f"{name}-extensions"),
-           "FORGETLESS_WRITE_LOG": str(root / f"{name}-writes.jsonl")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TORCH_EXTENSIONS_DIR": str(root / f"{name}-extensions"),
+        "FORGETLESS_WRITE_LOG": str(root / f"{name}-writes.jsonl"),
+    }
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert done.stdout.count("done: ") == 1, done.stdout  # printed by rank 0 alone
@@ -98,8 +116,10 @@ def test_same_models_and_scores_as_one_process(runs, tiny_base, name):
         assert mine.keys() == reference.keys()
         assert all(mine[k].shape == reference[k].shape for k in mine)  # gathered, not ZeRO-3 shards
         assert all((mine[k] - reference[k]).abs().max() < 1e-3 for k in mine)
-    assert weights(runs[name] / final / "model" / "model.safetensors").keys() == \
-        weights(tiny_base / "model.safetensors").keys()  # a plain save_pretrained folder of the base model
+    assert (
+        weights(runs[name] / final / "model" / "model.safetensors").keys()
+        == weights(tiny_base / "model.safetensors").keys()
+    )  # a plain save_pretrained folder of the base model
     assert (runs[name] / "results.csv").read_text() == (runs["one"] / "results.csv").read_text()
 
 
@@ -127,8 +147,13 @@ def test_rank_0_alone_writes_each_artifact_once(runs):
     paths = pd.Series([Path(w["path"]).relative_to(run_dir).as_posix() for w in ours])
     once = paths[~paths.isin(["manifest.json"])]  # the manifest is rewritten after every change
     assert once.is_unique, once[once.duplicated()].tolist()
-    for name in ["results.csv", "report.md", "seed0/promot/finetune/DONE.json",
-                 "seed0/promot/finetune/model/model.safetensors", "seed0/promot/prompt_tune/adapter/adapter_model.safetensors"]:
+    for name in [
+        "results.csv",
+        "report.md",
+        "seed0/promot/finetune/DONE.json",
+        "seed0/promot/finetune/model/model.safetensors",
+        "seed0/promot/prompt_tune/adapter/adapter_model.safetensors",
+    ]:
         assert name in set(once), name
     assert {w["rank"] for w in writes if "/trainer/" in w["path"]} <= {0, 1}
 

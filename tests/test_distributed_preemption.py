@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from tests.processes import finish, start, wait_for
 from tests.pipeline.test_retrain import RECIPE, write_jsonl
+from tests.processes import finish, start, wait_for
 from tests.test_distributed import ACCELERATE, free_port
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
@@ -33,8 +33,15 @@ def pipeline(*args, module=("-m", "pipeline")) -> list[str]:
 
 
 def run_args(base, run_dir) -> list[str]:
-    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4",
-            "recipes.promot.0.steps=4", "recipes.promot.1.steps=12"]
+    sets = [
+        f"model.path={base}",
+        "seeds=[0]",
+        "evaluation.limit=4",
+        "target.train_rows=64",
+        "target.test_rows=4",
+        "recipes.promot.0.steps=4",
+        "recipes.promot.1.steps=12",
+    ]
     for stage in ("0", "1"):  # batch_size is global: 4 per process
         sets += [f"recipes.promot.{stage}.{key}" for key in ("batch_size=8", "save_steps=3")]
     args = ["run", "recipes/promot.yaml", "--only", "promot", "--run-dir", str(run_dir)]
@@ -53,9 +60,13 @@ def reference(tiny_base, tmp_path_factory):
 
 def test_sigterm_to_one_rank_stops_both_at_one_step_then_resumes(tiny_base, reference, tmp_path):
     run_dir, paused = tmp_path / "run", tmp_path / "paused.pid"
-    proc = start(pipeline(*run_args(tiny_base, run_dir), module=["tests/preemption_probe.py"]),
-                 FORGETLESS_PAUSE_STAGE="finetune", FORGETLESS_PAUSE_STEP=str(PAUSE_STEP), FORGETLESS_PAUSE_RANK="1",
-                 FORGETLESS_PAUSED=str(paused))
+    proc = start(
+        pipeline(*run_args(tiny_base, run_dir), module=["tests/preemption_probe.py"]),
+        FORGETLESS_PAUSE_STAGE="finetune",
+        FORGETLESS_PAUSE_STEP=str(PAUSE_STEP),
+        FORGETLESS_PAUSE_RANK="1",
+        FORGETLESS_PAUSED=str(paused),
+    )
     wait_for(paused, proc)
     os.kill(int(paused.read_text()), signal.SIGTERM)  # rank 1 alone: rank 0 never gets a signal
     out = finish(proc, timeout=120)

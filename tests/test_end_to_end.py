@@ -19,10 +19,19 @@ def tiny_base(tmp_path_factory):
     return ensure_base_model(TEST_SPEC, cache_root=tmp_path_factory.mktemp("cache"))
 
 
-def tiny_overrides(base, steps=("prompt_tuning.0", "promot.0", "promot.1", "sft.0", "promot_merge.0", "promot_merge.1")):
+def tiny_overrides(
+    base, steps=("prompt_tuning.0", "promot.0", "promot.1", "sft.0", "promot_merge.0", "promot_merge.1")
+):
     # evaluation.limit caps the general tasks only; the target's test set has its own size.
-    return [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=6",
-            *[f"recipes.{k}.steps=4" for k in steps], *[f"recipes.{k}.batch_size=8" for k in steps]]
+    return [
+        f"model.path={base}",
+        "seeds=[0]",
+        "evaluation.limit=4",
+        "target.train_rows=64",
+        "target.test_rows=6",
+        *[f"recipes.{k}.steps=4" for k in steps],
+        *[f"recipes.{k}.batch_size=8" for k in steps],
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +56,21 @@ def test_run_folder_is_self_describing(finished_run):
     stages = manifest["stages"]
     # The hand-off: ProMoT stage 2 starts from stage 1's checkpoint and prompt, recorded, not guessed.
     # ProMoT's stage 1 is identical to the prompt_tuning recipe's only stage, so it is trained once.
-    assert stages["seed0/promot/prompt_tune"] == {**stages["seed0/promot/prompt_tune"], "status": "reused",
-                                                  "reused_from": "seed0/prompt_tuning/prompt_tune"}
+    assert stages["seed0/promot/prompt_tune"] == {
+        **stages["seed0/promot/prompt_tune"],
+        "status": "reused",
+        "reused_from": "seed0/prompt_tuning/prompt_tune",
+    }
     pt, ft = stages["seed0/prompt_tuning/prompt_tune"], stages["seed0/promot/finetune"]
     assert ft["input_model"] == pt["output_model"]
     prompt = {"path": str(run_dir / "seed0/prompt_tuning/prompt_tune/adapter"), "kind": "prompt", "scope": "target"}
     assert ft["input_adapters"] == {"prompt_tune": prompt}
     # stage 2 hands the same prompt on, next to its model; the evaluation after it attaches that one (scope target)
-    assert stages["seed0/promot/finetune-eval"]["input_adapters"] == ft["output_adapters"] == {
-        "prompt_tune": {**prompt, "path": ft["output_adapter"]}}
+    assert (
+        stages["seed0/promot/finetune-eval"]["input_adapters"]
+        == ft["output_adapters"]
+        == {"prompt_tune": {**prompt, "path": ft["output_adapter"]}}
+    )
     assert stages["seed0/sft/finetune-eval"]["input_adapters"] == {}
     assert {s["status"] for s in stages.values()} == {"done", "reused"}
 
@@ -63,8 +78,19 @@ def test_run_folder_is_self_describing(finished_run):
 def test_results_schema(finished_run):
     run_dir, _ = finished_run
     frame = pd.read_csv(run_dir / "results.csv")
-    assert list(frame.columns) == ["recipe", "seed", "stage", "task", "suite", "metric", "score", "n", "stderr",
-                                   "primary", "paired_stderr"]
+    assert list(frame.columns) == [
+        "recipe",
+        "seed",
+        "stage",
+        "task",
+        "suite",
+        "metric",
+        "score",
+        "n",
+        "stderr",
+        "primary",
+        "paired_stderr",
+    ]
     assert frame.score.between(0, 1).all() and set(frame.suite) == {"general", "target"}
     # Every score is a mean over n examples, with its standard error; the leak is a share with one too.
     scores = frame[frame.metric != "format_leak"]
@@ -81,8 +107,10 @@ def test_results_schema(finished_run):
     # A prompt-tune stage changes no weights: the suites scored without the prompt are the base's own rows.
     columns = ["task", "metric", "score", "n", "stderr"]
     unprompted = promot[promot.suite == "general"].sort_values(columns)
-    assert (unprompted[unprompted.stage == "prompt_tune"][columns].to_numpy().tolist()
-            == unprompted[unprompted.stage == "base"][columns].to_numpy().tolist())
+    assert (
+        unprompted[unprompted.stage == "prompt_tune"][columns].to_numpy().tolist()
+        == unprompted[unprompted.stage == "base"][columns].to_numpy().tolist()
+    )
     assert "ProMoT vs SFT: the bar" in (run_dir / "report.md").read_text()
 
 
@@ -99,8 +127,10 @@ def test_forgetting_has_a_paired_standard_error(finished_run):
     general = frame[(frame.recipe == "sft") & (frame.suite == "general") & (frame.metric != "format_leak")]
     base, stage = (general[general.stage == s].set_index("task") for s in ("base", "finetune"))
     assert stage.paired_stderr.notna().all() and (base.paired_stderr == 0).all()
-    values, base_values = (json.loads((run_dir / folder / "per_example.json").read_text())
-                           for folder in ("seed0/sft/finetune-eval", "base/evaluate"))
+    values, base_values = (
+        json.loads((run_dir / folder / "per_example.json").read_text())
+        for folder in ("seed0/sft/finetune-eval", "base/evaluate")
+    )
     for task, row in stage.iterrows():
         assert statistics.mean(values[task].values()) == pytest.approx(row.score, abs=1e-6)
         differences = [values[task][doc] - base_values[task][doc] for doc in base_values[task]]
@@ -132,8 +162,9 @@ def test_auto_peft_model_puts_the_prompt_on_the_stage_2_model(finished_run):
     stage = run_dir / "seed0" / "promot" / "finetune"
     loaded = AutoPeftModelForCausalLM.from_pretrained(stage / "adapter").get_base_model()
     stage_2 = AutoModelForCausalLM.from_pretrained(stage / "model")
-    base = AutoModelForCausalLM.from_pretrained(json.loads((run_dir / "manifest.json").read_text())[
-        "stages"]["seed0/prompt_tuning/prompt_tune"]["input_model"])
+    base = AutoModelForCausalLM.from_pretrained(
+        json.loads((run_dir / "manifest.json").read_text())["stages"]["seed0/prompt_tuning/prompt_tune"]["input_model"]
+    )
     for name, weight in stage_2.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], weight), name
     assert any(not torch.equal(w, base.state_dict()[n]) for n, w in stage_2.state_dict().items())
@@ -144,6 +175,7 @@ def test_rerun_skips_completed_stages(finished_run, monkeypatch):
 
     run_dir, args = finished_run
     before = (run_dir / "results.csv").read_text()
+
     def must_not_run(config, ctx):
         raise AssertionError(f"stage ran again: {ctx.stage_dir}")
 
@@ -193,6 +225,9 @@ def test_the_variants_file_runs_its_untrained_prompt_control(tiny_base, tmp_path
     assert main(args) == 0
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert stages["seed0/frozen_prompt/prompt_tune"]["status"] == "done"
-    assert json.loads((run_dir / "seed0/frozen_prompt/prompt_tune/DONE.json").read_text())["metrics"]["train_seconds"] == 0.0
+    assert (
+        json.loads((run_dir / "seed0/frozen_prompt/prompt_tune/DONE.json").read_text())["metrics"]["train_seconds"]
+        == 0.0
+    )
     frame = pd.read_csv(run_dir / "results.csv")
     assert set(frame.recipe) == {"frozen_prompt"} and set(frame.stage) == {"base", "prompt_tune", "finetune"}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.recipe import entries
 from pipeline.cli import main
+from pipeline.recipe import entries
 
 
 def test_every_registered_entry_builds(capsys):
@@ -14,22 +14,29 @@ def test_every_registered_entry_builds(capsys):
         assert f"  {name} " in out
 
 
-@pytest.mark.parametrize("registry, entry, expected", [
-    ("stages", "stages.no_such_stage", "stage broken: ModuleNotFoundError"),
-    ("suites", None, "suite broken: TaskLoadError"),
-    ("formats", None, "format broken: no sample row"),
-])
+@pytest.mark.parametrize(
+    "registry, entry, expected",
+    [
+        ("stages", "stages.no_such_stage", "stage broken: ModuleNotFoundError"),
+        ("suites", None, "suite broken: TaskLoadError"),
+        ("formats", None, "format broken: no sample row"),
+    ],
+)
 def test_a_broken_entry_is_named_and_fails_the_check(monkeypatch, capsys, registry, entry, expected):
     from data_recipes.formats import FORMATS
     from evaluation.suites import SUITES, Suite
     from stages import STAGES
 
     table = {"stages": STAGES, "suites": SUITES, "formats": FORMATS}[registry]
-    value = {"stages": entry, "suites": Suite("broken", "general", ["no_such_task"], str(__file__)),
-             "formats": lambda row, index, tokenizer=None: row}[registry]
+    value = {
+        "stages": entry,
+        "suites": Suite("broken", "general", ["no_such_task"], str(__file__)),
+        "formats": lambda row, index, tokenizer=None: row,
+    }[registry]
     monkeypatch.setitem(table._entries, "broken", value)
-    found = {"stages": entries.stage_problems, "suites": entries.suite_problems,
-             "formats": entries.format_problems}[registry]()
+    found = {"stages": entries.stage_problems, "suites": entries.suite_problems, "formats": entries.format_problems}[
+        registry
+    ]()
     assert [line for line in found if line.startswith(expected)], found
 
 

@@ -73,7 +73,8 @@ def test_results_have_the_joint_rows_next_to_sft_and_promot(finished_run):
     columns = ["task", "suite", "metric"]  # the same rows as ProMoT's final stage, scored on the joint model
     final = promot[promot.stage == "finetune"]
     assert sorted(map(tuple, joint[joint.stage == "joint_tune"][columns].to_numpy())) == sorted(
-        map(tuple, final[columns].to_numpy()))
+        map(tuple, final[columns].to_numpy())
+    )
 
 
 def test_the_joint_model_and_prompt_load_with_plain_peft(finished_run):
@@ -86,10 +87,24 @@ def test_the_joint_model_and_prompt_load_with_plain_peft(finished_run):
 LAUNCHERS = {
     "one": [sys.executable, "-m", "pipeline"],
     "ddp": [*ACCELERATE, "--config_file", "configs/accelerate/cpu_two_processes.yaml", "-m", "pipeline"],
-    "zero2": [*ACCELERATE, "--config_file", "configs/accelerate/deepspeed_zero2.yaml", "--num_processes", "2",
-              "-m", "pipeline"],
-    "zero3": [*ACCELERATE, "--config_file", "configs/accelerate/deepspeed_zero3.yaml", "--num_processes", "2",
-              "-m", "pipeline"],
+    "zero2": [
+        *ACCELERATE,
+        "--config_file",
+        "configs/accelerate/deepspeed_zero2.yaml",
+        "--num_processes",
+        "2",
+        "-m",
+        "pipeline",
+    ],
+    "zero3": [
+        *ACCELERATE,
+        "--config_file",
+        "configs/accelerate/deepspeed_zero3.yaml",
+        "--num_processes",
+        "2",
+        "-m",
+        "pipeline",
+    ],
 }
 
 
@@ -97,7 +112,7 @@ def launch(name: str, recipe: Path, run_dir: Path) -> subprocess.CompletedProces
     """The joint recipe alone under one launcher, a checkpoint every 2 of its 4 steps, the same global batch."""
     command = [*LAUNCHERS[name], "run", str(recipe), "--only", "joint", "--run-dir", str(run_dir)]
     if name != "one":
-        command[len(ACCELERATE):len(ACCELERATE)] = ["--main_process_port", str(free_port())]
+        command[len(ACCELERATE) : len(ACCELERATE)] = ["--main_process_port", str(free_port())]
     for item in ("logging_steps=1", "save_steps=2"):
         command += ["--set", f"recipes.joint.0.{item}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCH_EXTENSIONS_DIR": str(run_dir.parent / f"{name}-extensions")}
@@ -124,13 +139,20 @@ def stage_file(run_dir: Path, name: str) -> dict:
 
 @pytest.mark.dist
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ddp", pytest.param("zero2", marks=pytest.mark.skipif(
-    not FULL, reason="make test-dist (FORGETLESS_DIST_FULL=1)"))])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ddp",
+        pytest.param("zero2", marks=pytest.mark.skipif(not FULL, reason="make test-dist (FORGETLESS_DIST_FULL=1)")),
+    ],
+)
 def test_two_processes_train_the_joint_stage_like_one(launched, name):
     (reference, one), (run_dir, done) = launched["one"], launched[name]
     assert one.returncode == 0 and done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    losses = [json.loads((d / "seed0/joint/joint_tune/DONE.json").read_text())["metrics"]["loss_history"]
-              for d in (reference, run_dir)]
+    losses = [
+        json.loads((d / "seed0/joint/joint_tune/DONE.json").read_text())["metrics"]["loss_history"]
+        for d in (reference, run_dir)
+    ]
     assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], **TOLERANCE)
     for file in ("model/model.safetensors", "adapter/adapter_model.safetensors"):
         mine, theirs = stage_file(run_dir, file), stage_file(reference, file)

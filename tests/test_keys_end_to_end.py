@@ -22,8 +22,10 @@ DATA = ROOT / "tests" / "data" / "own_targets"
 RECIPE = str(DATA / "colour_fr.yaml")
 # Words of the tiny base's vocabulary, so the rendered rows' token ids differ from the plain "User: ..." ones (the
 # tiny word-level tokenizer reads "<|user|>" and "User:" alike, as its unknown token).
-TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}translate : {{ m['content'] }}\n{% endif %}"
-            "{% endfor %}{% if add_generation_prompt %}question :{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}translate : {{ m['content'] }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}question :{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,17 @@ def chat_base(tiny_base, tmp_path_factory):
 
 
 def tiny(base) -> list[str]:
-    return [f"model.path={base}", "seeds=[0]", "threads=1", "target.train_rows=32", "target.test_rows=4",
-            "evaluation.limit=2", "evaluation.batch_size=8", "recipes.sft.0.steps=2", "recipes.sft.0.batch_size=4"]
+    return [
+        f"model.path={base}",
+        "seeds=[0]",
+        "threads=1",
+        "target.train_rows=32",
+        "target.test_rows=4",
+        "evaluation.limit=2",
+        "evaluation.batch_size=8",
+        "recipes.sft.0.steps=2",
+        "recipes.sft.0.batch_size=4",
+    ]
 
 
 def run(run_dir, base, *changes, args=(), recipe=RECIPE) -> int:
@@ -54,8 +65,11 @@ def run(run_dir, base, *changes, args=(), recipe=RECIPE) -> int:
 
 
 def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def done(run_dir: Path, stage_id: str) -> dict:
@@ -84,9 +98,20 @@ def messages_target(tmp_path: Path) -> list[str]:
     for split in ("train", "test"):
         rows = [json.loads(line) for line in (DATA / f"colour_fr_{split}.jsonl").read_text().splitlines()]
         path = tmp_path / f"colour_fr_{split}_messages.jsonl"
-        path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": r["prompt"]},
-                                                        {"role": "assistant", "content": r["completion"]}]}) + "\n"
-                                for r in rows))
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": r["prompt"]},
+                            {"role": "assistant", "content": r["completion"]},
+                        ]
+                    }
+                )
+                + "\n"
+                for r in rows
+            )
+        )
         out.append(f"target.{split}={path}")
     return [*out, "target.format=messages"]
 
@@ -131,17 +156,25 @@ def changed_base(tiny_base, tmp_path_factory):
     return folder
 
 
-KEYED_CHANGES = ["target.scorer=exact", "target.max_answer_tokens=3", "target.labels=[rouge,bleu]",
-                 "target.test_rows=3", "target.train_rows=24", "model.path={changed_base}", "evaluation.batch_size=4",
-                 "recipes.sft.0.lr=0.002", "max_length=40"]
+KEYED_CHANGES = [
+    "target.scorer=exact",
+    "target.max_answer_tokens=3",
+    "target.labels=[rouge,bleu]",
+    "target.test_rows=3",
+    "target.train_rows=24",
+    "model.path={changed_base}",
+    "evaluation.batch_size=4",
+    "recipes.sft.0.lr=0.002",
+    "max_length=40",
+]
 
 
 def planned_keys(run_dir: Path, base, *changes) -> dict:
     """{stage id: key} that the recipe with these changes plans now (nothing trained or written)."""
     import tempfile
 
-    from pipeline.recipe.config import load_recipe
     from pipeline.engine.orchestrator import ReadOnlyManifest, make_plan
+    from pipeline.recipe.config import load_recipe
 
     recipe = load_recipe(RECIPE, [*tiny(base), *changes])
     with tempfile.TemporaryDirectory() as scratch:
@@ -153,8 +186,7 @@ def planned_keys(run_dir: Path, base, *changes) -> dict:
 def test_random_keyed_changes_refuse_or_recompute(finished, tiny_base, changed_base, tmp_path, capsys, seed):
     """Property: a change of keyed inputs is refused in one line and changes nothing, or with --rerun-changed is
     recomputed: every stage reported then carries the key its config.yaml plans. Never exit 0 on old numbers."""
-    changes = [c.replace("{changed_base}", str(changed_base))
-               for c in random.Random(seed).sample(KEYED_CHANGES, k=3)]
+    changes = [c.replace("{changed_base}", str(changed_base)) for c in random.Random(seed).sample(KEYED_CHANGES, k=3)]
     base = next((c.split("=", 1)[1] for c in changes if c.startswith("model.path=")), tiny_base)
     changes = [c for c in changes if not c.startswith("model.path=")]
     run_dir = tmp_path / "colour_fr"
@@ -195,15 +227,29 @@ def test_a_hub_id_runs_at_its_revision_and_keys_its_content(tiny_base, changed_b
 
     def hub_run(revision: str) -> subprocess.CompletedProcess:
         sets = [a for s in [*tiny("acme/tiny"), f"model.revision={revision}"] for a in ("--set", s)]
-        command = [sys.executable, "-m", "pipeline.cli", "run", RECIPE, "--run-dir", str(tmp_path / "run"),
-                   "--only", "sft", *sets]
+        command = [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            RECIPE,
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--only",
+            "sft",
+            *sets,
+        ]
         return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
     first = hub_run("v2")
     assert first.returncode == 0, first.stderr[-2000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["base_model"] == {**manifest["base_model"], "name": "acme/tiny", "revision": "v2",
-                                      "commit": "b" * 40}
+    assert manifest["base_model"] == {
+        **manifest["base_model"],
+        "name": "acme/tiny",
+        "revision": "v2",
+        "commit": "b" * 40,
+    }
     again = hub_run("main")  # another commit, other weights: refused, in one line
     assert again.returncode == 2
     assert "base/evaluate (an earlier stage or the base model changed)" in again.stderr.strip().splitlines()[-1]

@@ -25,8 +25,10 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
-                     for alias in node.names]
+            names = [
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                for alias in node.names
+            ]
         else:
             continue
         found |= {name for name in names if name.split(".")[0] in PACKAGES}
@@ -41,19 +43,25 @@ def graph():
 
 
 def test_core_imports_nothing_of_ours(graph):
-    wrong = {m: sorted(i for i in deps if not i.startswith("core")) for m, deps in graph.items() if m.startswith("core")}
+    wrong = {
+        m: sorted(i for i in deps if not i.startswith("core")) for m, deps in graph.items() if m.startswith("core")
+    }
     assert not {m: deps for m, deps in wrong.items() if deps}
 
 
 @pytest.mark.parametrize("floor", BELOW_PIPELINE)
 def test_no_floor_below_the_orchestrator_imports_pipeline(graph, floor):
-    wrong = {m: sorted(i for i in deps if i.split(".")[0] == "pipeline")
-             for m, deps in graph.items() if m.split(".")[0] == floor}
+    wrong = {
+        m: sorted(i for i in deps if i.split(".")[0] == "pipeline")
+        for m, deps in graph.items()
+        if m.split(".")[0] == floor
+    }
     assert not {m: deps for m, deps in wrong.items() if deps}
 
 
 def test_no_import_cycle(graph):
     """Tarjan's strongly connected components over modules (a package's __init__ counts as the package)."""
+
     def resolve(name):  # `import a.b.c` may name a function's module: walk up to a known module
         while name and name not in graph:
             name = name.rpartition(".")[0]
@@ -118,19 +126,26 @@ def test_pipeline_layers_import_only_lower_ones(graph, layer):
     """E.g. the recipe imports neither the engine, the reports nor retraining; the engine never imports the
     reports (pipeline/run.py writes the report after a run); the reports never import retraining or the CLI."""
     mine = layer_of(layer)
-    wrong = {m: sorted(d for d in deps if (layer_of(d) or -1) > mine)
-             for m, deps in graph.items() if layer_of(m) == mine}
+    wrong = {
+        m: sorted(d for d in deps if (layer_of(d) or -1) > mine) for m, deps in graph.items() if layer_of(m) == mine
+    }
     assert not {m: deps for m, deps in wrong.items() if deps}
 
 
 def test_engine_never_imports_the_reports(graph):
-    wrong = {m: sorted(d for d in deps if d.startswith("pipeline.reports"))
-             for m, deps in graph.items() if m.startswith("pipeline.engine")}
+    wrong = {
+        m: sorted(d for d in deps if d.startswith("pipeline.reports"))
+        for m, deps in graph.items()
+        if m.startswith("pipeline.engine")
+    }
     assert not {m: deps for m, deps in wrong.items() if deps}
 
 
 def test_recipe_imports_no_other_layer(graph):
     allowed = ("pipeline.recipe", "pipeline.formats")
-    wrong = {m: sorted(d for d in deps if d.startswith("pipeline") and not d.startswith(allowed))
-             for m, deps in graph.items() if m.startswith("pipeline.recipe")}
+    wrong = {
+        m: sorted(d for d in deps if d.startswith("pipeline") and not d.startswith(allowed))
+        for m, deps in graph.items()
+        if m.startswith("pipeline.recipe")
+    }
     assert not {m: deps for m, deps in wrong.items() if deps}

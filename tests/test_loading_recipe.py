@@ -24,19 +24,36 @@ LIMIT = 8
 def promot_run(tmp_path_factory):
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
-                         initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        initializer_range=0.5,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     base = tmp_path_factory.mktemp("model") / "random-llama"
     LlamaForCausalLM(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
     run_dir = tmp_path_factory.mktemp("runs") / "promot"
-    settings = [f"model.path={base}", "seeds=[0]", f"evaluation.limit={LIMIT}", f"target.test_rows={LIMIT}",
-                "target.train_rows=32",
-                "recipes.promot.0.steps=2", "recipes.promot.0.batch_size=8",
-                # A tiny learning rate keeps the random model's peaked answers through stage 2.
-                "recipes.promot.1.steps=2", "recipes.promot.1.batch_size=8", "recipes.promot.1.lr=1e-6"]
+    settings = [
+        f"model.path={base}",
+        "seeds=[0]",
+        f"evaluation.limit={LIMIT}",
+        f"target.test_rows={LIMIT}",
+        "target.train_rows=32",
+        "recipes.promot.0.steps=2",
+        "recipes.promot.0.batch_size=8",
+        # A tiny learning rate keeps the random model's peaked answers through stage 2.
+        "recipes.promot.1.steps=2",
+        "recipes.promot.1.batch_size=8",
+        "recipes.promot.1.lr=1e-6",
+    ]
     args = ["run", str(ROOT / "recipes" / "promot.yaml"), "--run-dir", str(run_dir), "--only", "promot"]
     assert main(args + [a for s in settings for a in ("--set", s)]) == 0
     return run_dir
@@ -69,8 +86,11 @@ def test_readme_recipe_gives_the_answers_and_score_the_report_has(promot_run):
     assert all(scored["embedded_letter_rule"])  # real answers, so a misplaced prompt would show
 
     references = [e["completion"] for e in make_examples("letter_rule", "test", 200)[:LIMIT]]
-    reported = pd.read_csv(promot_run / "results.csv").query(
-        "recipe == 'promot' and stage == 'finetune' and suite == 'target'").score.item()
+    reported = (
+        pd.read_csv(promot_run / "results.csv")
+        .query("recipe == 'promot' and stage == 'finetune' and suite == 'target'")
+        .score.item()
+    )
     assert reported == sum(a.strip() == r for a, r in zip(target, references)) / LIMIT
 
 
@@ -88,5 +108,5 @@ def test_peft_generate_would_not_give_them(promot_run):
         ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=16, do_sample=False)
-        answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+        answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
     assert answers != scored["embedded_letter_rule"]

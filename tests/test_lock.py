@@ -13,7 +13,8 @@ def test_every_declared_requirement_is_locked_inside_its_range():
         name = lock.canonicalize_name(requirement.name)
         assert name in pins, f"{name} is in pyproject.toml but not in the lock: run make lock"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"lock pins {name}=={pins[name]}, outside pyproject.toml's {requirement}: run make lock")
+            f"lock pins {name}=={pins[name]}, outside pyproject.toml's {requirement}: run make lock"
+        )
 
 
 def test_torch_is_locked_to_its_cpu_build():
@@ -21,8 +22,10 @@ def test_torch_is_locked_to_its_cpu_build():
     assert str(lock.locked()["torch"]) == "2.13.0+cpu"
 
 
-@pytest.mark.skipif(os.environ.get("FORGETLESS_LATEST") == "1",
-                    reason="make test-latest installs the newest versions on purpose (it prints the drift)")
+@pytest.mark.skipif(
+    os.environ.get("FORGETLESS_LATEST") == "1",
+    reason="make test-latest installs the newest versions on purpose (it prints the drift)",
+)
 def test_installed_versions_are_the_locked_ones():
     assert lock.drift() == [], "the venv differs from requirements.lock.txt: rerun make setup"
 

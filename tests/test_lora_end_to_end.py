@@ -74,8 +74,11 @@ def test_the_lora_adapter_is_attached_for_the_target_only(finished_run):
     assert stage_2["input_adapters"] == {"lora_tune": lora}
     assert stage_2["input_model"] == stage_1["output_model"] == stage_1["input_model"]  # the weights, untouched
     rehomed = {**lora, "path": str(run_dir / "seed0/lora_promot/finetune/adapter")}
-    assert stages["seed0/lora_promot/finetune-eval"]["input_adapters"] == stage_2["output_adapters"] == {
-        "lora_tune": rehomed}
+    assert (
+        stages["seed0/lora_promot/finetune-eval"]["input_adapters"]
+        == stage_2["output_adapters"]
+        == {"lora_tune": rehomed}
+    )
     for evaluation in ("seed0/lora_promot/lora_tune-eval", "seed0/lora_promot/finetune-eval"):
         seen = {(kind, method) for stage, kind, method in scored if stage == evaluation}
         assert ("target", "LORA") in seen and ("general", "LORA") not in seen, evaluation
@@ -93,16 +96,23 @@ def test_results_have_rows_for_every_recipe_and_stage(finished_run):
     assert set(lora_promot.suite) == {"general", "target"} and (lora_promot[lora_promot.suite == "target"].n == 6).all()
     columns = ["task", "metric", "score", "n", "stderr"]
     general = lora_promot[lora_promot.suite == "general"].sort_values(columns)
-    assert (general[general.stage == "lora_tune"][columns].to_numpy().tolist()
-            == general[general.stage == "base"][columns].to_numpy().tolist())
+    assert (
+        general[general.stage == "lora_tune"][columns].to_numpy().tolist()
+        == general[general.stage == "base"][columns].to_numpy().tolist()
+    )
 
 
 def test_an_every_suite_lora_is_attached_for_the_general_suite_too(finished_run):
     run_dir, scored = finished_run
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
     evaluation = "seed0/lora_everywhere/lora_tune-eval"
-    assert stages[evaluation]["input_adapters"] == {"lora_tune": {
-        "path": str(run_dir / "seed0/lora_everywhere/lora_tune/adapter"), "kind": "lora", "scope": "every_suite"}}
+    assert stages[evaluation]["input_adapters"] == {
+        "lora_tune": {
+            "path": str(run_dir / "seed0/lora_everywhere/lora_tune/adapter"),
+            "kind": "lora",
+            "scope": "every_suite",
+        }
+    }
     seen = {(kind, method) for stage, kind, method in scored if stage == evaluation}
     assert seen == {("general", "LORA"), ("target", "LORA")}  # the base's rows are not reused
     frame = pd.read_csv(run_dir / "results.csv")
@@ -139,5 +149,7 @@ def test_prompt_from_names_a_lora_stage_or_the_field_is_named(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE.replace("BASE", "embedded").replace("prompt_from: lora_tune", "prompt_from: lora"))
     assert main(["validate", str(recipe)]) != 0
-    assert ("finetune.prompt_from: needs an earlier stage named 'lora' that makes a soft prompt or LoRA adapter"
-            in capsys.readouterr().err)
+    assert (
+        "finetune.prompt_from: needs an earlier stage named 'lora' that makes a soft prompt or LoRA adapter"
+        in capsys.readouterr().err
+    )

@@ -55,8 +55,10 @@ def distance(a, b):
 
 
 def test_every_loss_trains_and_is_recorded_in_its_stage_key(finished_run):
-    done = {name: json.loads((finished_run / f"seed0/{name}/finetune/DONE.json").read_text())
-            for name in ("sft", "dft", "eaft", "asft", "kl_base")}
+    done = {
+        name: json.loads((finished_run / f"seed0/{name}/finetune/DONE.json").read_text())
+        for name in ("sft", "dft", "eaft", "asft", "kl_base")
+    }
     assert "loss" not in done["sft"]["inputs"]["settings"]  # at its default: left out, so old keys stay
     assert done["dft"]["inputs"]["settings"]["loss"] == "dft"
     assert done["eaft"]["inputs"]["settings"]["loss_alpha"] == 0.5
@@ -79,20 +81,28 @@ def test_a_heavy_kl_anchor_keeps_the_model_near_its_reference(finished_run, base
     lr a step whatever the loss's scale, and the first step's KL gradient is 0 (the model is its reference), so over
     4 steps the anchored stages move clearly less than plain SFT (measured 0.57 and 0.74 of its distance), not 0."""
     start = weights(base)
-    moved = {name: distance(weights(finished_run / f"seed0/{name}/finetune/model"), start)
-             for name in ("sft", "asft", "kl_base")}
+    moved = {
+        name: distance(weights(finished_run / f"seed0/{name}/finetune/model"), start)
+        for name in ("sft", "asft", "kl_base")
+    }
     assert moved["asft"] < 0.85 * moved["sft"], moved
     assert moved["kl_base"] < 0.85 * moved["sft"], moved
 
 
-@pytest.mark.parametrize("stage, message", [
-    ("{kind: finetune, steps: 2, loss: dft, loss_alpha: 0.5}", "finetune.loss_alpha: only eaft and asft take it"),
-    ("{kind: finetune, steps: 2, kl_weight: 0.5}", "finetune.kl_weight: set kl_to"),
-    ("{kind: finetune, steps: 2, kl_to: input}", "finetune.kl_weight: must be > 0 with kl_to"),
-    ("{kind: finetune, steps: 2, loss: asft, kl_weight: 0.5}", "finetune.kl_weight: asft weighs its own KL term"),
-    ("{kind: finetune, steps: 2, loss: focal}", "loss"),
-    ("{kind: prompt_tune, steps: 2, loss: asft}", "prompt_tune.kl_to: a KL term needs the reference model's logits"),
-])
+@pytest.mark.parametrize(
+    "stage, message",
+    [
+        ("{kind: finetune, steps: 2, loss: dft, loss_alpha: 0.5}", "finetune.loss_alpha: only eaft and asft take it"),
+        ("{kind: finetune, steps: 2, kl_weight: 0.5}", "finetune.kl_weight: set kl_to"),
+        ("{kind: finetune, steps: 2, kl_to: input}", "finetune.kl_weight: must be > 0 with kl_to"),
+        ("{kind: finetune, steps: 2, loss: asft, kl_weight: 0.5}", "finetune.kl_weight: asft weighs its own KL term"),
+        ("{kind: finetune, steps: 2, loss: focal}", "loss"),
+        (
+            "{kind: prompt_tune, steps: 2, loss: asft}",
+            "prompt_tune.kl_to: a KL term needs the reference model's logits",
+        ),
+    ],
+)
 def test_validate_refuses_what_cannot_work_in_one_line(tmp_path, base, capsys, stage, message):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE.split("recipes:")[0].replace("BASE", str(base)) + f"recipes:\n  sft:\n    - {stage}\n")
@@ -103,11 +113,21 @@ def test_validate_refuses_what_cannot_work_in_one_line(tmp_path, base, capsys, s
 
 def test_a_kl_term_under_zero3_is_refused(tmp_path, base, capsys):
     deepspeed = tmp_path / "ds.json"
-    deepspeed.write_text(json.dumps({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": "auto",
-                                     "gradient_accumulation_steps": "auto"}))
+    deepspeed.write_text(
+        json.dumps(
+            {
+                "zero_optimization": {"stage": 3},
+                "train_micro_batch_size_per_gpu": "auto",
+                "gradient_accumulation_steps": "auto",
+            }
+        )
+    )
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.split("recipes:")[0].replace("BASE", str(base)) + f"deepspeed: {deepspeed}\n"
-                      + "recipes:\n  sft:\n    - {kind: finetune, steps: 2, loss: asft}\n")
+    recipe.write_text(
+        RECIPE.split("recipes:")[0].replace("BASE", str(base))
+        + f"deepspeed: {deepspeed}\n"
+        + "recipes:\n  sft:\n    - {kind: finetune, steps: 2, loss: asft}\n"
+    )
     assert main(["validate", str(recipe), "--world-size", "2"]) == 2
     err = capsys.readouterr().err
     assert "ZeRO-3 does not give" in err, err

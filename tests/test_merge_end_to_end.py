@@ -78,12 +78,15 @@ def test_a_merge_reads_an_earlier_stage_by_name(finished_run):
     assert all(merged[k].equal((start[k] + end[k]) / 2) for k in start)
     done = json.loads((stages / "merge/DONE.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
-    assert done["inputs"]["upstream"] == [manifest["seed0/back_to_stage_2/again"]["key"],
-                                          manifest["seed0/back_to_stage_2/finetune"]["key"]]
+    assert done["inputs"]["upstream"] == [
+        manifest["seed0/back_to_stage_2/again"]["key"],
+        manifest["seed0/back_to_stage_2/finetune"]["key"],
+    ]
     # the prompt was made on the first fine-tune's model, not the merge's input: handed on as it is
     assert manifest["seed0/back_to_stage_2/merge"]["output_adapters"] == {}
     assert manifest["seed0/back_to_stage_2/merge-eval"]["input_adapters"]["prompt_tune"]["path"] == str(
-        run_dir / "seed0/promot/finetune/adapter")
+        run_dir / "seed0/promot/finetune/adapter"
+    )
 
 
 def test_the_merge_is_evaluated_with_the_prompt_for_the_target(finished_run):
@@ -100,7 +103,8 @@ def test_the_merge_is_evaluated_with_the_prompt_for_the_target(finished_run):
     assert manifest["seed0/promot_merge@alpha=0.5/merge"]["output_adapters"] == {"prompt_tune": prompt}
     assert manifest["seed0/promot_merge@alpha=0.5/merge-eval"]["input_adapters"] == {"prompt_tune": prompt}
     assert manifest["seed0/promot_merge@alpha=0.5/merge-eval"]["input_model"] == str(
-        run_dir / "seed0/promot_merge@alpha=0.5/merge/model")
+        run_dir / "seed0/promot_merge@alpha=0.5/merge/model"
+    )
 
 
 def test_the_merged_folder_loads_with_transformers_and_its_prompt_with_peft(finished_run):
@@ -118,8 +122,9 @@ def test_the_merged_folder_loads_with_transformers_and_its_prompt_with_peft(fini
     assert prompted.peft_config["default"].base_model_name_or_path == str((stage / "model").resolve())
     assert prompted.get_base_model().state_dict()["model.norm.weight"].equal(on_disk["model.norm.weight"])
     trained = AutoPeftModelForCausalLM.from_pretrained(run_dir / "seed0/promot/finetune/adapter")
-    assert torch.equal(prompted.prompt_encoder["default"].embedding.weight,
-                       trained.prompt_encoder["default"].embedding.weight)  # the prompt, unchanged
+    assert torch.equal(
+        prompted.prompt_encoder["default"].embedding.weight, trained.prompt_encoder["default"].embedding.weight
+    )  # the prompt, unchanged
 
 
 def test_alpha_changes_only_the_merge_key_and_its_evaluation_key(finished_run):
@@ -147,10 +152,13 @@ def test_a_rerun_skips_the_merge(finished_run, monkeypatch):
     assert (run_dir / "results.csv").read_text() == before
 
 
-@pytest.mark.parametrize("change, message", [
-    ("alpha: 0.5}", "merge.alpha: must be a number in [0, 1], got 1.5"),
-    ("start: finetune", "recipes.back_to_stage_2.merge.start: no earlier stage named 'fine' in this recipe"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("alpha: 0.5}", "merge.alpha: must be a number in [0, 1], got 1.5"),
+        ("start: finetune", "recipes.back_to_stage_2.merge.start: no earlier stage named 'fine' in this recipe"),
+    ],
+)
 def test_a_bad_alpha_or_an_unknown_stage_is_refused_naming_the_field(tmp_path, capsys, change, message):
     bad = {"alpha: 0.5}": "alpha: 1.5}", "start: finetune": "start: fine"}[change]
     recipe = tmp_path / "recipe.yaml"

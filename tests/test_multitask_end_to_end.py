@@ -61,7 +61,9 @@ def test_each_prompt_serves_its_own_target(finished_run):
     assert final["data_rows"] == {"target": 80}  # both tasks mixed
     out = final["output_adapters"]
     assert out["prompt_letter"]["tasks"] == ["letter_rule"] and out["prompt_capital"]["tasks"] == ["capital_rule"]
-    assert out["prompt_capital"]["path"] == str(finished_run / "seed0/promot_multitask/finetune/adapters/prompt_capital")
+    assert out["prompt_capital"]["path"] == str(
+        finished_run / "seed0/promot_multitask/finetune/adapters/prompt_capital"
+    )
     done = json.loads((finished_run / "seed0/promot_multitask/finetune/DONE.json").read_text())
     assert done["metrics"]["prompts"] == {"prompt_letter": ["letter_rule"], "prompt_capital": ["capital_rule"]}
 
@@ -109,21 +111,28 @@ def test_the_per_row_forward_is_pefts_prompt_tuning_forward(base):
     multi = MultiPromptModel(peft, ["a", "b"])
     for row, name in ((0, "a"), (1, "b")):
         peft.set_adapter(name)
-        own = peft(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1], labels=labels[row:row + 1]).loss
-        mine = multi(ids[row:row + 1], mask[row:row + 1], labels[row:row + 1], torch.tensor([row])).loss
+        own = peft(input_ids=ids[row : row + 1], attention_mask=mask[row : row + 1], labels=labels[row : row + 1]).loss
+        mine = multi(ids[row : row + 1], mask[row : row + 1], labels[row : row + 1], torch.tensor([row])).loss
         assert torch.allclose(own, mine, atol=1e-6)
     mixed = multi(ids, mask, labels, torch.tensor([0, 1])).logits
     peft.set_adapter("b")
     assert torch.allclose(mixed[1:], peft(input_ids=ids[1:], attention_mask=mask[1:]).logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("prompt_from: [prompt_letter, prompt_capital]", "prompt_from: [prompt_letter, nothing]"),
-     "promot_multitask.finetune.prompt_from: needs an earlier stage named 'nothing'"),
-    (("targets:\n", "target: {name: x, train: 'embedded:letter_rule'}\ntargets:\n"),
-     "targets: give either target (one task) or targets (several), not both"),
-    (("name: capital_rule", "name: letter_rule"), "targets[1].name: 'letter_rule' is already a source name"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            ("prompt_from: [prompt_letter, prompt_capital]", "prompt_from: [prompt_letter, nothing]"),
+            "promot_multitask.finetune.prompt_from: needs an earlier stage named 'nothing'",
+        ),
+        (
+            ("targets:\n", "target: {name: x, train: 'embedded:letter_rule'}\ntargets:\n"),
+            "targets: give either target (one task) or targets (several), not both",
+        ),
+        (("name: capital_rule", "name: letter_rule"), "targets[1].name: 'letter_rule' is already a source name"),
+    ],
+)
 def test_bad_multitask_recipes_are_refused_naming_the_field(base, tmp_path, capsys, edit, message):
     recipe = write_recipe(tmp_path, base, RECIPE.replace(*edit))
     assert main(["validate", str(recipe)]) != 0

@@ -7,8 +7,8 @@ import yaml
 
 from data_recipes.mixes import ONE_SHOT_NOTE
 from pipeline.cli import main
-from pipeline.recipe.config import load_recipe
 from pipeline.engine.markers import DONE
+from pipeline.recipe.config import load_recipe
 
 RECIPE = """name: promot_1shot_demo
 seeds: [0]
@@ -59,7 +59,8 @@ def test_both_stages_of_promot_1shot_train_on_one_shot_data_and_say_so(finished_
         assert one["data_notes"] == [ONE_SHOT_NOTE] and zero["data_notes"] == []
         assert one["data_rows"] == zero["data_rows"] == {"target": 32}
     assert stages["seed0/promot_1shot/finetune"]["input_adapters"]["prompt_tune"]["path"] == str(
-        finished_run / "seed0/promot_1shot/prompt_tune/adapter")
+        finished_run / "seed0/promot_1shot/prompt_tune/adapter"
+    )
 
 
 def test_config_yaml_says_one_shot_and_reads_back_to_the_same_mixes(finished_run, tmp_path):
@@ -75,6 +76,7 @@ def test_config_yaml_says_one_shot_and_reads_back_to_the_same_mixes(finished_run
 
 def test_the_target_is_still_evaluated_zero_shot(finished_run):
     """One-shot is training data only: both recipes' evaluations have the same inputs but for the model scored."""
+
     def evaluation(stage_id):
         inputs = json.loads((finished_run / stage_id / DONE).read_text())["inputs"]
         return {key: value for key, value in inputs.items() if key != "upstream"}

@@ -25,11 +25,29 @@ TARGETS = {
     "bigger": ("exact", "parquet", None),
 }
 STAGES = ["sft.0", "promot.0", "promot.1", "promot_merge.0", "promot_merge.1"]
-TINY = ["--set", "seeds=[0]", "--set", "threads=1", "--set", "target.train_rows=128",
-        "--set", f"target.test_rows={TEST_ROWS}", "--set", "evaluation.limit=2", "--set", "evaluation.batch_size=8",
-        *[arg for stage in STAGES for arg in ("--set", f"recipes.{stage}.steps=2", "--set",
-                                               f"recipes.{stage}.batch_size=4")],
-        "--set", "recipes.promot.0.num_virtual_tokens=2", "--set", "recipes.promot_merge.0.num_virtual_tokens=2"]
+TINY = [
+    "--set",
+    "seeds=[0]",
+    "--set",
+    "threads=1",
+    "--set",
+    "target.train_rows=128",
+    "--set",
+    f"target.test_rows={TEST_ROWS}",
+    "--set",
+    "evaluation.limit=2",
+    "--set",
+    "evaluation.batch_size=8",
+    *[
+        arg
+        for stage in STAGES
+        for arg in ("--set", f"recipes.{stage}.steps=2", "--set", f"recipes.{stage}.batch_size=4")
+    ],
+    "--set",
+    "recipes.promot.0.num_virtual_tokens=2",
+    "--set",
+    "recipes.promot_merge.0.num_virtual_tokens=2",
+]
 
 
 def make_data():
@@ -50,8 +68,9 @@ def test_make_data_rewrites_the_committed_files_byte_for_byte(tmp_path):
     module = make_data()
     module.main(tmp_path)
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(f"{t}_{split}.{suffix}" for t, (_, suffix, _) in TARGETS.items()
-                             for split in ("train", "test"))
+    assert written == sorted(
+        f"{t}_{split}.{suffix}" for t, (_, suffix, _) in TARGETS.items() for split in ("train", "test")
+    )
     for name in written:
         committed = DATA / name
         assert committed.stat().st_size < 1_000_000, name

@@ -30,8 +30,10 @@ def tiny_base(tmp_path_factory):
 
 
 def write_recipe(folder: Path, base) -> Path:
-    rows = [{"question": f"copy {w}", "choices": {"text": [w, "x"], "label": ["A", "B"]}, "answerKey": "A"}
-            for w in ("a", "b", "c")]
+    rows = [
+        {"question": f"copy {w}", "choices": {"text": [w, "x"], "label": ["A", "B"]}, "answerKey": "A"}
+        for w in ("a", "b", "c")
+    ]
     (folder / "my_quiz.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "my_tasks").mkdir()
     (folder / "my_tasks" / "my_quiz.yaml").write_text(QUIZ_YAML.format(data=folder / "my_quiz.jsonl"))

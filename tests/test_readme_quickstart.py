@@ -47,8 +47,14 @@ def test_the_quickstart_recipe_validates_as_printed(tmp_path):
     (tmp_path / "my.yaml").write_text(text.replace(hub_id, OFFLINE_MODEL))
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "validate", "my.yaml"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "validate", "my.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("ok: my.yaml:"), done.stdout
 
@@ -56,8 +62,13 @@ def test_the_quickstart_recipe_validates_as_printed(tmp_path):
 def test_the_readme_names_the_commands_and_the_report():
     text = README.read_text()
     name = yaml.safe_load(quickstart_yaml())["name"]
-    for line in ("pipeline validate my.yaml", "pipeline run my.yaml", f"runs/{name}/report.md", "make promot",
-                 "make test"):
+    for line in (
+        "pipeline validate my.yaml",
+        "pipeline run my.yaml",
+        f"runs/{name}/report.md",
+        "make promot",
+        "make test",
+    ):
         assert line in text, f"README does not say {line!r}"
 
 

@@ -45,9 +45,17 @@ def loaded(base):
 @pytest.fixture(scope="module")
 def finished_run(base, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "promot_smollm2"
-    overrides = ["threads=2", "evaluation.limit=2", "evaluation.target_limit=4", "target.train_rows=32",
-                 "max_length=160", "recipes.promot.0.steps=2", "recipes.promot.1.steps=2",
-                 "recipes.promot.0.batch_size=2", "recipes.promot.1.batch_size=2"]
+    overrides = [
+        "threads=2",
+        "evaluation.limit=2",
+        "evaluation.target_limit=4",
+        "target.train_rows=32",
+        "max_length=160",
+        "recipes.promot.0.steps=2",
+        "recipes.promot.1.steps=2",
+        "recipes.promot.0.batch_size=2",
+        "recipes.promot.1.batch_size=2",
+    ]
     args = ["run", str(ROOT / "recipes" / "promot_smollm2.yaml"), "--run-dir", str(run_dir), "--only", "promot"]
     for item in overrides:
         args += ["--set", item]
@@ -63,15 +71,20 @@ def test_the_run_scores_every_real_task_and_the_target(finished_run):
     assert final[final.suite == "target"].n.tolist() == [4]
     # IFEval's loose accuracy is kept beside its strict one, and never averaged into the general score.
     ifeval = frame[(frame.stage == "finetune") & (frame.task == "real_ifeval") & (frame.metric != "format_leak")]
-    assert dict(zip(ifeval.metric, ifeval.primary)) == {"prompt_level_strict_acc": 1, "prompt_level_loose_acc": 0,
-                                                         **{m: 0 for m in ifeval.metric if m.startswith("inst_")}}
+    assert dict(zip(ifeval.metric, ifeval.primary)) == {
+        "prompt_level_strict_acc": 1,
+        "prompt_level_loose_acc": 0,
+        **{m: 0 for m in ifeval.metric if m.startswith("inst_")},
+    }
     # The format leak is measured on generated answers only: a multiple-choice answer is one of its choices.
     leak = frame[(frame.stage == "finetune") & (frame.metric == "format_leak")]
     assert sorted(leak.task) == sorted(f"real_{t}" for t in REAL_GENERATION)
     # Each general task carries its group (knowledge, generation) into results.csv and the report.
     general = final[final.suite == "general"]  # the target's rows have no group
-    assert dict(zip(general.task, general.group)) == {**{f"real_{t}": "knowledge" for t in REAL_KNOWLEDGE},
-                                                    **{f"real_{t}": "generation" for t in REAL_GENERATION}}
+    assert dict(zip(general.task, general.group)) == {
+        **{f"real_{t}": "knowledge" for t in REAL_KNOWLEDGE},
+        **{f"real_{t}": "generation" for t in REAL_GENERATION},
+    }
     assert "generation forgetting" in (finished_run / "report.md").read_text()
     manifest = json.loads((finished_run / "manifest.json").read_text())
     assert manifest["chat_template"]["applied"] is True
@@ -107,10 +120,12 @@ def test_every_prompt_goes_through_the_chat_template_exactly_once(loaded, finish
     seen = []
     hook = model.register_forward_pre_hook(
         lambda module, args, kwargs: seen.extend(kwargs["input_ids"].tolist()) if "input_ids" in kwargs else None,
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     try:
-        general = Suite("real_check", "general", ["real_arc_easy", "real_arc_challenge_chat"],
-                        SUITES["real_general"].include_path)
+        general = Suite(
+            "real_check", "general", ["real_arc_easy", "real_arc_challenge_chat"], SUITES["real_general"].include_path
+        )
         evaluate_suite(model, tokenizer, general, limit=2, apply_chat_template=True)
         general_rows, seen[:] = list(seen), []
         target = Suite("svamp_op", "target", ["svamp_op"], str(finished_run / "data" / "lm_eval_tasks"))

@@ -23,11 +23,30 @@ def tiny_base(tmp_path_factory):
 def command(base, run_dir):
     # Stage 2 runs well past the checkpoints the tests wait for, so a fast machine cannot finish the
     # stage (and clear its checkpoints) between two polls.
-    sets = [f"model.path={base}", "seeds=[0]", "evaluation.limit=4", "target.train_rows=64", "target.test_rows=4",
-            "recipes.promot.0.steps=12", "recipes.promot.1.steps=48", "recipes.promot.0.save_steps=3",
-            "recipes.promot.1.save_steps=3", "recipes.promot.0.batch_size=8", "recipes.promot.1.batch_size=8"]
-    args = [sys.executable, "-m", "pipeline", "run", str(ROOT / "recipes" / "promot.yaml"), "--only", "promot",
-            "--run-dir", str(run_dir)]
+    sets = [
+        f"model.path={base}",
+        "seeds=[0]",
+        "evaluation.limit=4",
+        "target.train_rows=64",
+        "target.test_rows=4",
+        "recipes.promot.0.steps=12",
+        "recipes.promot.1.steps=48",
+        "recipes.promot.0.save_steps=3",
+        "recipes.promot.1.save_steps=3",
+        "recipes.promot.0.batch_size=8",
+        "recipes.promot.1.batch_size=8",
+    ]
+    args = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        str(ROOT / "recipes" / "promot.yaml"),
+        "--only",
+        "promot",
+        "--run-dir",
+        str(run_dir),
+    ]
     for item in sets:
         args += ["--set", item]
     return args
@@ -91,13 +110,29 @@ def test_second_run_on_the_same_folder_is_refused(tiny_base, tmp_path):
     # a real run's lock file raced with a fast machine finishing that run before the second one started.
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from pipeline.engine.run_lock import RunLock\n"
-         "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.read()", str(run_dir)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from pipeline.engine.run_lock import RunLock\n"
+            "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    sys.stdin.read()",
+            str(run_dir),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        second = subprocess.run(command(tiny_base, run_dir), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            command(tiny_base, run_dir),
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         holder.kill()
         holder.wait()

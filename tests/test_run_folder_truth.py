@@ -51,8 +51,15 @@ def tiny_base(tmp_path_factory):
 
 def settings(base) -> list[str]:
     steps = {"prompt_tuning.0": 2, "promot.0": 2, "promot.1": 2, "sft.0": 2}
-    return [f"model.path={base}", "seeds=[0]", "evaluation.limit=2", "target.train_rows=32", "target.test_rows=2",
-            *[f"recipes.{k}.steps={v}" for k, v in steps.items()], *[f"recipes.{k}.batch_size=4" for k in steps]]
+    return [
+        f"model.path={base}",
+        "seeds=[0]",
+        "evaluation.limit=2",
+        "target.train_rows=32",
+        "target.test_rows=2",
+        *[f"recipes.{k}.steps={v}" for k, v in steps.items()],
+        *[f"recipes.{k}.batch_size=4" for k in steps],
+    ]
 
 
 def run(run_dir, base, *extra, args=()) -> int:
@@ -68,8 +75,11 @@ def finished(tiny_base, tmp_path_factory):
 
 
 def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def copy_of(finished, tmp_path) -> Path:
@@ -177,9 +187,18 @@ def test_random_changes_never_leave_an_untrue_report(finished, tiny_base, tmp_pa
     """Property: whatever changes, a rerun either refuses and leaves the folder as it was, or (with
     --rerun-changed) reports only what was trained with the reported config."""
     rng = random.Random(seed)
-    changes = rng.sample(["recipes.sft.0.lr=0.002", "recipes.promot.0.lr=0.1", "recipes.promot.1.steps=3",
-                          "target.train_rows=24", "evaluation.limit=3", "max_length=40",
-                          "recipes.prompt_tuning.0.num_virtual_tokens=8"], k=2)
+    changes = rng.sample(
+        [
+            "recipes.sft.0.lr=0.002",
+            "recipes.promot.0.lr=0.1",
+            "recipes.promot.1.steps=3",
+            "target.train_rows=24",
+            "evaluation.limit=3",
+            "max_length=40",
+            "recipes.prompt_tuning.0.num_virtual_tokens=8",
+        ],
+        k=2,
+    )
     run_dir = copy_of(finished, tmp_path)
     before = snapshot(run_dir)
     assert run(run_dir, tiny_base, *changes) == 2
@@ -200,8 +219,20 @@ def test_a_hub_id_base_survives_a_rerun_that_skips_the_prompt_stage(tiny_base, t
     (tmp_path / "hub" / "models--acme--tiny-llama" / "refs" / "main").write_text("0" * 40)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     sets = [a for s in settings("acme/tiny-llama") for a in ("--set", s)]
-    command = [sys.executable, "-m", "pipeline.cli", "run", RECIPE, "--run-dir", str(tmp_path / "run"), *sets,
-               "--only", "prompt_tuning", "--only", "promot"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        RECIPE,
+        "--run-dir",
+        str(tmp_path / "run"),
+        *sets,
+        "--only",
+        "prompt_tuning",
+        "--only",
+        "promot",
+    ]
     for _ in range(2):  # the second run skips every stage and hands promot's prompt on from its marker
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -13,8 +13,11 @@ from tests.test_joint_end_to_end import ACCELERATE, LAUNCHERS
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("FORGETLESS_DIST_FULL") == "1"
-pytestmark = [pytest.mark.dist, pytest.mark.slow,
-              pytest.mark.skipif(not FULL, reason="make test-dist (FORGETLESS_DIST_FULL=1)")]
+pytestmark = [
+    pytest.mark.dist,
+    pytest.mark.slow,
+    pytest.mark.skipif(not FULL, reason="make test-dist (FORGETLESS_DIST_FULL=1)"),
+]
 
 RECIPE = """
 name: select
@@ -43,10 +46,12 @@ def launched(tmp_path_factory):
     for name in ("one", "ddp", "zero2", "zero3"):
         command = [*LAUNCHERS[name], "run", str(recipe), "--run-dir", str(root / name)]
         if name != "one":
-            command[len(ACCELERATE):len(ACCELERATE)] = ["--main_process_port", str(free_port())]
+            command[len(ACCELERATE) : len(ACCELERATE)] = ["--main_process_port", str(free_port())]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCH_EXTENSIONS_DIR": str(root / f"{name}-extensions")}
-        done[name] = (root / name, subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                                                  timeout=600))
+        done[name] = (
+            root / name,
+            subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600),
+        )
     return done
 
 

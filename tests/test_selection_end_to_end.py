@@ -65,7 +65,7 @@ def finished_run(recipe, tmp_path_factory):
         first = list(scored)
         crash["armed"] = False
         assert main(["run", str(recipe), "--run-dir", str(run_dir)]) == 0
-    return run_dir, first, scored[len(first):]
+    return run_dir, first, scored[len(first) :]
 
 
 def done(run_dir: Path, recipe: str, stage: str = "finetune") -> dict:
@@ -138,13 +138,16 @@ def test_a_changed_validation_limit_is_a_changed_stage(finished_run, recipe, tmp
     assert "seed0/best4/finetune (validation_evaluation.settings.limit: 4 -> 3)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("{every: 0}", "finetune.selection.every: must be >= 1, got 0"),
-    ("{every: 5}", "finetune.selection.every: must be <= steps (4), got 5"),
-    ("{every: 2, min_general_ratio: 1.5}", "finetune.selection.min_general_ratio: must be in (0, 1], got 1.5"),
-    ("{every: 2, validation_rows: 0}", "finetune.selection.validation_rows: must be >= 1, got 0"),
-    ("{every: 2, criterion: best}", "selection.criterion: must be one of ['target', 'target_with_retention']"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("{every: 0}", "finetune.selection.every: must be >= 1, got 0"),
+        ("{every: 5}", "finetune.selection.every: must be <= steps (4), got 5"),
+        ("{every: 2, min_general_ratio: 1.5}", "finetune.selection.min_general_ratio: must be in (0, 1], got 1.5"),
+        ("{every: 2, validation_rows: 0}", "finetune.selection.validation_rows: must be >= 1, got 0"),
+        ("{every: 2, criterion: best}", "selection.criterion: must be one of ['target', 'target_with_retention']"),
+    ],
+)
 def test_a_bad_selection_is_refused_naming_the_field(recipe, tmp_path, capsys, setting, message):
     path = tmp_path / "bad.yaml"
     path.write_text(recipe.read_text().replace("selection: *pick", f"selection: {setting}", 1))
@@ -164,21 +167,30 @@ def test_stage_keys_without_selection_are_as_before():
             if getattr(config, "selection", None) is None:
                 later = {"selection", "loss", "loss_alpha", "kl_to", "kl_weight"}  # omitted at their defaults
                 names = [f.name for f in dataclasses.fields(config) if f.name not in later]
-                assert "selection" not in written and list(written) == ["kind", *(
-                    k for n in names for k in (config.data.stage_fields() if n == "data" else {n: 0}))]
+                assert "selection" not in written and list(written) == [
+                    "kind",
+                    *(k for n in names for k in (config.data.stage_fields() if n == "data" else {n: 0})),
+                ]
     best = recipe.stages["promot_best"][1]
-    assert stage_dict(best)["selection"] == {"every": 100, "criterion": "target_with_retention",
-                                             "min_general_ratio": 0.95, "validation_rows": 100}
+    assert stage_dict(best)["selection"] == {
+        "every": 100,
+        "criterion": "target_with_retention",
+        "min_general_ratio": 0.95,
+        "validation_rows": 100,
+    }
 
 
-@pytest.mark.parametrize("criterion, history, kept, noted", [
-    # the best target, whatever the general score; a tie keeps the earliest step
-    ("target", [(2, 0.9, 0.2), (4, 0.7, 0.9), (6, 0.9, 0.9)], 2, False),
-    # with retention: the best target among checks at or above the bar (0.95 x 0.8 = 0.76), the tie the earliest
-    ("target_with_retention", [(2, 0.9, 0.2), (4, 0.7, 0.9), (6, 0.7, 0.77), (8, 0.6, 0.8)], 4, False),
-    # none retains: the best general score, with a note
-    ("target_with_retention", [(2, 0.9, 0.2), (4, 0.7, 0.5), (6, 1.0, 0.5)], 4, True),
-])
+@pytest.mark.parametrize(
+    "criterion, history, kept, noted",
+    [
+        # the best target, whatever the general score; a tie keeps the earliest step
+        ("target", [(2, 0.9, 0.2), (4, 0.7, 0.9), (6, 0.9, 0.9)], 2, False),
+        # with retention: the best target among checks at or above the bar (0.95 x 0.8 = 0.76), the tie the earliest
+        ("target_with_retention", [(2, 0.9, 0.2), (4, 0.7, 0.9), (6, 0.7, 0.77), (8, 0.6, 0.8)], 4, False),
+        # none retains: the best general score, with a note
+        ("target_with_retention", [(2, 0.9, 0.2), (4, 0.7, 0.5), (6, 1.0, 0.5)], 4, True),
+    ],
+)
 def test_choose_keeps_the_declared_criterions_step(criterion, history, kept, noted):
     from stages.selection import choose
     from stages.train_config import Criterion, Selection

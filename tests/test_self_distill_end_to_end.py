@@ -19,15 +19,18 @@ recipes:
 """
 
 
-@pytest.mark.parametrize("said, reference, expected", [
-    ("True. The rule holds.", "True", True),
-    ("true", "True", True),
-    ("False", "True", False),
-    ("Truly", "True", False),
-    ("", "True", False),
-    ("The answer is 42 apples", "42 apples", True),
-    ("41 apples", "42 apples", False),
-])
+@pytest.mark.parametrize(
+    "said, reference, expected",
+    [
+        ("True. The rule holds.", "True", True),
+        ("true", "True", True),
+        ("False", "True", False),
+        ("Truly", "True", False),
+        ("", "True", False),
+        ("The answer is 42 apples", "42 apples", True),
+        ("41 apples", "42 apples", False),
+    ],
+)
 def test_a_rewrite_is_kept_only_where_it_agrees_with_the_reference(said, reference, expected):
     assert agrees(said, reference) is expected
 
@@ -47,8 +50,12 @@ def test_the_model_rewrites_and_trains_on_the_agreeing_rewrites(tmp_path, base, 
 
     def fake_generate(model, tokenizer, prompts, max_new_tokens):
         seen.extend(prompts)
-        return [f"{p.split('### Reference Answer:')[1].split()[0]} indeed" if (len(seen) - len(prompts) + i) % 2 == 0
-                else "banana" for i, p in enumerate(prompts)]
+        return [
+            f"{p.split('### Reference Answer:')[1].split()[0]} indeed"
+            if (len(seen) - len(prompts) + i) % 2 == 0
+            else "banana"
+            for i, p in enumerate(prompts)
+        ]
 
     monkeypatch.setattr(evaluation.generation, "generate", fake_generate)
     (tmp_path / "recipe.yaml").write_text(RECIPE.replace("BASE", str(base)))
@@ -75,14 +82,18 @@ def test_on_the_embedded_model_the_stage_says_how_little_it_rewrote(tmp_path, ba
     assert done["metrics"]["rewritten_share"] == sum(json.loads(r)["kept_rewrite"] for r in rows) / 16
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("template: 'no placeholders'", "self_distill.template: must contain {prompt} and {answer}"),
-    ("template: '{prompt} {answer} {other}'", "self_distill.template: KeyError('other')"),
-    ("prompt_from: x", "self_distill.prompt_from: not available for self_distill"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("template: 'no placeholders'", "self_distill.template: must contain {prompt} and {answer}"),
+        ("template: '{prompt} {answer} {other}'", "self_distill.template: KeyError('other')"),
+        ("prompt_from: x", "self_distill.prompt_from: not available for self_distill"),
+    ],
+)
 def test_validate_refuses_a_broken_template_in_one_line(tmp_path, base, capsys, extra, message):
-    (tmp_path / "recipe.yaml").write_text(RECIPE.replace("BASE", str(base)).replace("max_new_tokens: 4}",
-                                                                                     f"max_new_tokens: 4, {extra}}}"))
+    (tmp_path / "recipe.yaml").write_text(
+        RECIPE.replace("BASE", str(base)).replace("max_new_tokens: 4}", f"max_new_tokens: 4, {extra}}}")
+    )
     assert main(["validate", str(tmp_path / "recipe.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err

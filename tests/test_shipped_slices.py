@@ -9,9 +9,19 @@ import pytest
 from data_recipes import slices
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [ROOT / "recipes" / "data" / name for name in
-           ("boolq_train.jsonl", "boolq_test.jsonl", "gsm8k_train.jsonl", "general_train.jsonl", "svamp_train.jsonl",
-            "svamp_test.jsonl", "svamp_op_train.jsonl", "svamp_op_test.jsonl")]
+SHIPPED = [
+    ROOT / "recipes" / "data" / name
+    for name in (
+        "boolq_train.jsonl",
+        "boolq_test.jsonl",
+        "gsm8k_train.jsonl",
+        "general_train.jsonl",
+        "svamp_train.jsonl",
+        "svamp_test.jsonl",
+        "svamp_op_train.jsonl",
+        "svamp_op_test.jsonl",
+    )
+]
 TASKS_DATA = ROOT / "evaluation" / "tasks" / "real" / "data"
 
 
@@ -52,8 +62,12 @@ def test_svamp_rows_are_answered_by_value_and_label():
         equation, final = row["answer"].split("\n")
         assert final.startswith("#### ") and equation.endswith(" = " + final[5:])
         assert answers_match(final, row["answer"]) and not answers_match("#### 1" + final[5:], row["answer"])
-    assert {r["messages"][1]["content"] for r in rows(SHIPPED[7])} == {"addition", "subtraction", "multiplication",
-                                                                      "division"}
+    assert {r["messages"][1]["content"] for r in rows(SHIPPED[7])} == {
+        "addition",
+        "subtraction",
+        "multiplication",
+        "division",
+    }
 
 
 def test_boolq_rows_are_chat_turns_with_lm_evals_prompt_and_answer_words():

@@ -49,8 +49,10 @@ def test_an_unreadable_recipe_file_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_a_key_merged_from_an_anchor_may_be_overridden(tmp_path, capsys):
-    recipe = write(tmp_path / "recipe.yaml", "name: demo\ntarget: {}\nx-ft: &ft {kind: finetune, steps: 2}\n"
-                                             "recipes:\n  sft:\n    - {<<: *ft, steps: 3}\n")
+    recipe = write(
+        tmp_path / "recipe.yaml",
+        "name: demo\ntarget: {}\nx-ft: &ft {kind: finetune, steps: 2}\nrecipes:\n  sft:\n    - {<<: *ft, steps: 3}\n",
+    )
     assert main(["validate", str(recipe)]) == 0, capsys.readouterr().err
 
 
@@ -58,10 +60,13 @@ def test_a_key_merged_from_an_anchor_may_be_overridden(tmp_path, capsys):
 
 
 def test_a_typo_in_a_shared_anchor_is_reported_once(tmp_path, capsys):
-    recipe = write(tmp_path / "recipe.yaml", "name: demo\ntarget: {}\n"
-                   "x-finetune: &finetune {kind: finetune, steps: 2, lrr: 0.1}\n"
-                   "recipes:\n  sft:\n    - *finetune\n  promot:\n    - {kind: prompt_tune, steps: 2}\n"
-                   "    - {<<: *finetune, prompt_from: prompt_tune}\n  again:\n    - *finetune\n")
+    recipe = write(
+        tmp_path / "recipe.yaml",
+        "name: demo\ntarget: {}\n"
+        "x-finetune: &finetune {kind: finetune, steps: 2, lrr: 0.1}\n"
+        "recipes:\n  sft:\n    - *finetune\n  promot:\n    - {kind: prompt_tune, steps: 2}\n"
+        "    - {<<: *finetune, prompt_from: prompt_tune}\n  again:\n    - *finetune\n",
+    )
     assert main(["validate", str(recipe)]) == 2
     assert errors(capsys) == [f"error: {recipe}:3: recipes.sft[0].lrr: unknown key; did you mean 'lr'?"]
 
@@ -78,14 +83,20 @@ def test_the_same_key_in_two_recipes_of_their_own_is_two_lines(tmp_path, capsys)
     assert len(errors(capsys)) == 2
 
 
-@pytest.mark.parametrize("value, shown", [
-    ("'" + "x" * 100_000 + "'", "'... (100000 characters)"),
-    ("{kind: '" + "y" * 100_000 + "'}", "(100000 characters)"),
-])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("'" + "x" * 100_000 + "'", "'... (100000 characters)"),
+        ("{kind: '" + "y" * 100_000 + "'}", "(100000 characters)"),
+    ],
+)
 def test_a_long_value_is_echoed_short(tmp_path, capsys, value, shown):
-    recipe = write(tmp_path / "recipe.yaml", f"name: demo\ntarget: {{}}\nrecipes:\n  sft:\n    - kind: finetune\n"
-                                             f"      steps: 2\n      lr: {value}\n"
-                   if value.startswith("'") else f"name: demo\ntarget: {{}}\nrecipes:\n  sft:\n    - {value}\n")
+    recipe = write(
+        tmp_path / "recipe.yaml",
+        f"name: demo\ntarget: {{}}\nrecipes:\n  sft:\n    - kind: finetune\n      steps: 2\n      lr: {value}\n"
+        if value.startswith("'")
+        else f"name: demo\ntarget: {{}}\nrecipes:\n  sft:\n    - {value}\n",
+    )
     assert main(["validate", str(recipe)]) == 2
     (line,) = errors(capsys)
     assert len(line) < len(str(recipe)) + 250, line
@@ -99,26 +110,42 @@ def test_a_long_name_from_the_recipe_file_is_echoed_short(tmp_path, capsys):
     assert len(line) < len(str(recipe)) + 250 and "(50003 characters)" in line, line
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("name", "n" * 201, "name: 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn'... (201 characters) "
-                        "is 201 bytes long; at most 200 (it names the run folder)"),
-    ("recipe", "r" * 201, "recipes: recipe name 'rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr'... "
-                          "(201 characters) is 201 bytes long; at most 200 (it names a folder)"),
-    ("target", "t" * 201, "is 201 bytes long; at most 200 (it names files)"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "name",
+            "n" * 201,
+            "name: 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn'... (201 characters) "
+            "is 201 bytes long; at most 200 (it names the run folder)",
+        ),
+        (
+            "recipe",
+            "r" * 201,
+            "recipes: recipe name 'rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr'... "
+            "(201 characters) is 201 bytes long; at most 200 (it names a folder)",
+        ),
+        ("target", "t" * 201, "is 201 bytes long; at most 200 (it names files)"),
+    ],
+)
 def test_names_that_make_file_names_fit_the_file_system(tmp_path, capsys, field, value, message):
-    text = {"name": RECIPE.replace("name: demo", f"name: {value}"),
-            "recipe": RECIPE.replace("  sft:", f"  {value}:"),
-            "target": RECIPE.replace("target: {}", f"target: {{name: {value}}}")}[field]
+    text = {
+        "name": RECIPE.replace("name: demo", f"name: {value}"),
+        "recipe": RECIPE.replace("  sft:", f"  {value}:"),
+        "target": RECIPE.replace("target: {}", f"target: {{name: {value}}}"),
+    }[field]
     assert main(["validate", str(write(tmp_path / "recipe.yaml", text))]) == 2
     (line,) = errors(capsys)
     assert message in line
 
 
-@pytest.mark.parametrize("seeds, message", [
-    ("[3, 1, 3, 1]", "seeds: 1, 3 listed more than once; list each seed once"),
-    ("[-1]", "seeds: -1 is outside 0..4294967295"),
-])
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        ("[3, 1, 3, 1]", "seeds: 1, 3 listed more than once; list each seed once"),
+        ("[-1]", "seeds: -1 is outside 0..4294967295"),
+    ],
+)
 def test_seeds_are_distinct_and_usable(tmp_path, capsys, seeds, message):
     recipe = write(tmp_path / "recipe.yaml", RECIPE + f"seeds: {seeds}\n")
     assert main(["validate", str(recipe)]) == 2
@@ -127,11 +154,17 @@ def test_seeds_are_distinct_and_usable(tmp_path, capsys, seeds, message):
 
 def test_a_folder_without_a_suffix_as_data_is_a_directory(tmp_path, capsys):
     (tmp_path / "rows").mkdir()
-    recipe = write(tmp_path / "recipe.yaml", RECIPE.replace("target: {}", f"data: {{g: {{source: {tmp_path / 'rows'}}}}}")
-                   .replace("steps: 2", "steps: 2\n      data: [g]"))
+    recipe = write(
+        tmp_path / "recipe.yaml",
+        RECIPE.replace("target: {}", f"data: {{g: {{source: {tmp_path / 'rows'}}}}}").replace(
+            "steps: 2", "steps: 2\n      data: [g]"
+        ),
+    )
     assert main(["validate", str(recipe)]) == 2
-    assert errors(capsys) == [f"error: {recipe}:2: data.g.source: {tmp_path / 'rows'}: is a directory, not a data "
-                              "file; name a .jsonl/.json/.parquet/.csv file in it"]
+    assert errors(capsys) == [
+        f"error: {recipe}:2: data.g.source: {tmp_path / 'rows'}: is a directory, not a data "
+        "file; name a .jsonl/.json/.parquet/.csv file in it"
+    ]
 
 
 # --- command-line numbers and folders ---------------------------------------------------------------------------
@@ -154,12 +187,15 @@ def test_run_dir_may_be_anywhere(tmp_path, monkeypatch, value):
     assert output_folder(value, "--run-dir") == Path(value)
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "--run-dir: empty; name a folder (or leave --run-dir out for the default)"),
-    ("   ", "--run-dir: empty; name a folder (or leave --run-dir out for the default)"),
-    ("FILE", "--run-dir FILE: is a file, not a folder"),
-    ("FILE/run", "--run-dir FILE/run: FILE is a file, so no folder can be made inside it"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "--run-dir: empty; name a folder (or leave --run-dir out for the default)"),
+        ("   ", "--run-dir: empty; name a folder (or leave --run-dir out for the default)"),
+        ("FILE", "--run-dir FILE: is a file, not a folder"),
+        ("FILE/run", "--run-dir FILE/run: FILE is a file, so no folder can be made inside it"),
+    ],
+)
 def test_run_dir_refusals_are_one_line(tmp_path, capsys, monkeypatch, value, message):
     import stages
 
@@ -176,8 +212,9 @@ def test_run_dir_refusals_are_one_line(tmp_path, capsys, monkeypatch, value, mes
 def test_a_broken_link_as_run_dir_is_one_line(tmp_path, capsys):
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     assert main(["run", str(write(tmp_path / "recipe.yaml", RECIPE)), "--run-dir", str(tmp_path / "link")]) == 2
-    assert errors(capsys) == [f"error: --run-dir {tmp_path / 'link'}: is a link to {tmp_path / 'gone'}, which does "
-                              "not exist"]
+    assert errors(capsys) == [
+        f"error: --run-dir {tmp_path / 'link'}: is a link to {tmp_path / 'gone'}, which does not exist"
+    ]
 
 
 def test_a_read_only_registry_is_one_line(tmp_path, capsys, monkeypatch):
@@ -187,8 +224,9 @@ def test_a_read_only_registry_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline.cli.os, "access", lambda path, mode: Path(path) != tmp_path / "registry")
     recipe = write(tmp_path / "recipe.yaml", GATED)
     assert main(["retrain", str(recipe), "--registry", str(tmp_path / "registry")]) == 2
-    assert errors(capsys) == [f"error: --registry {tmp_path / 'registry'}: the folder is not writable by this user "
-                              "(read-only?)"]
+    assert errors(capsys) == [
+        f"error: --registry {tmp_path / 'registry'}: the folder is not writable by this user (read-only?)"
+    ]
 
 
 def test_a_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
@@ -198,10 +236,14 @@ def test_a_read_only_run_dir_is_one_line(tmp_path, capsys, monkeypatch):
     recipe = write(tmp_path / "recipe.yaml", RECIPE)
     monkeypatch.setattr(pipeline.cli.os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
     assert main(["run", str(recipe), "--run-dir", str(tmp_path / "ro")]) == 2
-    assert errors(capsys) == [f"error: --run-dir {tmp_path / 'ro'}: the folder is not writable by this user (read-only?)"]
+    assert errors(capsys) == [
+        f"error: --run-dir {tmp_path / 'ro'}: the folder is not writable by this user (read-only?)"
+    ]
     assert main(["run", str(recipe), "--run-dir", str(tmp_path / "ro" / "new" / "run")]) == 2
-    assert errors(capsys) == [f"error: --run-dir {tmp_path / 'ro' / 'new' / 'run'}: {tmp_path / 'ro'}, where it would "
-                              "be made, is not writable by this user (read-only?)"]
+    assert errors(capsys) == [
+        f"error: --run-dir {tmp_path / 'ro' / 'new' / 'run'}: {tmp_path / 'ro'}, where it would "
+        "be made, is not writable by this user (read-only?)"
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -221,15 +263,19 @@ def test_runs_root_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
     recipe = write(tmp_path / "recipe.yaml", RECIPE)
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(recipe)]) == 2
-    assert errors(capsys) == [f"error: runs_root runs/demo: {tmp_path / 'runs'} is a file, so no folder can be made "
-                              "inside it"]
+    assert errors(capsys) == [
+        f"error: runs_root runs/demo: {tmp_path / 'runs'} is a file, so no folder can be made inside it"
+    ]
 
 
 @pytest.mark.parametrize("option", ["--registry", "--export"])
-@pytest.mark.parametrize("value, message", [
-    ("", "OPTION: empty; name a folder"),
-    ("FILE", "OPTION FILE: is a file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "OPTION: empty; name a folder"),
+        ("FILE", "OPTION FILE: is a file, not a folder"),
+    ],
+)
 def test_retrain_folders_are_checked_first(tmp_path, capsys, option, value, message):
     file = write(tmp_path / "file", "not a folder")
     recipe = write(tmp_path / "recipe.yaml", GATED)
@@ -243,16 +289,20 @@ def test_retrain_folders_are_checked_first(tmp_path, capsys, option, value, mess
 
 # --- pipeline gate and pipeline report on broken run folders -----------------------------------------------------
 
-RESULTS = ("recipe,seed,stage,task,suite,metric,score,n\n"
-           "sft,0,base,t,general,acc,0.5,10\nsft,0,finetune,t,general,acc,0.45,10\n"
-           "sft,0,base,u,target,acc,0.1,10\nsft,0,finetune,u,target,acc,0.9,10\n")
+RESULTS = (
+    "recipe,seed,stage,task,suite,metric,score,n\n"
+    "sft,0,base,t,general,acc,0.5,10\nsft,0,finetune,t,general,acc,0.45,10\n"
+    "sft,0,base,u,target,acc,0.1,10\nsft,0,finetune,u,target,acc,0.9,10\n"
+)
 CONFIG = "gate: {recipe: sft}\nrecipes:\n  sft:\n    - {kind: finetune, name: finetune}\n"
 
 
 def run_folder(tmp_path, results=RESULTS, config=CONFIG, name="run"):
     folder = tmp_path / name
     folder.mkdir()
-    write(folder / "results.csv", results) if isinstance(results, str) else (folder / "results.csv").write_bytes(results)
+    write(folder / "results.csv", results) if isinstance(results, str) else (folder / "results.csv").write_bytes(
+        results
+    )
     if config is not None:
         write(folder / "config.yaml", config)
     return folder
@@ -264,14 +314,19 @@ def test_gate_on_a_good_run_folder(tmp_path, capsys):
     assert "pass" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("config, message", [
-    ("gate: [\n", "config.yaml:2: invalid YAML (expected the node content, but found '<stream end>')"),
-    ("- a\n", "config.yaml: expected a YAML mapping of settings (key: value lines), got a list of 1 item(s)"),
-    ("gate: 5\n", "config.yaml: gate: expected a mapping of thresholds, got int 5"),
-    ("gate: {recipe: sft}\nrecipes: {sft: [{kind: finetune}]}\n",
-     "config.yaml: recipes.sft: expected a list of stages, each with a name (the file the run wrote has them)"),
-    ("gate: {recipe: sft}\ngate: {recipe: other}\n", "config.yaml:2: duplicate key 'gate' (first on line 1)"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("gate: [\n", "config.yaml:2: invalid YAML (expected the node content, but found '<stream end>')"),
+        ("- a\n", "config.yaml: expected a YAML mapping of settings (key: value lines), got a list of 1 item(s)"),
+        ("gate: 5\n", "config.yaml: gate: expected a mapping of thresholds, got int 5"),
+        (
+            "gate: {recipe: sft}\nrecipes: {sft: [{kind: finetune}]}\n",
+            "config.yaml: recipes.sft: expected a list of stages, each with a name (the file the run wrote has them)",
+        ),
+        ("gate: {recipe: sft}\ngate: {recipe: other}\n", "config.yaml:2: duplicate key 'gate' (first on line 1)"),
+    ],
+)
 def test_gate_with_a_broken_config_yaml_is_one_line(tmp_path, capsys, config, message):
     run = run_folder(tmp_path, config=config)
     assert main(["gate", str(run), "--against", str(run)]) == 2
@@ -279,12 +334,15 @@ def test_gate_with_a_broken_config_yaml_is_one_line(tmp_path, capsys, config, me
     assert line.startswith(f"error: {run / 'config.yaml'}") and message in line, line
 
 
-@pytest.mark.parametrize("item, message", [
-    ("max_regression=[", "--set: 'max_regression': value '[' is not valid YAML (expected the node content"),
-    ("max_regression", "--set: 'max_regression': expected key=value"),
-    ("=0.1", "--set: '=0.1': expected key=value"),
-    ("max_regression=.inf", "--set: gate.max_regression: expected a finite number, got inf"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("max_regression=[", "--set: 'max_regression': value '[' is not valid YAML (expected the node content"),
+        ("max_regression", "--set: 'max_regression': expected key=value"),
+        ("=0.1", "--set: '=0.1': expected key=value"),
+        ("max_regression=.inf", "--set: gate.max_regression: expected a finite number, got inf"),
+    ],
+)
 def test_gate_with_a_bad_set_is_one_line(tmp_path, capsys, item, message):
     run = run_folder(tmp_path)
     assert main(["gate", str(run), "--against", str(run), "--set", item]) == 2
@@ -305,8 +363,11 @@ def test_gate_against_a_registry_with_a_broken_pointer_is_one_line(tmp_path, cap
 GARBAGE = [
     (bytes(range(128, 256)) * 20, "results.csv: not UTF-8 text (byte 0); not a results table"),
     ("", "results.csv: empty; expected a results table with columns recipe,seed,stage,task,suite,metric,score,n"),
-    ("a,b\n1,2\n", "results.csv: not a results table: no column recipe, seed, stage, task, suite, metric, score, n "
-                   "(its header: 'a,b'; expected recipe,seed,stage,task,suite,metric,score,n)"),
+    (
+        "a,b\n1,2\n",
+        "results.csv: not a results table: no column recipe, seed, stage, task, suite, metric, score, n "
+        "(its header: 'a,b'; expected recipe,seed,stage,task,suite,metric,score,n)",
+    ),
     ("recipe,seed,stage,task,suite,metric,score,n\n", "results.csv: no rows"),
     ('recipe,seed,stage,task,suite,metric,score,n\n"sft,0,base\n', "results.csv: not a CSV table (Error tokenizing"),
     (RESULTS.replace("0.45", "high"), "results.csv:3: score 'high' is not a number in [0, 1]"),

@@ -14,7 +14,9 @@ import pytest
 from pipeline.cli import main
 from tests.test_bad_inputs import edit_config, tiny_model
 
-RECIPE = "name: demo\nmodel:\n  path: {path}\n{extra}target: {{}}\nrecipes:\n  sft:\n    - kind: finetune\n      steps: 2\n"
+RECIPE = (
+    "name: demo\nmodel:\n  path: {path}\n{extra}target: {{}}\nrecipes:\n  sft:\n    - kind: finetune\n      steps: 2\n"
+)
 
 
 def validate(tmp_path, capsys, path, extra=""):
@@ -46,12 +48,16 @@ def base_model_only(folder):
     return folder
 
 
-@pytest.mark.parametrize("make", [
-    lambda f: tiny_model(f),
-    lambda f: tiny_model(f, layers=2, tied=True),  # lm_head.weight is not in the file: it is the embedding
-    sharded,
-    base_model_only,
-], ids=["untied", "tied", "sharded", "base_model_prefix"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda f: tiny_model(f),
+        lambda f: tiny_model(f, layers=2, tied=True),  # lm_head.weight is not in the file: it is the embedding
+        sharded,
+        base_model_only,
+    ],
+    ids=["untied", "tied", "sharded", "base_model_prefix"],
+)
 def test_weights_that_fit_their_config_pass(tmp_path, capsys, make):
     folder = make(tmp_path / "model")
     code, out, err = validate(tmp_path, capsys, folder)
@@ -70,8 +76,9 @@ def test_only_the_headers_are_read(tmp_path, capsys, monkeypatch):
         raise AssertionError("validate loaded the weights")
 
     monkeypatch.setattr(safetensors.torch, "load_file", no_loading)
-    monkeypatch.setattr(type(safe_open(str(folder / "model.safetensors"), framework="pt")), "get_tensor", no_loading,
-                        raising=False)
+    monkeypatch.setattr(
+        type(safe_open(str(folder / "model.safetensors"), framework="pt")), "get_tensor", no_loading, raising=False
+    )
     assert validate(tmp_path, capsys, folder)[0] == 0
 
 
@@ -123,9 +130,11 @@ def test_an_unreachable_hub_is_one_line_at_once(tmp_path, capsys, monkeypatch, n
     started = time.monotonic()
     code, _, err = validate(tmp_path, capsys, "someorg/somemodel")
     assert code == 2
-    assert err == [f"error: {tmp_path / 'recipe.yaml'}:3: model.path: someorg/somemodel: not in the local Hugging Face "
-                   "cache, and the hub cannot be reached (ConnectionError: [Errno -2] Name or service not known); "
-                   "download the model where there is a network, or name a local folder"]
+    assert err == [
+        f"error: {tmp_path / 'recipe.yaml'}:3: model.path: someorg/somemodel: not in the local Hugging Face "
+        "cache, and the hub cannot be reached (ConnectionError: [Errno -2] Name or service not known); "
+        "download the model where there is a network, or name a local folder"
+    ]
     assert time.monotonic() - started < 10  # transformers alone retries for 31 s
     assert len(no_network) == 1
 
@@ -166,9 +175,12 @@ def own_code_model(folder, marker, auto_map=None):
         f"Path({str(marker)!r}).write_text('the model code ran')\n"
         "from transformers import LlamaConfig, LlamaForCausalLM\n"
         "class EvilConfig(LlamaConfig):\n    model_type = 'evil'\n"
-        "class EvilForCausalLM(LlamaForCausalLM):\n    config_class = EvilConfig\n")
-    auto_map = auto_map or {"AutoConfig": "modeling_evil.EvilConfig",
-                            "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+        "class EvilForCausalLM(LlamaForCausalLM):\n    config_class = EvilConfig\n"
+    )
+    auto_map = auto_map or {
+        "AutoConfig": "modeling_evil.EvilConfig",
+        "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM",
+    }
     edit_config(folder, model_type="evil", auto_map=auto_map, architectures=["EvilForCausalLM"])
     return folder
 
@@ -180,9 +192,11 @@ def test_trust_remote_code_runs_none_of_the_models_code_in_validate(tmp_path, ca
     assert code == 0, err
     assert not marker.exists()
     assert out.startswith("ok: ")
-    assert err == [f"warning: model.path: {folder}: trust_remote_code: validation did not run the model's own code "
-                   "(the run will); config.json was read as JSON and its weights' names were not compared with "
-                   "the model"]
+    assert err == [
+        f"warning: model.path: {folder}: trust_remote_code: validation did not run the model's own code "
+        "(the run will); config.json was read as JSON and its weights' names were not compared with "
+        "the model"
+    ]
 
 
 def test_trust_remote_code_still_checks_what_needs_no_code(tmp_path, capsys):
@@ -192,7 +206,9 @@ def test_trust_remote_code_still_checks_what_needs_no_code(tmp_path, capsys):
     code, _, err = validate(tmp_path, capsys, folder, extra="  trust_remote_code: true\n")
     assert code == 2 and not marker.exists()
     errors = [line for line in err if line.startswith("error: ")]
-    assert any("model type 'evil' is not a causal LM (config.json's auto_map names no AutoModelForCausalLM)" in e
-               for e in errors), err
+    assert any(
+        "model type 'evil' is not a causal LM (config.json's auto_map names no AutoModelForCausalLM)" in e
+        for e in errors
+    ), err
     assert any("model.safetensors: not a readable safetensors file" in e for e in errors), err
     assert all(line.startswith(("error: ", "warning: ")) for line in err)

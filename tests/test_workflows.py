@@ -22,8 +22,14 @@ def test_actionlint():
 @pytest.mark.skipif(importlib.util.find_spec("check_jsonschema") is None, reason="check-jsonschema not installed")
 def test_workflows_match_the_github_schema():
     # The schema ships inside check-jsonschema, so this runs offline.
-    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-               *map(str, WORKFLOWS)]
+    command = [
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.github-workflows",
+        *map(str, WORKFLOWS),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

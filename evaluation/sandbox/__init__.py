@@ -7,8 +7,27 @@ the threat model: what each layer stops, and what it does not.
 """
 
 from evaluation.sandbox.client import Judge, Program, SandboxResult, Status, run_python
-from evaluation.sandbox.isolation import (Isolation, Mode, SandboxUnavailable, allow_unisolated, best_available,
-                                          chosen, isolation_for)
+from evaluation.sandbox.isolation import (
+    Isolation,
+    Mode,
+    SandboxUnavailable,
+    allow_unisolated,
+    best_available,
+    chosen,
+    isolation_for,
+)
 
-__all__ = ["Isolation", "Judge", "Mode", "Program", "SandboxResult", "SandboxUnavailable", "Status",
-           "allow_unisolated", "best_available", "chosen", "isolation_for", "run_python"]
+__all__ = [
+    "Isolation",
+    "Judge",
+    "Mode",
+    "Program",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "Status",
+    "allow_unisolated",
+    "best_available",
+    "chosen",
+    "isolation_for",
+    "run_python",
+]

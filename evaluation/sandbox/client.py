@@ -61,15 +61,28 @@ class Judge:
         self.isolation = isolation or chosen()
         self.home = os.path.realpath(tempfile.mkdtemp(prefix="forgetless-judge-"))
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.home, "TMPDIR": self.home}
-        self.process = subprocess.Popen([sys.executable, "-I", "-S", str(SANDBOX_DIR / "judge.py")], cwd=self.home,
-                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(SANDBOX_DIR / "judge.py")],
+            cwd=self.home,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._send({"runner": list(self.isolation.command), "private_tmp": self.isolation.private_tmp})
 
     def run(self, program: Program, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
         """Check one program; the judge gives it timeout_s in all, from its runner's start to the last test."""
-        request = {"program": program.source, "test": program.test, "entry_point": program.entry_point,
-                   "setup": program.setup, "check": program.check, "timeout_s": timeout_s, "memory_mb": memory_mb}
+        request = {
+            "program": program.source,
+            "test": program.test,
+            "entry_point": program.entry_point,
+            "setup": program.setup,
+            "check": program.check,
+            "timeout_s": timeout_s,
+            "memory_mb": memory_mb,
+        }
         self._send(request)
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s + 30)
         line = self.process.stdout.readline() if ready else b""
@@ -105,8 +118,17 @@ class Judge:
         self.close()
 
 
-def run_python(source: str, test: str = "", entry_point: str | None = None, *, setup: str = "", check: bool = False,
-               timeout_s: float = 5.0, memory_mb: int = 512, isolation: Isolation | None = None) -> SandboxResult:
+def run_python(
+    source: str,
+    test: str = "",
+    entry_point: str | None = None,
+    *,
+    setup: str = "",
+    check: bool = False,
+    timeout_s: float = 5.0,
+    memory_mb: int = 512,
+    isolation: Isolation | None = None,
+) -> SandboxResult:
     """Run one program in the sandbox (see `Program`) and return how it ended."""
     with Judge(isolation) as judge:
         return judge.run(Program(source, test, entry_point, setup, check), timeout_s=timeout_s, memory_mb=memory_mb)

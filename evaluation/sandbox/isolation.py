@@ -25,11 +25,13 @@ MOUNTED_DIR = "/sandbox"  # where bubblewrap shows the runner's folder (read-onl
 NOBODY = "65534"
 FORCE_VARIABLE = "FORGETLESS_SANDBOX"
 WEAKER = "unshare-weaker"  # FORCE_VARIABLE's value that opts in to the unshare fallback: the name says what it is
-MISSING = ("code evaluation needs bubblewrap, which does not work here: install the 'bubblewrap' package "
-           f"(apt-get install bubblewrap); or set {FORCE_VARIABLE}={WEAKER} to accept unshare's weaker isolation "
-           "(the real filesystem, writes outside its folder stopped only by Python-level guards that ctypes, "
-           "io.FileIO and posix.open get past); or set evaluation.unsafe_code_execution: true to run "
-           "model-written code with no isolation")
+MISSING = (
+    "code evaluation needs bubblewrap, which does not work here: install the 'bubblewrap' package "
+    f"(apt-get install bubblewrap); or set {FORCE_VARIABLE}={WEAKER} to accept unshare's weaker isolation "
+    "(the real filesystem, writes outside its folder stopped only by Python-level guards that ctypes, "
+    "io.FileIO and posix.open get past); or set evaluation.unsafe_code_execution: true to run "
+    "model-written code with no isolation"
+)
 
 
 class Mode(str, enum.Enum):
@@ -69,20 +71,74 @@ def _bubblewrap_prefix(bwrap: str) -> list[str]:
     for prefix in {os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(_python()))}:
         if not prefix.startswith("/usr/"):
             view += ["--ro-bind", prefix, prefix]
-    return [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--as-pid-1", "--uid", NOBODY, "--gid", NOBODY, "--cap-drop", "ALL", "--clearenv", *view,
-            "--ro-bind", str(SANDBOX_DIR), MOUNTED_DIR, "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
-            "--dev", "/dev", "--remount-ro", "/dev", "--size", str(256 << 20), "--tmpfs", "/tmp", "--remount-ro", "/",
-            "--chdir", "/tmp",
-            "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
-            "--setenv", "PATH", "/usr/bin:/bin", "--"]
+    return [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--uid",
+        NOBODY,
+        "--gid",
+        NOBODY,
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        *view,
+        "--ro-bind",
+        str(SANDBOX_DIR),
+        MOUNTED_DIR,
+        "--proc",
+        "/proc",
+        "--ro-bind",
+        "/proc/sys",
+        "/proc/sys",
+        "--dev",
+        "/dev",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        str(256 << 20),
+        "--tmpfs",
+        "/tmp",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/tmp",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "TMPDIR",
+        "/tmp",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--",
+    ]
 
 
 def _unshare_prefix(unshare: str) -> list[str]:
     # Root creates the namespaces directly; anyone else needs a user namespace for them (the fallback).
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    return [unshare, *user, "--pid", "--net", "--ipc", "--uts", "--mount", "--fork", "--kill-child", "--mount-proc",
-            "--"]
+    return [
+        unshare,
+        *user,
+        "--pid",
+        "--net",
+        "--ipc",
+        "--uts",
+        "--mount",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--",
+    ]
 
 
 def _prefix(mode: Mode) -> list[str] | None:

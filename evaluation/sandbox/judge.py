@@ -17,8 +17,8 @@ import os
 import secrets
 import select
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,11 +37,11 @@ class ProgramGone(BaseException):
     """The runner stopped answering properly. A BaseException, so a test's `except Exception` cannot hide it."""
 
 
-
 def _unguessable() -> int:
     """A request's sequence number: random, so a program cannot write its replies ahead of the requests (a count
     would let it forge `{"seq": 1, "value": ...}` before the first call, and race the checks for early replies)."""
     return secrets.randbits(62)
+
 
 def _builtin_exception(name: str) -> type:
     import builtins
@@ -62,7 +62,7 @@ class Channel:
         data = memoryview(wire.dumps(message))
         try:
             while data:
-                data = data[os.write(self.requests_fd, data):]
+                data = data[os.write(self.requests_fd, data) :]
         except OSError:
             self.fail("the program ended before its tests finished")
 
@@ -138,8 +138,14 @@ def judge(request: dict, requests_fd: int, replies_fd: int, guards: bool) -> dic
     """One problem, in the judge child: load the program into its runner, run the tests, return the verdict."""
     channel = Channel(requests_fd, replies_fd)
     try:
-        channel.send({"program": request["program"], "memory_mb": request["memory_mb"],
-                      "cpu_s": math.ceil(request["timeout_s"]) + 1, "guards": guards})
+        channel.send(
+            {
+                "program": request["program"],
+                "memory_mb": request["memory_mb"],
+                "cpu_s": math.ceil(request["timeout_s"]) + 1,
+                "guards": guards,
+            }
+        )
         first = channel.receive()
         if first is None:
             return _verdict("error", "the program ended before its tests ran")
@@ -173,7 +179,7 @@ def _run_tests(request: dict, channel: Channel) -> dict:
         raise
     except BaseException as error:
         if channel.broken:
-            raise ProgramGone(channel.broken)
+            raise ProgramGone(channel.broken) from None
         return _verdict("failed" if isinstance(error, AssertionError) else "error", _describe(error))
     channel.finish()  # also when a test swallowed a failure: `broken` stays set
     return _verdict("passed", "passed")
@@ -232,9 +238,15 @@ class Sandbox:
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cwd = "/" if self.settings["private_tmp"] else tempfile.gettempdir()
-        self.process = subprocess.Popen(self.settings["runner"], stdin=theirs, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
-                                        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        self.process = subprocess.Popen(
+            self.settings["runner"],
+            stdin=theirs,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
         theirs.close()
         self.control = ours
 

@@ -145,7 +145,8 @@ def _sender(fd: int):
             data = wire.dumps({"seq": message.get("seq"), "raised": "TypeError", "message": str(error)[:2000]})
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
+
     return send
 
 
@@ -216,6 +217,7 @@ def _restrict_writes(workdir: str) -> None:
                 if not inside(path):
                     refuse(path)
             return function(*args, **kwargs)
+
         return call
 
     builtins.open = io.open = _io.open = guarded_open

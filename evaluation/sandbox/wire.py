@@ -14,8 +14,24 @@ MAX_MESSAGE_BYTES = 16 << 20  # one message, either way; a longer reply is the p
 MAX_DEPTH = 100
 # Imported once by the zygote and the judge server, before any fork: most programs and tests import some of
 # these, and in each fresh child that would cost up to 10 ms (typing alone 5 ms).
-WARM_MODULES = ("bisect", "collections", "copy", "datetime", "decimal", "fractions", "functools", "hashlib", "heapq",
-                "itertools", "math", "random", "re", "statistics", "string", "typing")
+WARM_MODULES = (
+    "bisect",
+    "collections",
+    "copy",
+    "datetime",
+    "decimal",
+    "fractions",
+    "functools",
+    "hashlib",
+    "heapq",
+    "itertools",
+    "math",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "typing",
+)
 _SCALARS = (type(None), bool, int, float, str)
 _SEQUENCES = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset"}
 _BUILD = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
@@ -51,7 +67,7 @@ def decode(data, depth: int = 0):
         return data
     if type(data) is not dict or len(data) != 1:
         raise WireError("not a tagged value")
-    (tag, body), = data.items()
+    ((tag, body),) = data.items()
     try:
         if tag in _BUILD and type(body) is list:
             return _BUILD[tag](decode(item, depth + 1) for item in body)

@@ -46,8 +46,9 @@ def check_world(recipe, world_size: int, only=()) -> list[str]:
             except UserError as err:
                 problems.append(f"recipes.{recipe_name}.{err}")
             if config.bf16 and not bf16_available():
-                problems.append(f"recipes.{recipe_name}.{config.name}.bf16: this GPU has no bf16 "
-                                f"({gpu_name()}); set bf16: false")
+                problems.append(
+                    f"recipes.{recipe_name}.{config.name}.bf16: this GPU has no bf16 ({gpu_name()}); set bf16: false"
+                )
     return locate(problems, recipe) or check_deepspeed(recipe, world_size, only)
 
 
@@ -72,8 +73,10 @@ def gpu_name() -> str:
 def check_launch(recipe) -> list[str]:
     """DeepSpeed joins the process group a launcher sets up; started bare it would look for MPI instead."""
     if deepspeed_path(recipe) and "LOCAL_RANK" not in os.environ:
-        return [f"deepspeed: {recipe.deepspeed or os.environ.get(ACCELERATE_FILE)}: DeepSpeed needs a launcher, "
-                f"even for one process: accelerate launch --num_processes 1 -m pipeline run ... (README: Scale out)"]
+        return [
+            f"deepspeed: {recipe.deepspeed or os.environ.get(ACCELERATE_FILE)}: DeepSpeed needs a launcher, "
+            f"even for one process: accelerate launch --num_processes 1 -m pipeline run ... (README: Scale out)"
+        ]
     return []
 
 
@@ -82,8 +85,10 @@ def check_deepspeed(recipe, world_size: int, only=()) -> list[str]:
     path = deepspeed_path(recipe)
     launched = os.environ.get(ACCELERATE_FILE)
     if recipe.deepspeed and launched and Path(launched).resolve() != Path(path):
-        return [f"deepspeed: {recipe.deepspeed} differs from the accelerate config's deepspeed_config_file {launched}; "
-                f"name one file (or drop one of them)"]
+        return [
+            f"deepspeed: {recipe.deepspeed} differs from the accelerate config's deepspeed_config_file {launched}; "
+            f"name one file (or drop one of them)"
+        ]
     if path is None:
         return []
     shown = recipe.deepspeed or launched
@@ -96,13 +101,19 @@ def check_deepspeed(recipe, world_size: int, only=()) -> list[str]:
     if not isinstance(raw, dict):
         return [f"{shown}: expected a JSON object"]
     stages_with = {}  # problem -> the stages that have it: a problem of the file itself is one line, not one a stage
-    stages = [(f"recipes.{name}.{config.name}", config) for name, configs in _selected(recipe, only).items()
-              for config in configs if config.steps]  # a 0-step stage never starts DeepSpeed
+    stages = [
+        (f"recipes.{name}.{config.name}", config)
+        for name, configs in _selected(recipe, only).items()
+        for config in configs
+        if config.steps
+    ]  # a 0-step stage never starts DeepSpeed
     for where, config in stages:
         for line in check_stage(raw, config, world_size):
             stages_with.setdefault(line, []).append(where)
-    return [f"{shown}: {line} ({_stages_named(wheres, len(stages))}, {world_size} process{'es' if world_size > 1 else ''})"
-            for line, wheres in stages_with.items()]
+    return [
+        f"{shown}: {line} ({_stages_named(wheres, len(stages))}, {world_size} process{'es' if world_size > 1 else ''})"
+        for line, wheres in stages_with.items()
+    ]
 
 
 def _stages_named(wheres: list[str], n_stages: int) -> str:
@@ -121,8 +132,9 @@ def check_stage(raw: dict, config, world_size: int) -> list[str]:
     precision = {"bf16": config.bf16, "fp16": False, **deepspeed_precision(raw)}  # as a run sets them
     if precision["fp16"] and config.bf16:
         return ["fp16.enabled: true here, but the stage sets bf16: true; use one precision"]
-    view = SimpleNamespace(**{**vars(args), "world_size": world_size, **precision},
-                           get_warmup_steps=args.get_warmup_steps)
+    view = SimpleNamespace(
+        **{**vars(args), "world_size": world_size, **precision}, get_warmup_steps=args.get_warmup_steps
+    )
     filled, problems = _fill_auto(raw, view, config.steps)
     if problems:  # DeepSpeed would only restate them (e.g. its batch arithmetic)
         return problems
@@ -130,8 +142,10 @@ def check_stage(raw: dict, config, world_size: int) -> list[str]:
     problems += getattr(config, "deepspeed_problems", lambda _: [])(raw)  # what a stage kind itself cannot run under
     zero = filled.get("zero_optimization") or {}
     if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
-        problems.append("zero_optimization.stage3_gather_16bit_weights_on_model_save: must be true under ZeRO-3, "
-                        "so the final model is saved as one plain save_pretrained folder")
+        problems.append(
+            "zero_optimization.stage3_gather_16bit_weights_on_model_save: must be true under ZeRO-3, "
+            "so the final model is saved as one plain save_pretrained folder"
+        )
     return problems
 
 
@@ -153,7 +167,7 @@ def _fill_auto(raw: dict, args, steps: int) -> tuple[dict, list[str]]:
     for line in hf.mismatches:
         match = MISMATCH.match(line)
         key, ds_value, hf_key, hf_value = match.groups() if match else (line, "?", "?", "?")
-        problems.append(f"{key}: {ds_value} here, but the stage gives {hf_value} ({hf_key}); set it to \"auto\"")
+        problems.append(f'{key}: {ds_value} here, but the stage gives {hf_value} ({hf_key}); set it to "auto"')
     return hf.config, problems
 
 

@@ -42,9 +42,12 @@ def _diff(old, new, path: str, out: list[str]) -> None:
         for suite in sorted(set(old) | set(new)):
             before, after = old.get(suite) or {}, new.get(suite) or {}
             if isinstance(before, dict) and isinstance(after, dict):
-                out += [f"task file {name} of suite {suite}" + ("" if name in before and name in after else
-                                                                 " (added)" if name in after else " (gone)")
-                        for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+                out += [
+                    f"task file {name} of suite {suite}"
+                    + ("" if name in before and name in after else " (added)" if name in after else " (gone)")
+                    for name in sorted(set(before) | set(after))
+                    if before.get(name) != after.get(name)
+                ]
             elif before != after:
                 out.append(f"the task files of suite {suite}")
     elif isinstance(old, dict) and isinstance(new, dict):
@@ -65,4 +68,3 @@ def _diff(old, new, path: str, out: list[str]) -> None:
 def _short(value) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= 40 else text[:37] + "..."
-

@@ -16,10 +16,12 @@ def code_version() -> str:
     """The git commit of this checkout (with '+dirty' when modified), else the package version."""
     root = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import version
@@ -61,12 +63,16 @@ class Manifest:
     def record_base(self, base_dir: Path, name: str | None = None) -> None:
         """Record a named base model, its cached folder and how it was built (SmolLM2: from which GGUF)."""
         build = Path(base_dir) / "build.json"
-        self.data["base_model"] = {"name": name, "path": str(base_dir),
-                                   "build": json.loads(build.read_text()) if build.exists() else None}
+        self.data["base_model"] = {
+            "name": name,
+            "path": str(base_dir),
+            "build": json.loads(build.read_text()) if build.exists() else None,
+        }
         self.save()
 
-    def record_data(self, counts: dict, fingerprints: dict, dropped: dict | None = None,
-                    target_scoring: dict | None = None) -> None:
+    def record_data(
+        self, counts: dict, fingerprints: dict, dropped: dict | None = None, target_scoring: dict | None = None
+    ) -> None:
         """Record row counts, content hashes, dropped bad rows (on_bad_rows: skip) and how the target is scored."""
         self.data["data"] = {"rows": counts, "sha256": fingerprints, "dropped_bad_rows": dropped or {}}
         if target_scoring:
@@ -76,7 +82,10 @@ class Manifest:
     def stage_started(self, stage_id: str, kind: str, ctx) -> None:
         """Mark a stage running and record its inputs (the hand-off from the previous stage)."""
         self.data["stages"][stage_id] = {
-            "kind": kind, "status": "running", "started": _now(), "seed": ctx.seed,
+            "kind": kind,
+            "status": "running",
+            "started": _now(),
+            "seed": ctx.seed,
             "input_model": str(ctx.handoff.model_dir),
             "input_adapters": _adapters(ctx.handoff.adapters),  # evaluation attaches them by scope
             "data_rows": ctx.data_rows,
@@ -86,7 +95,9 @@ class Manifest:
 
     def done_stage_with_key(self, key: str) -> str | None:
         """The id of a finished stage whose inputs hash to `key`, if any."""
-        return next((sid for sid, e in self.data["stages"].items() if e.get("key") == key and e["status"] == "done"), None)
+        return next(
+            (sid for sid, e in self.data["stages"].items() if e.get("key") == key and e["status"] == "done"), None
+        )
 
     def stage_reused(self, stage_id: str, twin: str, key: str) -> None:
         """Record that a stage was not run because an identical one already was."""
@@ -96,9 +107,15 @@ class Manifest:
     def stage_finished(self, stage_id: str, result, seconds: float, key: str) -> None:
         """Mark a stage done and record its outputs."""
         entry = self.data["stages"][stage_id]
-        entry.update(status="done", finished=_now(), seconds=seconds, key=key, output_model=str(result.model_dir),
-                     output_adapter=str(result.adapter_dir) if result.adapter_dir else None,
-                     output_adapters=_adapters(result.adapters))
+        entry.update(
+            status="done",
+            finished=_now(),
+            seconds=seconds,
+            key=key,
+            output_model=str(result.model_dir),
+            output_adapter=str(result.adapter_dir) if result.adapter_dir else None,
+            output_adapters=_adapters(result.adapters),
+        )
         self.save()
 
     def stage_stopped(self, stage_id: str, signal_name: str) -> None:
@@ -128,5 +145,12 @@ def _now() -> str:
 
 def _adapters(adapters: dict) -> dict:
     """Named adapters as the manifest records them: path, PEFT method and scope (stages/handoff.py)."""
-    return {name: {"path": str(a.path), "kind": a.kind, "scope": a.scope.value,
-                   **({"tasks": list(a.tasks)} if a.tasks else {})} for name, a in adapters.items()}
+    return {
+        name: {
+            "path": str(a.path),
+            "kind": a.kind,
+            "scope": a.scope.value,
+            **({"tasks": list(a.tasks)} if a.tasks else {}),
+        }
+        for name, a in adapters.items()
+    }

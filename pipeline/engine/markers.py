@@ -30,8 +30,12 @@ def commit(manifest, run_dir: Path, stage, result: StageResult, seconds: float) 
     """Finish a stage: its artifacts on disk, then its marker, then its manifest entry, then the cleanup."""
     stage_dir = run_dir / stage.stage_id
     seal_tree(stage_dir, skip=(CHECKPOINTS,))
-    write_json(stage_dir / DONE, migrate.stamped({**_result_json(result, seconds, run_dir), "key": stage.key,
-                                                  "inputs": stage.inputs, "versions": versions()}))
+    write_json(
+        stage_dir / DONE,
+        migrate.stamped(
+            {**_result_json(result, seconds, run_dir), "key": stage.key, "inputs": stage.inputs, "versions": versions()}
+        ),
+    )
     manifest.stage_finished(stage.stage_id, result, seconds, stage.key)
     shutil.rmtree(stage_dir / CHECKPOINTS, ignore_errors=True)
 
@@ -68,11 +72,15 @@ def result_of(marker: Path, run_dir: Path, stage=None) -> StageResult:
     # An identical stage of another recipe (reused) may have another name, which a stage's key leaves out: an
     # adapter named after the stage that made it is named after this one.
     own = {Path(marker).parent.name: stage.stage_id.rsplit("/", 1)[-1]} if stage is not None else {}
-    adapters = {own.get(name, name): Adapter(loaded_path(a["path"], run_dir), a["kind"], Scope(a["scope"]),
-                                             tuple(a.get("tasks", ())))
-                for name, a in data["adapters"].items()}
-    return StageResult(model_dir=loaded_path(data["model_dir"], run_dir), adapters=adapters, metrics=data["metrics"],
-                       rows=data["rows"])
+    adapters = {
+        own.get(name, name): Adapter(
+            loaded_path(a["path"], run_dir), a["kind"], Scope(a["scope"]), tuple(a.get("tasks", ()))
+        )
+        for name, a in data["adapters"].items()
+    }
+    return StageResult(
+        model_dir=loaded_path(data["model_dir"], run_dir), adapters=adapters, metrics=data["metrics"], rows=data["rows"]
+    )
 
 
 def marker_of(run_dir: Path, stage_id: str, stages: dict) -> Path | None:
@@ -115,16 +123,36 @@ def _done_entry(entry: dict, marker: Path, run_dir: Path) -> dict:
     entry = {"kind": inputs.get("kind"), "seed": inputs.get("seed", 0), **entry}
     entry.pop("reused_from", None)
     finished = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(marker.stat().st_mtime))
-    entry.update(status="done", finished=finished, key=key, seconds=done.get("seconds"),
-                 output_model=str(model), output_adapter=str(adapter) if adapter else None, repaired="from DONE.json")
+    entry.update(
+        status="done",
+        finished=finished,
+        key=key,
+        seconds=done.get("seconds"),
+        output_model=str(model),
+        output_adapter=str(adapter) if adapter else None,
+        repaired="from DONE.json",
+    )
     return entry
 
 
 def _result_json(result: StageResult, seconds: float, run_dir: Path) -> dict:
-    adapters = {name: {"path": stored_path(a.path, run_dir), "kind": a.kind, "scope": a.scope.value,
-                       **({"tasks": list(a.tasks)} if a.tasks else {})} for name, a in result.adapters.items()}
-    return {"model_dir": stored_path(result.model_dir, run_dir), "adapter_dir": stored_path(result.adapter_dir, run_dir),
-            "adapters": adapters, "metrics": result.metrics, "rows": result.rows, "seconds": seconds}
+    adapters = {
+        name: {
+            "path": stored_path(a.path, run_dir),
+            "kind": a.kind,
+            "scope": a.scope.value,
+            **({"tasks": list(a.tasks)} if a.tasks else {}),
+        }
+        for name, a in result.adapters.items()
+    }
+    return {
+        "model_dir": stored_path(result.model_dir, run_dir),
+        "adapter_dir": stored_path(result.adapter_dir, run_dir),
+        "adapters": adapters,
+        "metrics": result.metrics,
+        "rows": result.rows,
+        "seconds": seconds,
+    }
 
 
 def stored_path(path, run_dir: Path):

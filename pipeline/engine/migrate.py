@@ -38,8 +38,10 @@ def version_of(record: dict, path: Path) -> int:
     if isinstance(found, bool) or not isinstance(found, int) or found < FIRST:
         raise UserError(f"{path}: {FORMAT_KEY} {found!r} is no format version (a whole number from {FIRST})")
     if found > FORMAT_VERSION:
-        raise FormatTooNew(f"{path}: {FORMAT_KEY} {found} is newer than this forgetless reads ({FORMAT_VERSION}): "
-                           "read this run folder with the forgetless that wrote it, or a newer one")
+        raise FormatTooNew(
+            f"{path}: {FORMAT_KEY} {found} is newer than this forgetless reads ({FORMAT_VERSION}): "
+            "read this run folder with the forgetless that wrote it, or a newer one"
+        )
     return found
 
 
@@ -49,6 +51,7 @@ def stamped(record: dict) -> dict:
 
 
 # --- manifest.json --------------------------------------------------------------------------------------------
+
 
 def read_manifest(path: Path) -> dict:
     """A manifest.json in the current format (json.JSONDecodeError / OSError as json and open raise them)."""
@@ -63,6 +66,7 @@ def upgrade_manifest(data: dict, path: Path) -> dict:
 
 
 # --- DONE.json ------------------------------------------------------------------------------------------------
+
 
 def read_marker(path: Path, stage=None, entry: dict | None = None) -> dict:
     """A stage's DONE.json in the current format. `stage` (its plan entry) names an unnamed adapter after the
@@ -105,6 +109,7 @@ def _named_adapter(adapter_dir, stage) -> dict:
 
 
 # --- results.csv ----------------------------------------------------------------------------------------------
+
 
 def upgrade_results(frame):
     """results.csv as read (a DataFrame) with the columns added later at their defaults where it lacks them."""

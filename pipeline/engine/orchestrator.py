@@ -14,18 +14,17 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
-from data_recipes.catalog import EMBEDDED_PREFIX
 from core import ranks
-from pipeline.engine import markers
-from pipeline.engine import results_csv
 from core.atomic import remove_leftovers, write_text
-from pipeline.recipe.config import RecipeFile, all_targets, resolved_dict
 from core.errors import UserError, every_rank
 from core.machine import cpu_kernels
+from data_recipes.catalog import EMBEDDED_PREFIX
+from pipeline.engine import markers, results_csv
 from pipeline.engine.manifest import Manifest
 from pipeline.engine.markers import DONE  # the completion marker, written last and atomically
 from pipeline.engine.run_lock import RunLock
 from pipeline.engine.threads import set_threads
+from pipeline.recipe.config import RecipeFile, all_targets, resolved_dict
 from stages.context import StageContext, StageResult
 from stages.handoff import Handoff
 
@@ -49,8 +48,14 @@ def with_swept_copies(only: list[str], recipe: RecipeFile) -> list[str]:
     return selected
 
 
-def run_recipe(recipe: RecipeFile, run_dir: Path, recipe_path: Path, only: list[str] = (),
-               rerun_changed: bool = False, report: Callable[[Path], object] | None = None) -> Path:
+def run_recipe(
+    recipe: RecipeFile,
+    run_dir: Path,
+    recipe_path: Path,
+    only: list[str] = (),
+    rerun_changed: bool = False,
+    report: Callable[[Path], object] | None = None,
+) -> Path:
     """Run every recipe x seed of a recipe file into `run_dir`, then write results.csv and call `report(run_dir)`
     (rank 0, under the run lock, before the manifest records the run finished; pipeline/run.py passes the report).
 
@@ -83,8 +88,12 @@ def _selected_recipes(only: list[str], recipe: RecipeFile) -> list[str]:
     only = with_swept_copies(only, recipe)
     unknown = [name for name in only if name not in recipe.stages]
     if unknown:
-        raise every_rank(UserError(f"--only: no recipe named {', '.join(map(repr, unknown))} in this file; "
-                                   f"its recipes: {', '.join(recipe.stages)}"))
+        raise every_rank(
+            UserError(
+                f"--only: no recipe named {', '.join(map(repr, unknown))} in this file; "
+                f"its recipes: {', '.join(recipe.stages)}"
+            )
+        )
     return only
 
 
@@ -95,8 +104,15 @@ def _open_manifest(run_dir: Path, recipe_path: Path, main: bool) -> Manifest:
     return (Manifest if main else ReadOnlyManifest).open(run_dir, recipe_path)
 
 
-def _check_then_commit(recipe: RecipeFile, plan: list, only: list[str], run_dir: Path, manifest: Manifest,
-                       rerun_changed: bool, targets: list) -> None:
+def _check_then_commit(
+    recipe: RecipeFile,
+    plan: list,
+    only: list[str],
+    run_dir: Path,
+    manifest: Manifest,
+    rerun_changed: bool,
+    targets: list,
+) -> None:
     """Rank 0 checks the plan against the folder (every rank gets its refusal); then, on rank 0 only, the folder
     changes for the first time: cleared stages dropped, markers repaired, config.yaml and the manifest written."""
     import yaml
@@ -117,8 +133,12 @@ def _check_then_commit(recipe: RecipeFile, plan: list, only: list[str], run_dir:
 
 def _record_launch(manifest: Manifest, shared: dict, threads: int, chat: bool) -> None:
     """Recorded for the reader; results need no correction for it: batch_size is global."""
-    manifest.data["launch"] = {"processes": ranks.world_size(), "deepspeed": shared["deepspeed"],
-                               "threads": threads, "cpu": cpu_kernels()}
+    manifest.data["launch"] = {
+        "processes": ranks.world_size(),
+        "deepspeed": shared["deepspeed"],
+        "threads": threads,
+        "cpu": cpu_kernels(),
+    }
     manifest.data["chat_template"] = CHAT_CONVENTION if chat else {"applied": False}
 
 
@@ -126,13 +146,26 @@ def _evaluate_base(manifest: Manifest, run_dir: Path, stage, base_dir: Path, sha
     """The base model's evaluation (plan[0]) and its per-example values (None from a run older than the file)."""
     from stages.evaluate import read_per_example
 
-    base_eval = run_stage(manifest, run_dir, stage, StageContext(
-        stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared))
+    base_eval = run_stage(
+        manifest,
+        run_dir,
+        stage,
+        StageContext(stage_dir=run_dir / "base" / "evaluate", handoff=Handoff(base_dir, base_dir), seed=0, **shared),
+    )
     return base_eval, read_per_example(run_dir / stage.stage_id)
 
 
-def _run_every_recipe(recipe: RecipeFile, plan: list, only: list[str], manifest: Manifest, run_dir: Path,
-                      base_dir: Path, shared: dict, base_rows: list, base_values) -> list[dict]:
+def _run_every_recipe(
+    recipe: RecipeFile,
+    plan: list,
+    only: list[str],
+    manifest: Manifest,
+    run_dir: Path,
+    base_dir: Path,
+    shared: dict,
+    base_rows: list,
+    base_values,
+) -> list[dict]:
     """Every seed x recipe in order: run it, or (not in --only) read back its finished rows. Returns all rows."""
     rows = []
     for seed in recipe.seeds:
@@ -146,8 +179,9 @@ def _run_every_recipe(recipe: RecipeFile, plan: list, only: list[str], manifest:
     return rows
 
 
-def _finish(recipe: RecipeFile, run_dir: Path, rows: list[dict], manifest: Manifest,
-            report: Callable[[Path], object] | None) -> None:
+def _finish(
+    recipe: RecipeFile, run_dir: Path, rows: list[dict], manifest: Manifest, report: Callable[[Path], object] | None
+) -> None:
     """Rank 0: results.csv, the report, then the manifest's record that the run finished."""
     results_csv.write_csv(run_dir / "results.csv", rows, recipe.swept)
     if report is not None:
@@ -170,10 +204,23 @@ def make_plan(recipe: RecipeFile, manifest: Manifest, scratch: Path):
         sources, targets, fingerprints = load_data(recipe, tokenizer, manifest)
     for target in targets:
         target.write_suite(scratch / "plan")  # the plan keys the target's task files as written
-    scoring = ({t.config.name: t.scoring for t in targets if t.scoring} if recipe.targets
-               else (targets[0].scoring if targets else {}))
-    plan = plan_run(recipe, base_dir, fingerprints, sources, _eval_config(recipe, chat), _suites(recipe, targets),
-                    target_labels(targets), tokenizer=tokenizer, scoring=scoring, deepspeed=deepspeed_path(recipe))
+    scoring = (
+        {t.config.name: t.scoring for t in targets if t.scoring}
+        if recipe.targets
+        else (targets[0].scoring if targets else {})
+    )
+    plan = plan_run(
+        recipe,
+        base_dir,
+        fingerprints,
+        sources,
+        _eval_config(recipe, chat),
+        _suites(recipe, targets),
+        target_labels(targets),
+        tokenizer=tokenizer,
+        scoring=scoring,
+        deepspeed=deepspeed_path(recipe),
+    )
     return plan, base_dir, chat, targets
 
 
@@ -270,8 +317,11 @@ def load_data(recipe: RecipeFile, tokenizer, manifest: Manifest):
         counts[name] = len(sources[name])
         if lost:
             dropped[config.source] = lost
-    scoring = {t.config.name: t.scoring for t in targets if t.scoring} if recipe.targets else (
-        targets[0].scoring if targets else None)
+    scoring = (
+        {t.config.name: t.scoring for t in targets if t.scoring}
+        if recipe.targets
+        else (targets[0].scoring if targets else None)
+    )
     manifest.record_data(counts, prints, dropped, scoring)
     return sources, targets, by_name
 
@@ -281,14 +331,18 @@ def target_labels(targets: list) -> list[str]:
     return list(dict.fromkeys(label for target in targets for label in target.labels))
 
 
-def run_one_recipe(manifest, run_dir, name, stages: list, base_dir, shared, base_rows=(),
-                   base_values=None) -> list[dict]:
+def run_one_recipe(
+    manifest, run_dir, name, stages: list, base_dir, shared, base_rows=(), base_values=None
+) -> list[dict]:
     """Run one recipe's planned stages in order, each handed what the one before made; returns its results rows."""
     rows, handoff = [], Handoff(model_dir=base_dir, base_dir=base_dir)
     for stage in stages:
         ctx = StageContext(stage_dir=run_dir / stage.stage_id, handoff=handoff, seed=stage.seed, **shared)
-        ctx.extra = {**ctx.extra, "base_rows": list(base_rows),  # evaluation reuses them where weights are the base's
-                     "base_per_example": base_values}  # and pairs its scores with them (paired_stderr)
+        ctx.extra = {
+            **ctx.extra,
+            "base_rows": list(base_rows),  # evaluation reuses them where weights are the base's
+            "base_per_example": base_values,
+        }  # and pairs its scores with them (paired_stderr)
         if stage.mix is not None:
             ctx.train_data, ctx.data_rows, ctx.data_notes = stage.mix.dataset, stage.mix.counts, stage.mix.notes
         result = run_stage(manifest, run_dir, stage, ctx)
@@ -306,7 +360,7 @@ def run_stage(manifest: Manifest, run_dir: Path, stage, ctx: StageContext) -> St
     """
     from stages import STAGES
 
-    stage_dir, stage_id, kind, key = run_dir / stage.stage_id, stage.stage_id, stage.kind, stage.key
+    stage_dir, stage_id, kind = run_dir / stage.stage_id, stage.stage_id, stage.kind
     finished = ranks.from_main(lambda: _finished_result(manifest, run_dir, stage))
     if finished is not None:
         return finished
@@ -361,13 +415,21 @@ def resolve_base_model(recipe: RecipeFile, manifest: Manifest) -> Path:
         # A local folder by its absolute path: stages hand it on, and a rerun reads it back, from any folder.
         if Path(recipe.model.path).exists():
             if recipe.model.revision is not None:
-                raise every_rank(UserError(f"model.revision: {recipe.model.revision!r} is for a hub id; "
-                                           f"{recipe.model.path} is a local folder"))
+                raise every_rank(
+                    UserError(
+                        f"model.revision: {recipe.model.revision!r} is for a hub id; "
+                        f"{recipe.model.path} is a local folder"
+                    )
+                )
             return Path(recipe.model.path).resolve()
         return resolve_hub_base(recipe.model, manifest)  # a snapshot folder at model.revision, keyed by content
     if recipe.model.revision is not None:
-        raise every_rank(UserError(f"model.revision: {recipe.model.revision!r} is for a hub id; "
-                                   f"{recipe.model.path!r} is a base forgetless builds"))
+        raise every_rank(
+            UserError(
+                f"model.revision: {recipe.model.revision!r} is for a hub id; "
+                f"{recipe.model.path!r} is a base forgetless builds"
+            )
+        )
     base = bases.ensure(recipe.model.path)
     manifest.record_base(base, recipe.model.path)
     return base
@@ -392,24 +454,32 @@ def _shared_context(recipe: RecipeFile, targets: list, run_dir: Path, chat: bool
     from stages.tracking import tracking_for
 
     ev = recipe.evaluation  # the final evaluation's settings, for a stage that also scores while it trains
-    extra = {"suites": _suites(recipe, targets), "labels": target_labels(targets),
-             # With several targets: each target suite's task (its prompt is the one that serves it), by suite name.
-             "target_of_suite": {t.suite.name: t.config.name for t in targets} if recipe.targets else {},
-             "target_names": [t.config.name for t in targets] if recipe.targets else [],
-             "evaluation": {"limit": ev.limit, "batch_size": ev.batch_size, "chat_template": chat}}
+    extra = {
+        "suites": _suites(recipe, targets),
+        "labels": target_labels(targets),
+        # With several targets: each target suite's task (its prompt is the one that serves it), by suite name.
+        "target_of_suite": {t.suite.name: t.config.name for t in targets} if recipe.targets else {},
+        "target_names": [t.config.name for t in targets] if recipe.targets else [],
+        "evaluation": {"limit": ev.limit, "batch_size": ev.batch_size, "chat_template": chat},
+    }
     tracking = tracking_for(recipe.report_to, run_dir, recipe.name) if ranks.is_main() else None
-    return {"max_length": recipe.max_length, "trust_remote_code": recipe.model.trust_remote_code, "extra": extra,
-            "deepspeed": deepspeed_path(recipe), "tracking": tracking}
+    return {
+        "max_length": recipe.max_length,
+        "trust_remote_code": recipe.model.trust_remote_code,
+        "extra": extra,
+        "deepspeed": deepspeed_path(recipe),
+        "tracking": tracking,
+    }
 
 
 # How a chat model is prompted, recorded in the manifest (README: "Chat models").
 CHAT_CONVENTION = {
     "applied": True,
     "suites": "lm-eval's apply_chat_template: each request's text is one user turn, rendered by the tokenizer's "
-              "chat template with add_generation_prompt; a multiple-choice continuation follows with no delimiter",
+    "chat template with add_generation_prompt; a multiple-choice continuation follows with no delimiter",
     "target_and_training_data": "chat-format rows (messages, sharegpt, alpaca, gsm8k) rendered once by the same "
-                                "tokenizer.apply_chat_template(add_generation_prompt=True) when loaded; "
-                                "prompt_completion rows used as written; the target is scored with no second template",
+    "tokenizer.apply_chat_template(add_generation_prompt=True) when loaded; "
+    "prompt_completion rows used as written; the target is scored with no second template",
 }
 
 
@@ -419,8 +489,9 @@ def chat_template_on(recipe: RecipeFile, tokenizer) -> bool:
     setting = recipe.evaluation.chat_template
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if setting is True and not has_template:
-        raise every_rank(UserError(f"evaluation.chat_template: true, but the tokenizer of {recipe.model.path} has no "
-                                   "chat template"))
+        raise every_rank(
+            UserError(f"evaluation.chat_template: true, but the tokenizer of {recipe.model.path} has no chat template")
+        )
     on = has_template if setting == "auto" else bool(setting)
     if not on:
         tokenizer.chat_template = None
@@ -436,5 +507,9 @@ def _eval_config(recipe: RecipeFile, chat: bool = False):
         # An embedded target's test split is generated at a fixed size: test_rows takes the first rows of it.
         rows = min(t.test_rows for t in embedded)
         target_limit = min(target_limit or rows, rows)
-    return Config(limit=recipe.evaluation.limit, target_limit=target_limit, batch_size=recipe.evaluation.batch_size,
-                  chat_template=chat)
+    return Config(
+        limit=recipe.evaluation.limit,
+        target_limit=target_limit,
+        batch_size=recipe.evaluation.batch_size,
+        chat_template=chat,
+    )

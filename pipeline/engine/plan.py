@@ -24,7 +24,6 @@ from pipeline.engine.migrate import read_marker
 from pipeline.recipe.sweep import folder_name
 
 
-
 @dataclasses.dataclass
 class Planned:
     """One stage of the plan: where it goes, what it is, and its inputs (and their key)."""
@@ -55,28 +54,48 @@ def base_identity(base) -> str:
     return folder_identity(folder)
 
 
-def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suites: list, labels: list[str],
-             tokenizer=None, scoring=None, deepspeed: str | None = None) -> list[Planned]:
+def plan_run(
+    recipe,
+    base,
+    fingerprints: dict,
+    sources: dict,
+    eval_config,
+    suites: list,
+    labels: list[str],
+    tokenizer=None,
+    scoring=None,
+    deepspeed: str | None = None,
+) -> list[Planned]:
     """Every stage in run order: the base evaluation, then each recipe x seed's stages and their evaluations.
 
     A training stage keys the token ids of the rows it draws from (after format, chat template and tokenizer); an
     evaluation keys its settings, the text of every task file its suites read, the target's scoring and lm-eval's
     version; every stage keys the base by content, and a training stage the DeepSpeed JSON's content.
     """
-    from pipeline.recipe.config import stage_dict
     from pipeline.engine.eval_inputs import deepspeed_content, lm_eval_version, suite_files
+    from pipeline.recipe.config import stage_dict
 
     settings = dataclasses.asdict(eval_config)
     if not settings.get("chat_template", True):  # off: left out, so run folders from before the switch still match
         del settings["chat_template"]
-    evaluation = {"settings": settings, "max_length": recipe.max_length,
-                  "suites": [[suite.name, list(suite.tasks), attach] for suite, attach in suites],
-                  "target_data": fingerprints.get("target_test"), "labels": list(labels),
-                  "scoring": scoring or {}, "task_files": {suite.name: suite_files(suite) for suite, _ in suites},
-                  "lm_eval": lm_eval_version()}
+    evaluation = {
+        "settings": settings,
+        "max_length": recipe.max_length,
+        "suites": [[suite.name, list(suite.tasks), attach] for suite, attach in suites],
+        "target_data": fingerprints.get("target_test"),
+        "labels": list(labels),
+        "scoring": scoring or {},
+        "task_files": {suite.name: suite_files(suite) for suite, _ in suites},
+        "lm_eval": lm_eval_version(),
+    }
     base_key = base_identity(base)
-    base_eval = Planned("base/evaluate", "evaluate", eval_config,
-                        {"kind": "evaluate", "upstream": [base_key], **evaluation}, reports="base")
+    base_eval = Planned(
+        "base/evaluate",
+        "evaluate",
+        eval_config,
+        {"kind": "evaluate", "upstream": [base_key], **evaluation},
+        reports="base",
+    )
     plan = [base_eval]
     tokens = _TokenKeys(sources, tokenizer, recipe.max_length)
     training_extra = {"deepspeed": deepspeed_content(deepspeed)} if deepspeed else {}
@@ -92,20 +111,36 @@ def plan_run(recipe, base, fingerprints: dict, sources: dict, eval_config, suite
                 settings = stage_dict(config)
                 settings.pop("name", None)
                 contract = config.contract()  # the adapters it needs are part of its inputs, by their makers' keys
-                inputs = {"kind": config.kind, "settings": settings, "seed": seed, "max_length": recipe.max_length,
-                          "upstream": [upstream] + [makers[need.name] for need in contract.consumes]
-                          + [keys[read.name] for read in contract.reads if read.name in keys],
-                          "data_rows": counts, "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)},
-                          "data_token_ids": {s: tokens.of(s) for s in sorted(counts)}, **training_extra}
+                inputs = {
+                    "kind": config.kind,
+                    "settings": settings,
+                    "seed": seed,
+                    "max_length": recipe.max_length,
+                    "upstream": [upstream]
+                    + [makers[need.name] for need in contract.consumes]
+                    + [keys[read.name] for read in contract.reads if read.name in keys],
+                    "data_rows": counts,
+                    "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)},
+                    "data_token_ids": {s: tokens.of(s) for s in sorted(counts)},
+                    **training_extra,
+                }
                 if getattr(config, "selection", None) is not None:  # it scores a validation split while it trains
                     inputs["validation_evaluation"] = evaluation
                 stage = Planned(stage_id, config.kind, config, inputs, name, seed, mix)
                 plan.append(stage)
                 upstream = keys[config.name] = stage.key
                 makers.update({makes.name: stage.key for makes in contract.produces})
-                plan.append(Planned(f"{stage_id}-eval", "evaluate", eval_config,
-                                    {"kind": "evaluate", "upstream": [stage.key], **evaluation}, name, seed,
-                                    reports=config.name))
+                plan.append(
+                    Planned(
+                        f"{stage_id}-eval",
+                        "evaluate",
+                        eval_config,
+                        {"kind": "evaluate", "upstream": [stage.key], **evaluation},
+                        name,
+                        seed,
+                        reports=config.name,
+                    )
+                )
     return plan
 
 
@@ -139,8 +174,10 @@ def check_plan(plan: list[Planned], run_dir: Path, manifest_stages: dict, rerun_
     if changed and not rerun_changed:
         shown = "; ".join(f"{stage.stage_id} ({what})" for stage, what in changed[:MAX_CHANGES_SHOWN])
         more = f" and {len(changed) - MAX_CHANGES_SHOWN} more" if len(changed) > MAX_CHANGES_SHOWN else ""
-        raise UserError(f"{run_dir}: {len(changed)} finished stage(s) ran with other inputs than this config: "
-                        f"{shown}{more}. Use a new --run-dir, or --rerun-changed to train them again")
+        raise UserError(
+            f"{run_dir}: {len(changed)} finished stage(s) ran with other inputs than this config: "
+            f"{shown}{more}. Use a new --run-dir, or --rerun-changed to train them again"
+        )
     for stage, _ in changed:
         shutil.rmtree(run_dir / stage.stage_id)
     return [stage.stage_id for stage, _ in changed]

@@ -54,8 +54,9 @@ class RunLock:
                     raise RunLocked(f"{self.path}: cannot lock the run folder ({err.strerror})") from None
                 owner = _owner(fd)
                 os.close(fd)
-                raise RunLocked(f"{self.path.parent}: run folder is in use by {owner}; "
-                                f"wait for it or stop it, then rerun") from None
+                raise RunLocked(
+                    f"{self.path.parent}: run folder is in use by {owner}; wait for it or stop it, then rerun"
+                ) from None
             if _same_file(fd, self.path):
                 _write_owner(fd)
                 self._fd = fd

@@ -29,6 +29,11 @@ def set_threads(setting: int | None) -> int:
     threads = setting or default_threads()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    log.info("%d CPU thread(s) for torch (%s)", threads, "threads: in the recipe" if setting else
-             "the cores this process may use / processes on this machine; set threads: to change")
+    log.info(
+        "%d CPU thread(s) for torch (%s)",
+        threads,
+        "threads: in the recipe"
+        if setting
+        else "the cores this process may use / processes on this machine; set threads: to change",
+    )
     return threads

@@ -67,29 +67,50 @@ class IfMissing(str, enum.Enum):
 class CheckConfig:
     """One check: a measure of a recipe's stage against a bound (min, max: inclusive; above, below: strict)."""
 
-    name: str = field(metadata={"help": "the row's wording in the report or gate table; {recipe} is the recipe checked"})
+    name: str = field(
+        metadata={"help": "the row's wording in the report or gate table; {recipe} is the recipe checked"}
+    )
     recipe: str = field(metadata={"help": "a recipe of the file; a swept one picks its copy with `where`"})
     measure: Measure = field(metadata={"help": "general, target, domain, forgetting, general_drop or format_leak"})
     stage: str | None = field(default=None, metadata={"help": "the stage measured; default: the recipe's final stage"})
-    where: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "swept values that pick one copy of a swept recipe, e.g. {k: 1/256}"})
-    against: str | None = field(default=None, metadata={
-        "help": "compare with this recipe's final stage, with `base` (the recipe's base stage) or `accepted` (gate)"})
-    relation: Relation | None = field(default=None, metadata={
-        "help": "difference (a - b, the default), drop (b - a), distance (|a - b|), ratio (a / b) or loss (1 - a / b)"})
-    along: str | None = field(default=None, metadata={
-        "help": "a swept field: the bound holds for every step of the measure as that field grows"})
+    where: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "swept values that pick one copy of a swept recipe, e.g. {k: 1/256}"}
+    )
+    against: str | None = field(
+        default=None,
+        metadata={
+            "help": "compare with this recipe's final stage, with `base` (the recipe's base stage) or `accepted` (gate)"
+        },
+    )
+    relation: Relation | None = field(
+        default=None,
+        metadata={
+            "help": "difference (a - b, the default), drop (b - a), distance (|a - b|), ratio (a / b) or loss (1 - a / b)"
+        },
+    )
+    along: str | None = field(
+        default=None,
+        metadata={"help": "a swept field: the bound holds for every step of the measure as that field grows"},
+    )
     min: float | None = None
     max: float | None = None
     above: float | None = None
     below: float | None = None
-    noise: bool = field(default=False, metadata={
-        "help": "judge the bound against the noise (the value less 1.96 standard errors; a forgetting's or general "
-                "drop's se is paired: base and stage are scored on the same examples): a max bound fails only beyond "
-                "it by more than that, a min bound passes only beyond it by more than that"})
-    group: str | None = field(default=None, metadata={
-        "help": "general, forgetting or general_drop over one group of the general suite's tasks (real_general: "
-                "knowledge, generation) instead of all of them"})
+    noise: bool = field(
+        default=False,
+        metadata={
+            "help": "judge the bound against the noise (the value less 1.96 standard errors; a forgetting's or general "
+            "drop's se is paired: base and stage are scored on the same examples): a max bound fails only beyond "
+            "it by more than that, a min bound passes only beyond it by more than that"
+        },
+    )
+    group: str | None = field(
+        default=None,
+        metadata={
+            "help": "general, forgetting or general_drop over one group of the general suite's tasks (real_general: "
+            "knowledge, generation) instead of all of them"
+        },
+    )
     if_missing: IfMissing = field(default=IfMissing.NA, metadata={"help": "the verdict when nothing can be measured"})
     missing_name: str | None = field(default=None, metadata={"help": "the row's wording when nothing is measured"})
     missing_note: str | None = field(default=None, metadata={"help": "what the row says when nothing is measured"})
@@ -118,8 +139,13 @@ class CheckConfig:
         if self.noise and self.max is None and self.min is None:
             found.append(("noise", "judges a max or min bound only"))
         if self.group is not None and self.measure not in GROUPED:
-            found.append(("group", f"groups the general suite's tasks: measure must be one of "
-                                   f"{', '.join(m.value for m in GROUPED)}, not {self.measure.value}"))
+            found.append(
+                (
+                    "group",
+                    f"groups the general suite's tasks: measure must be one of "
+                    f"{', '.join(m.value for m in GROUPED)}, not {self.measure.value}",
+                )
+            )
         return found
 
     @property
@@ -136,10 +162,16 @@ class ReportConfig:
     """What the report compares with, by recipe name: the checks' heading, the method, the strategies' deltas."""
 
     checks_title: str = field(default="Checks", metadata={"help": "the heading of the report's checks table"})
-    method: str | None = field(default=None, metadata={
-        "help": "the recipe the frontier places (its swept copies too); default: the recipe named like the file"})
-    compare: dict[str, str] = field(default_factory=dict, metadata={
-        "help": "the strategies table's delta columns, measure -> recipe, e.g. {domain: domain_only}"})
+    method: str | None = field(
+        default=None,
+        metadata={
+            "help": "the recipe the frontier places (its swept copies too); default: the recipe named like the file"
+        },
+    )
+    compare: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"help": "the strategies table's delta columns, measure -> recipe, e.g. {domain: domain_only}"},
+    )
 
     def __post_init__(self):
         unknown = [m for m in self.compare if m not in ("domain", "general")]
@@ -167,8 +199,11 @@ def validate(checks: list[CheckConfig], raw, report: ReportConfig, raw_report, r
     compare_lines = getattr((raw_report or {}).get("compare") if isinstance(raw_report, dict) else None, "lines", {})
     for measure, name in report.compare.items():
         if name not in recipes:
-            builder.error(f"report.compare.{measure}", compare_lines.get(measure, lines.get("compare")),
-                          f"unknown recipe {name!r}; one of {known}")
+            builder.error(
+                f"report.compare.{measure}",
+                compare_lines.get(measure, lines.get("compare")),
+                f"unknown recipe {name!r}; one of {known}",
+            )
 
 
 def from_config(data: dict, source: str) -> tuple[list[CheckConfig], ReportConfig]:

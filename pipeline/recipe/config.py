@@ -7,17 +7,18 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-
+from core.typed_yaml import Builder, ConfigError, LineDict, load_yaml, unaliased
 from data_recipes.catalog import SourceConfig
 from data_recipes.mixes import Mix
 from data_recipes.stage_data import fold_replay, unknown_sources
-from pipeline.recipe.checks import CheckConfig, ReportConfig, plain as plain_check, validate as validate_checks
+from pipeline.recipe.checks import CheckConfig, ReportConfig
+from pipeline.recipe.checks import plain as plain_check
+from pipeline.recipe.checks import validate as validate_checks
 from pipeline.recipe.gate_config import GateConfig
 from pipeline.recipe.overrides import parse_set
 from pipeline.recipe.paths import resolve_recipe_paths
 from pipeline.recipe.sweep import expand_sweeps, sweep_override
 from stages.train_config import PLAIN_NAME
-from core.typed_yaml import Builder, ConfigError, LineDict, load_yaml, unaliased
 
 EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` data scheme
 
@@ -26,11 +27,22 @@ EMBEDDED = "embedded"  # the tiny offline base model / the `embedded:<task>` dat
 class ModelConfig:
     """Which base model every recipe starts from."""
 
-    path: str = field(default=EMBEDDED, metadata={"help": "a named base ('embedded', 'smollm2-135m-instruct': pipeline ls), a local folder or a hub id"})
+    path: str = field(
+        default=EMBEDDED,
+        metadata={
+            "help": "a named base ('embedded', 'smollm2-135m-instruct': pipeline ls), a local folder or a hub id"
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code from the hub; off unless set"})
-    revision: str | None = field(default=None, metadata={"help": (
-        "a hub id's branch, tag or commit (None: its default branch), fetched as a snapshot and recorded; "
-        "for a hub id only")})
+    revision: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "a hub id's branch, tag or commit (None: its default branch), fetched as a snapshot and recorded; "
+                "for a hub id only"
+            )
+        },
+    )
 
     def __post_init__(self):
         if not self.path:
@@ -45,24 +57,44 @@ class TargetConfig:
     """The task we fine-tune on (ProMoT's target task)."""
 
     name: str = field(default="letter_rule", metadata={"help": "short name used in results"})
-    train: str = field(default="embedded:letter_rule", metadata={"help": "embedded:<task>, a .jsonl/.parquet/.csv file or a hub id"})
+    train: str = field(
+        default="embedded:letter_rule", metadata={"help": "embedded:<task>, a .jsonl/.parquet/.csv file or a hub id"}
+    )
     test: str | None = field(default=None, metadata={"help": "held-out test data; default: the test split of `train`"})
-    format: str = field(default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"})
+    format: str = field(
+        default="auto", metadata={"help": "prompt_completion, alpaca, messages, sharegpt, gsm8k or auto"}
+    )
     train_rows: int | None = field(default=None, metadata={"help": "cap on training rows (None: all)"})
     test_rows: int = field(default=200, metadata={"help": "rows of the test split to generate or keep"})
     labels: list[str] = field(default_factory=list, metadata={"help": "answer labels, for the format-leak measure"})
-    scorer: str = field(default="auto", metadata={"help": "exact, label, math, code, or auto: math for '#### N' answers, code for rows with test/entry_point, label when every answer is one of labels, else exact"})
-    max_answer_tokens: int | None = field(default=None, metadata={"help": "tokens generated per test answer (None: exact 64, label 8, math 256, code 512)"})
-    on_bad_rows: str = field(default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"})
-    revision: str | None = field(default=None, metadata={"help": "a hub dataset's branch, tag or commit for train and test (None: its default branch)"})
+    scorer: str = field(
+        default="auto",
+        metadata={
+            "help": "exact, label, math, code, or auto: math for '#### N' answers, code for rows with test/entry_point, "
+            "label when every answer is one of labels, else exact"
+        },
+    )
+    max_answer_tokens: int | None = field(
+        default=None,
+        metadata={"help": "tokens generated per test answer (None: exact 64, label 8, math 256, code 512)"},
+    )
+    on_bad_rows: str = field(
+        default="error", metadata={"help": "error, or skip: drop rows that do not convert (counted in the manifest)"}
+    )
+    revision: str | None = field(
+        default=None,
+        metadata={"help": "a hub dataset's branch, tag or commit for train and test (None: its default branch)"},
+    )
 
     def source(self, split: str = "train") -> SourceConfig:
         """The train or test data as a data source: its file, row cap, format, bad-row rule and hub revision."""
         if split == "train":
-            return SourceConfig(self.train, self.train_rows, self.format, on_bad_rows=self.on_bad_rows,
-                                revision=self.revision)
-        return SourceConfig(self.test, self.test_rows, self.format, "test", on_bad_rows=self.on_bad_rows,
-                            revision=self.revision)
+            return SourceConfig(
+                self.train, self.train_rows, self.format, on_bad_rows=self.on_bad_rows, revision=self.revision
+            )
+        return SourceConfig(
+            self.test, self.test_rows, self.format, "test", on_bad_rows=self.on_bad_rows, revision=self.revision
+        )
 
     def __post_init__(self):
         if not PLAIN_NAME.match(self.name):  # it names files inside the run folder
@@ -84,22 +116,40 @@ class EvaluationConfig:
     """The held-out evaluation run on the base model and after every stage."""
 
     general_suite: str = field(default="embedded_general", metadata={"help": "a registered suite (pipeline ls)"})
-    domain_suites: list[str] = field(default_factory=list, metadata={"help": "registered domain suites, e.g. embedded_math"})
+    domain_suites: list[str] = field(
+        default_factory=list, metadata={"help": "registered domain suites, e.g. embedded_math"}
+    )
     general_tasks: list[str] = field(default_factory=list, metadata={"help": "lm-eval task names; replace the suite"})
-    task_dir: str | None = field(default=None, metadata={
-        "help": "a folder of your own lm-eval task YAMLs: general_tasks then names tasks in it (README: Your own tasks)"})
+    task_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "a folder of your own lm-eval task YAMLs: general_tasks then names tasks in it (README: Your own tasks)"
+        },
+    )
     limit: int | None = field(default=100, metadata={"help": "examples per general / domain task (None: all)"})
     target_limit: int | None = field(default=None, metadata={"help": "examples of the target's test set (None: all)"})
     batch_size: int = 64
-    chat_template: bool | str = field(default="auto", metadata={
-        "help": "auto (on when the tokenizer has one), true or false: render every suite and the target's chat-format "
-                "rows through the tokenizer's chat template (lm-eval's apply_chat_template)"})
-    unit_metrics: list[str] = field(default_factory=list, metadata={
-        "help": "metrics of your own tasks that lie in [0, 1] and are higher-is-better, besides those forgetless "
-                "knows (acc, acc_norm, exact_match, ...); any other is refused before training (README: Your own tasks)"})
-    unsafe_code_execution: bool = field(default=False, metadata={
-        "help": "run model-written code (code suites, a code target) even where neither bubblewrap nor unshare "
-                "isolates it (README: Code evaluation sandbox)"})
+    chat_template: bool | str = field(
+        default="auto",
+        metadata={
+            "help": "auto (on when the tokenizer has one), true or false: render every suite and the target's chat-format "
+            "rows through the tokenizer's chat template (lm-eval's apply_chat_template)"
+        },
+    )
+    unit_metrics: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "metrics of your own tasks that lie in [0, 1] and are higher-is-better, besides those forgetless "
+            "knows (acc, acc_norm, exact_match, ...); any other is refused before training (README: Your own tasks)"
+        },
+    )
+    unsafe_code_execution: bool = field(
+        default=False,
+        metadata={
+            "help": "run model-written code (code suites, a code target) even where neither bubblewrap nor unshare "
+            "isolates it (README: Code evaluation sandbox)"
+        },
+    )
 
     def __post_init__(self):
         for name in ("limit", "target_limit"):
@@ -120,23 +170,45 @@ class RecipeFile:
     seeds: list[int] = field(default_factory=lambda: [0])
     model: ModelConfig = field(default_factory=ModelConfig)
     target: TargetConfig | None = field(default=None, metadata={"help": "the task to fine-tune on (ProMoT)"})
-    targets: list[TargetConfig] = field(default_factory=list, metadata={
-        "help": "several target tasks instead of `target` (multi-task ProMoT): each one's name is a data source of "
-                "its own, 'target' is all of them, and each is scored with its own prompt (README: Multi-task)"})
+    targets: list[TargetConfig] = field(
+        default_factory=list,
+        metadata={
+            "help": "several target tasks instead of `target` (multi-task ProMoT): each one's name is a data source of "
+            "its own, 'target' is all of them, and each is scored with its own prompt (README: Multi-task)"
+        },
+    )
     data: dict[str, SourceConfig] = field(default_factory=dict, metadata={"help": "named training sources (DMT)"})
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     max_length: int = field(default=128, metadata={"help": "tokens per training example (prompt + answer)"})
     runs_root: str = field(default="runs", metadata={"help": "folder that holds every run folder"})
     gate: GateConfig | None = field(default=None, metadata={"help": "promotion thresholds for `pipeline retrain`"})
-    checks: list[CheckConfig] = field(default_factory=list, metadata={
-        "help": "the report's checks, each a measure of a recipe against a bound (README: Checks)"})
-    report: ReportConfig = field(default_factory=ReportConfig, metadata={
-        "help": "what the report compares by name: checks_title, method (the frontier's), compare (strategy deltas)"})
-    deepspeed: str | None = field(default=None, metadata={"help": "DeepSpeed JSON for every training stage, e.g. configs/deepspeed/zero2.json (README: Scale out)"})
-    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
-        "help": "experiment trackers, one run per stage named after its stage id: none, tensorboard, mlflow, wandb "
-                "(README: Trackers)"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads for torch (None: the cores this process may use / processes on this machine)"})
+    checks: list[CheckConfig] = field(
+        default_factory=list,
+        metadata={"help": "the report's checks, each a measure of a recipe against a bound (README: Checks)"},
+    )
+    report: ReportConfig = field(
+        default_factory=ReportConfig,
+        metadata={
+            "help": "what the report compares by name: checks_title, method (the frontier's), compare (strategy deltas)"
+        },
+    )
+    deepspeed: str | None = field(
+        default=None,
+        metadata={
+            "help": "DeepSpeed JSON for every training stage, e.g. configs/deepspeed/zero2.json (README: Scale out)"
+        },
+    )
+    report_to: list[str] = field(
+        default_factory=lambda: ["none"],
+        metadata={
+            "help": "experiment trackers, one run per stage named after its stage id: none, tensorboard, mlflow, wandb "
+            "(README: Trackers)"
+        },
+    )
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads for torch (None: the cores this process may use / processes on this machine)"},
+    )
     stages: dict = field(default_factory=dict, init=False)  # recipe -> list of typed stage configs
     swept: dict = field(default_factory=dict, init=False)  # swept copy -> {field: value} (pipeline/recipe/sweep.py)
 
@@ -157,8 +229,10 @@ class RecipeFile:
         names = [t.name for t in self.targets]
         for i, name in enumerate(names):
             if name in names[:i] or name == "target" or name in self.data:
-                raise ValueError(f"targets[{i}].name: {name!r} is already a source name (another target, 'target' "
-                                 f"or a data section entry); each target's name must be its own")
+                raise ValueError(
+                    f"targets[{i}].name: {name!r} is already a source name (another target, 'target' "
+                    f"or a data section entry); each target's name must be its own"
+                )
         if self.max_length < 8:
             raise ValueError(f"max_length: must be >= 8, got {self.max_length}")
         from stages.tracking import TRACKERS
@@ -167,7 +241,9 @@ class RecipeFile:
         if unknown:
             raise ValueError(f"report_to: unknown tracker {unknown[0]!r}; one of {', '.join(TRACKERS)}")
         if "none" in self.report_to and len(self.report_to) > 1:
-            raise ValueError(f"report_to: 'none' with other trackers ({', '.join(self.report_to)}); name one or the other")
+            raise ValueError(
+                f"report_to: 'none' with other trackers ({', '.join(self.report_to)}); name one or the other"
+            )
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads: must be >= 1, got {self.threads}")
 
@@ -195,8 +271,14 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> RecipeFile:
     recipe = builder.build(RecipeFile, data)
     if recipe is not None:
         recipe.swept = swept
-        validate_checks(recipe.checks, data.get("checks"), recipe.report, data.get("report"),
-                        set(written) | set(recipe.recipes) | _origins(swept), builder)
+        validate_checks(
+            recipe.checks,
+            data.get("checks"),
+            recipe.report,
+            data.get("report"),
+            set(written) | set(recipe.recipes) | _origins(swept),
+            builder,
+        )
     raw_recipes = data.get("recipes") if isinstance(data, dict) else None
     if isinstance(raw_recipes, dict) and all(isinstance(v, list) for v in raw_recipes.values()):
         stages = build_stages(raw_recipes, builder, data)  # checked even when other fields failed
@@ -217,8 +299,12 @@ def _swept_as_written(data: dict, builder: Builder) -> dict:
     if swept is None:
         return {}
     if not isinstance(swept, dict) or not all(isinstance(v, dict) for v in swept.values()):
-        builder.error("swept", getattr(data, "lines", {}).get("swept"), "expected {recipe: {field: value}} as a run's "
-                      "config.yaml writes it (to sweep, use sweep: {RECIPE.FIELD: [values]})")
+        builder.error(
+            "swept",
+            getattr(data, "lines", {}).get("swept"),
+            "expected {recipe: {field: value}} as a run's "
+            "config.yaml writes it (to sweep, use sweep: {RECIPE.FIELD: [values]})",
+        )
         return {}
     return {str(name): dict(values) for name, values in swept.items()}
 

@@ -13,16 +13,23 @@ class GateConfig:
     """Thresholds a retrained model must pass before it is promoted (None: that check is off)."""
 
     recipe: str = field(default="promot", metadata={"help": "the recipe whose final model is promoted"})
-    min_target: float | None = field(default=None, metadata={
-        "help": "lowest allowed target (and domain) score of the final stage, mean over seeds"})
-    max_general_drop: float | None = field(default=0.05, metadata={
-        "help": "largest allowed drop of the general mean below the base model's (forgetting)"})
-    max_regression: float | None = field(default=0.02, metadata={
-        "help": "largest allowed drop of any suite's score below the last accepted run's"})
-    general_drop_noise: bool = field(default=False, metadata={
-        "help": "judge max_general_drop against the noise: fail only a drop beyond the limit by more than 1.96 "
-                "standard errors (examples and seeds, pipeline/reports/uncertainty.py; the examples' part paired, the base "
-                "and the final stage being scored on the same examples); unknown noise counts as none"})
+    min_target: float | None = field(
+        default=None, metadata={"help": "lowest allowed target (and domain) score of the final stage, mean over seeds"}
+    )
+    max_general_drop: float | None = field(
+        default=0.05, metadata={"help": "largest allowed drop of the general mean below the base model's (forgetting)"}
+    )
+    max_regression: float | None = field(
+        default=0.02, metadata={"help": "largest allowed drop of any suite's score below the last accepted run's"}
+    )
+    general_drop_noise: bool = field(
+        default=False,
+        metadata={
+            "help": "judge max_general_drop against the noise: fail only a drop beyond the limit by more than 1.96 "
+            "standard errors (examples and seeds, pipeline/reports/uncertainty.py; the examples' part paired, the base "
+            "and the final stage being scored on the same examples); unknown noise counts as none"
+        },
+    )
 
     def __post_init__(self):
         if not self.recipe:

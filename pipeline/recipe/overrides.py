@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Callable
 
 
-def parse_set(item: str, builder, label: Callable[[str], str] = str,
-              claim: Callable[[str, str], bool] | None = None) -> tuple[str, object] | None:
+def parse_set(
+    item: str, builder, label: Callable[[str], str] = str, claim: Callable[[str, str], bool] | None = None
+) -> tuple[str, object] | None:
     """(key, value parsed as YAML) of one `--set key=value`; None after recording the problem in `builder` (its
     path written by `label`), or when `claim(key, raw value)` took the item whole (a sweep, `--set sft.lr=1,2`)."""
     import yaml

@@ -17,8 +17,13 @@ def resolve_recipe_paths(data: dict, recipe_dir: Path) -> None:
     """Rewrite, in place, the path fields of raw recipe data read from a file in `recipe_dir`."""
     if not isinstance(data, dict):
         return
-    sections = [(data.get("model"), "path"), (data.get("target"), "train"), (data.get("target"), "test"),
-                (data, "deepspeed"), (data.get("evaluation"), "task_dir")]
+    sections = [
+        (data.get("model"), "path"),
+        (data.get("target"), "train"),
+        (data.get("target"), "test"),
+        (data, "deepspeed"),
+        (data.get("evaluation"), "task_dir"),
+    ]
     for target in data.get("targets") if isinstance(data.get("targets"), list) else []:
         sections += [(target, "train"), (target, "test")]
     if isinstance(data.get("data"), dict):

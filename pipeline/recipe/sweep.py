@@ -73,27 +73,47 @@ def expand_sweeps(data: dict, builder) -> dict[str, dict]:
         stages = recipes.get(recipe)
         values = values if isinstance(values, list) else [values]
         if not field or not isinstance(stages, list):
-            builder.error(f"sweep.{key}", None, "expected RECIPE.FIELD or RECIPE.STAGE.FIELD with a recipe of this "
-                                                f"file; recipes: {sorted(recipes)}")
+            builder.error(
+                f"sweep.{key}",
+                None,
+                f"expected RECIPE.FIELD or RECIPE.STAGE.FIELD with a recipe of this file; recipes: {sorted(recipes)}",
+            )
             continue
         names = [stage_name(s) for s in stages]
         if stage is not None and stage not in names:
-            builder.error(f"sweep.{key}", None, f"no stage named {stage!r} in recipe {recipe!r}; stages: "
-                                                f"{[n for n in names if n is not None]}")
+            builder.error(
+                f"sweep.{key}",
+                None,
+                f"no stage named {stage!r} in recipe {recipe!r}; stages: {[n for n in names if n is not None]}",
+            )
             continue
-        targets = [i for i, s in enumerate(stages) if isinstance(s, dict) and field in s
-                   and (stage is None or names[i] == stage)]
+        targets = [
+            i
+            for i, s in enumerate(stages)
+            if isinstance(s, dict) and field in s and (stage is None or names[i] == stage)
+        ]
         if not targets or not values:
-            where = f"stage {stage!r} of recipe {recipe!r} does not set" if stage is not None else f"no stage of recipe {recipe!r} sets"
+            where = (
+                f"stage {stage!r} of recipe {recipe!r} does not set"
+                if stage is not None
+                else f"no stage of recipe {recipe!r} sets"
+            )
             builder.error(f"sweep.{key}", None, f"{where} {field!r}" if not targets else "no values")
             continue
         if field in COLUMNS or field in OPTIONAL:
-            builder.error(f"sweep.{key}", None, f"{field!r} is also a column of results.csv, which gets one column "
-                                                "per swept field; it cannot be swept")
+            builder.error(
+                f"sweep.{key}",
+                None,
+                f"{field!r} is also a column of results.csv, which gets one column per swept field; it cannot be swept",
+            )
             continue
         if (recipe, field) in keys:
-            builder.error(f"sweep.{key}", None, f"{keys[recipe, field]!r} also sweeps {field!r} of recipe {recipe!r}, "
-                                                f"and both would be results.csv's column {field!r}; sweep one")
+            builder.error(
+                f"sweep.{key}",
+                None,
+                f"{keys[recipe, field]!r} also sweeps {field!r} of recipe {recipe!r}, "
+                f"and both would be results.csv's column {field!r}; sweep one",
+            )
             continue
         keys[recipe, field] = str(key)
         axes.setdefault(recipe, []).append((field, values, targets))

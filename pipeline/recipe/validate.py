@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.recipe.config import RecipeFile, all_targets
 from core.typed_yaml import shown
+from pipeline.recipe.config import RecipeFile, all_targets
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -17,9 +17,17 @@ def check_recipe(recipe: RecipeFile, content: bool = True) -> list[str]:
     from core.source_lines import locate
     from pipeline.recipe.validate_content import check_content
 
-    problems = [*check_seeds(recipe), *check_names(recipe), *check_model(recipe), *check_suites(recipe),
-                *check_target(recipe), *check_data(recipe), *check_stages(recipe), *check_gate(recipe),
-                *check_trackers(recipe)]
+    problems = [
+        *check_seeds(recipe),
+        *check_names(recipe),
+        *check_model(recipe),
+        *check_suites(recipe),
+        *check_target(recipe),
+        *check_data(recipe),
+        *check_stages(recipe),
+        *check_gate(recipe),
+        *check_trackers(recipe),
+    ]
     if content and not problems:  # only read data and model files once their names check out
         problems = check_content(recipe)
     return locate(problems, recipe)
@@ -50,15 +58,21 @@ def check_names(recipe: RecipeFile) -> list[str]:
 
     problems = []
     if too_long(recipe.name):
-        problems.append(f"name: {shown(recipe.name)} is {len(recipe.name.encode())} bytes long; at most "
-                        f"{MAX_NAME_BYTES} (it names the run folder)")
+        problems.append(
+            f"name: {shown(recipe.name)} is {len(recipe.name.encode())} bytes long; at most "
+            f"{MAX_NAME_BYTES} (it names the run folder)"
+        )
     for name in recipe.stages:
         if too_long(folder_name(name)):
-            problems.append(f"recipes: recipe name {shown(name)} is {len(folder_name(name).encode())} bytes long; "
-                            f"at most {MAX_NAME_BYTES} (it names a folder)")
+            problems.append(
+                f"recipes: recipe name {shown(name)} is {len(folder_name(name).encode())} bytes long; "
+                f"at most {MAX_NAME_BYTES} (it names a folder)"
+            )
     if recipe.target is not None and too_long(recipe.target.name):
-        problems.append(f"target.name: {shown(recipe.target.name)} is {len(recipe.target.name.encode())} bytes "
-                        f"long; at most {MAX_NAME_BYTES} (it names files)")
+        problems.append(
+            f"target.name: {shown(recipe.target.name)} is {len(recipe.target.name.encode())} bytes "
+            f"long; at most {MAX_NAME_BYTES} (it names files)"
+        )
     return problems
 
 
@@ -106,8 +120,10 @@ def check_trackers(recipe: RecipeFile) -> list[str]:
     """Every tracker report_to names is installed (README: Trackers)."""
     from stages.tracking import PACKAGES, unavailable
 
-    return [f"report_to: {name} is not installed here (pip install {PACKAGES[name]})"
-            for name in unavailable(recipe.report_to)]
+    return [
+        f"report_to: {name} is not installed here (pip install {PACKAGES[name]})"
+        for name in unavailable(recipe.report_to)
+    ]
 
 
 def check_code_sandbox(recipe: RecipeFile) -> list[str]:
@@ -139,10 +155,11 @@ def check_target(recipe: RecipeFile) -> list[str]:
             if source.startswith(EMBEDDED_PREFIX):
                 from embedded.tasks import TARGET_TASKS
 
-                task = source[len(EMBEDDED_PREFIX):]
+                task = source[len(EMBEDDED_PREFIX) :]
                 if task not in TARGET_TASKS:
-                    problems.append(f"{section}.{field}: unknown embedded task {shown(task)}; "
-                                    f"one of {sorted(TARGET_TASKS)}")
+                    problems.append(
+                        f"{section}.{field}: unknown embedded task {shown(task)}; one of {sorted(TARGET_TASKS)}"
+                    )
             else:
                 problems += _file_problems(f"{section}.{field}", source)
     return problems
@@ -164,7 +181,9 @@ def check_data(recipe: RecipeFile) -> list[str]:
     problems = []
     for name, config in recipe.data.items():
         if config.source.startswith(EMBEDDED_PREFIX) and config.source not in known_sources():
-            problems.append(f"data.{name}.source: unknown embedded source {shown(config.source)}; one of {known_sources()}")
+            problems.append(
+                f"data.{name}.source: unknown embedded source {shown(config.source)}; one of {known_sources()}"
+            )
         elif not config.source.startswith(EMBEDDED_PREFIX):
             problems += _file_problems(f"data.{name}.source", config.source)
     return problems
@@ -176,11 +195,15 @@ def check_stages(recipe: RecipeFile) -> list[str]:
     for name, configs in recipe.stages.items():
         for config in configs:
             if isinstance(getattr(config, "prompt_from", None), list) and not recipe.targets:
-                problems.append(f"recipes.{name}.{config.name}.prompt_from: a list of prompts (multi-task ProMoT) "
-                                f"needs several target tasks (targets:); with one target, name one prompt")
+                problems.append(
+                    f"recipes.{name}.{config.name}.prompt_from: a list of prompts (multi-task ProMoT) "
+                    f"needs several target tasks (targets:); with one target, name one prompt"
+                )
             init = getattr(getattr(config, "init", None), "value", None)
             target = recipe.target
-            if init == "class_labels" and (target is None or (not target.labels and not target.train.startswith("embedded:"))):
+            if init == "class_labels" and (
+                target is None or (not target.labels and not target.train.startswith("embedded:"))
+            ):
                 problems.append(f"recipes.{name}.{config.name}.init: class_labels needs target.labels")
         problems += check_merge_after_lora(name, configs)
     return problems
@@ -194,9 +217,11 @@ def check_merge_after_lora(name: str, configs: list) -> list[str]:
         if config.kind == "lora_tune" and getattr(getattr(config, "scope", None), "value", None) == "every_suite":
             unmerged = config.name
         elif config.kind == "merge" and unmerged is not None:
-            return [f"recipes.{name}.{config.name}: follows LoRA stage {unmerged!r} of scope every_suite, which is "
-                    f"not in the weights it merges and stays attached at full strength after it (alpha would not "
-                    f"scale it); set scope: merged on {unmerged!r} to fold it into the weights first"]
+            return [
+                f"recipes.{name}.{config.name}: follows LoRA stage {unmerged!r} of scope every_suite, which is "
+                f"not in the weights it merges and stays attached at full strength after it (alpha would not "
+                f"scale it); set scope: merged on {unmerged!r} to fold it into the weights first"
+            ]
     return []
 
 

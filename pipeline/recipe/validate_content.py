@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline.recipe.config import EMBEDDED, RecipeFile
 from core.errors import UserError
+from pipeline.recipe.config import EMBEDDED, RecipeFile
 
 log = logging.getLogger("pipeline.recipe.validate")
 
@@ -63,6 +63,7 @@ def _tokenizer(path: str, hub: Hub, problems: list[str]):
 
 # --- a hub id: one quick probe instead of transformers' retries --------------------------------------------------
 
+
 @dataclass
 class Hub:
     """How a check reads a model's files: a local folder, or a hub id; `unreachable` says why the hub is not."""
@@ -75,8 +76,10 @@ class Hub:
 
     def not_readable(self, err: Exception, what: str) -> str:
         if self.unreachable:
-            return (f"not in the local Hugging Face cache, and the hub cannot be reached ({self.unreachable}); "
-                    "download the model where there is a network, or name a local folder")
+            return (
+                f"not in the local Hugging Face cache, and the hub cannot be reached ({self.unreachable}); "
+                "download the model where there is a network, or name a local folder"
+            )
         return f"{what} ({_first_line(err)})"
 
 
@@ -117,6 +120,7 @@ def _from_hub(repo_id: str, filename: str, hub: Hub) -> Path | None:
 
 # --- trust_remote_code: nothing of the model's own code runs in a check -----------------------------------------
 
+
 def _json_file(path: str, filename: str, hub: Hub):
     """A JSON file of a model folder or hub id as data; None when absent; ValueError when not JSON."""
     local = Path(path) / filename
@@ -150,13 +154,18 @@ def remote_code_checks(path: str, local: bool, hub: Hub, problems: list[str]):
         problems.append(f"model.path: {path}: config.json is not readable JSON ({_first_line(err)})")
         return None
     if not isinstance(config, dict):
-        problems.append(f"model.path: {path}: {hub.not_readable(OSError('no config.json'), 'cannot read a model config')}"
-                        if config is None else f"model.path: {path}: config.json: expected a JSON object")
+        problems.append(
+            f"model.path: {path}: {hub.not_readable(OSError('no config.json'), 'cannot read a model config')}"
+            if config is None
+            else f"model.path: {path}: config.json: expected a JSON object"
+        )
         return None
     auto_map, model_type = config.get("auto_map") or {}, config.get("model_type")
     if "AutoModelForCausalLM" not in auto_map and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        problems.append(f"model.path: {path}: model type {model_type!r} is not a causal LM (config.json's auto_map "
-                        f"names no AutoModelForCausalLM)")
+        problems.append(
+            f"model.path: {path}: model type {model_type!r} is not a causal LM (config.json's auto_map "
+            f"names no AutoModelForCausalLM)"
+        )
     if local:
         files, problem = weight_files(Path(path))
         problems += [f"model.path: {path}: {problem}"] if problem else _header_problems(path, files)[1]
@@ -171,8 +180,12 @@ def remote_code_checks(path: str, local: bool, hub: Hub, problems: list[str]):
         tokenizer, skipped = None, skipped + ", and the data checks that need its tokenizer were skipped"
     finally:
         hf_logging.set_verbosity(verbosity)
-    log.warning("model.path: %s: trust_remote_code: validation did not run the model's own code (the run will); "
-                "config.json was read as JSON and %s", path, skipped)
+    log.warning(
+        "model.path: %s: trust_remote_code: validation did not run the model's own code (the run will); "
+        "config.json was read as JSON and %s",
+        path,
+        skipped,
+    )
     if tokenizer is not None and tokenizer.pad_token is None:
         log.warning("model.path: %s: tokenizer has no pad token; eos (%r) will be used", path, tokenizer.eos_token)
     return tokenizer
@@ -204,8 +217,10 @@ def weight_files(folder: Path) -> tuple[list[Path], str | None]:
     others = sorted(p.name for p in folder.iterdir() if p.is_file())
     pickles = [name for name in others if name.endswith(PICKLE_SUFFIXES)]
     if pickles:
-        return [], (f"only pickle weights ({_few(pickles)}), and this project loads safetensors only: convert them "
-                    f"(load the model with transformers and save_pretrained it to write {WEIGHTS})")
+        return [], (
+            f"only pickle weights ({_few(pickles)}), and this project loads safetensors only: convert them "
+            f"(load the model with transformers and save_pretrained it to write {WEIGHTS})"
+        )
     loose = [name for name in others if name.endswith(".safetensors")]
     found = f"; it has {_few(loose)} but neither of those" if loose else ""
     return [], f"no weights: expected {WEIGHTS} or {WEIGHTS_INDEX}{found}"
@@ -244,23 +259,34 @@ def check_weights(path: str, config) -> list[str]:
     try:
         missing, unexpected, reshaped = compare_weights(config, found)
     except Exception as err:  # noqa: BLE001 - a model that cannot be built on the meta device: not checked
-        log.warning("model.path: %s: weights not compared with config.json (the model does not build on the meta "
-                    "device: %s: %s)", path, type(err).__name__, _first_line(err))
+        log.warning(
+            "model.path: %s: weights not compared with config.json (the model does not build on the meta "
+            "device: %s: %s)",
+            path,
+            type(err).__name__,
+            _first_line(err),
+        )
         return []
     parts = []
     if missing:
-        parts.append(f"{len(missing)} tensor(s) the model needs are not in them ({_few(missing)}); "
-                     "they would train from random values")
+        parts.append(
+            f"{len(missing)} tensor(s) the model needs are not in them ({_few(missing)}); "
+            "they would train from random values"
+        )
     if unexpected:
         parts.append(f"{len(unexpected)} tensor(s) in them have no place in the model ({_few(unexpected)})")
     if reshaped:
         key, have, want = reshaped[0]
-        parts.append(f"{len(reshaped)} tensor(s) have another shape ({key}: {list(have)} in the files, "
-                     f"{list(want)} by config.json{', ...' if len(reshaped) > 1 else ''})")
+        parts.append(
+            f"{len(reshaped)} tensor(s) have another shape ({key}: {list(have)} in the files, "
+            f"{list(want)} by config.json{', ...' if len(reshaped) > 1 else ''})"
+        )
     if not parts:
         return []
-    return [f"model.path: {path}: the weights do not match config.json (model type {config.model_type!r}): "
-            + "; ".join(parts)]
+    return [
+        f"model.path: {path}: the weights do not match config.json (model type {config.model_type!r}): "
+        + "; ".join(parts)
+    ]
 
 
 def compare_weights(config, found: dict[str, tuple]) -> tuple[list[str], list[str], list[tuple]]:
@@ -384,8 +410,10 @@ def check_labels(labels: list[str], train, tokenizer) -> list[str]:
         # As trained: after the prompt, with the leading space the converters give an answer.
         ids = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
         if unknown is not None and unknown in ids:
-            problems.append(f"target.labels: {label!r} encodes to the tokenizer's unknown token "
-                            f"{tokenizer.unk_token!r}: the model cannot write it")
+            problems.append(
+                f"target.labels: {label!r} encodes to the tokenizer's unknown token "
+                f"{tokenizer.unk_token!r}: the model cannot write it"
+            )
         elif label not in words:
             problems.append(f"target.labels: {label!r} never occurs in the target's answers (target.train)")
     return problems
@@ -397,11 +425,20 @@ def check_truncation(field: str, source: str, data, tokenizer, max_length: int) 
 
     cut = count_fully_truncated(data, tokenizer, max_length)
     if cut == len(data):
-        return [f"{field}: {source}: all {cut} examples would be truncated away by max_length={max_length} "
-                f"(prompts are at least that long); raise max_length"]
+        return [
+            f"{field}: {source}: all {cut} examples would be truncated away by max_length={max_length} "
+            f"(prompts are at least that long); raise max_length"
+        ]
     if cut:
-        log.warning("%s: %s: %d of %d examples (%.1f%%) lose their whole answer to max_length=%d",
-                    field, source, cut, len(data), 100 * cut / len(data), max_length)
+        log.warning(
+            "%s: %s: %d of %d examples (%.1f%%) lose their whole answer to max_length=%d",
+            field,
+            source,
+            cut,
+            len(data),
+            100 * cut / len(data),
+            max_length,
+        )
     return []
 
 
@@ -416,8 +453,11 @@ def warn_overlap(recipe: RecipeFile, train, tokenizer) -> list[str]:
         return [f"target.test: {err}"]
     overlap = len(set(test["prompt"]) & set(train["prompt"]))
     if overlap:
-        log.warning("target.test: %d of %d test prompts also appear in target.train; scores will be optimistic",
-                    overlap, len(test))
+        log.warning(
+            "target.test: %d of %d test prompts also appear in target.train; scores will be optimistic",
+            overlap,
+            len(test),
+        )
     return []
 
 

@@ -18,9 +18,19 @@ from evaluation.domain_scoring import CODE_METRIC, LABEL_METRIC, MATH_METRIC
 
 # Metrics whose every value is a mean of 0/1 outcomes (or a probability mass, mc2), so in [0, 1], higher better.
 KNOWN_UNIT = {
-    "acc", "acc_norm", "acc_mutual_info", "exact_match", "mc1", "mc2",
-    "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc",  # IFEval
-    MATH_METRIC, LABEL_METRIC, CODE_METRIC,  # forgetless' own scorers (evaluation/domain_scoring.py)
+    "acc",
+    "acc_norm",
+    "acc_mutual_info",
+    "exact_match",
+    "mc1",
+    "mc2",
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",  # IFEval
+    MATH_METRIC,
+    LABEL_METRIC,
+    CODE_METRIC,  # forgetless' own scorers (evaluation/domain_scoring.py)
     "contains_answer",  # real_nq_open_chat's 0/1 per answer (evaluation/tasks/real/utils.py)
 }
 SHOWN = 3
@@ -33,8 +43,12 @@ def suites_of(recipe) -> list[tuple[str, object]]:
 
     ev = recipe.evaluation
     if ev.general_tasks and ev.task_dir:
-        found = [("evaluation.general_tasks",
-                  Suite("local:" + ",".join(ev.general_tasks), "general", list(ev.general_tasks), str(ev.task_dir)))]
+        found = [
+            (
+                "evaluation.general_tasks",
+                Suite("local:" + ",".join(ev.general_tasks), "general", list(ev.general_tasks), str(ev.task_dir)),
+            )
+        ]
     elif ev.general_tasks:
         found = [("evaluation.general_tasks", hub_suite(ev.general_tasks, "general"))]
     else:
@@ -83,20 +97,28 @@ def task_problem(entry, declared: set[str]) -> str | None:
     if entry.kind in (Kind.GROUP, Kind.TAG):
         members = _members(entry)
         listed = ", ".join(members[:SHOWN]) + (f", ... {len(members) - SHOWN} more" if len(members) > SHOWN else "")
-        return (f"is an lm-eval {entry.kind.name.lower()} of tasks ({listed}), not one task; name its tasks "
-                "instead (each is scored and reported on its own)")
+        return (
+            f"is an lm-eval {entry.kind.name.lower()} of tasks ({listed}), not one task; name its tasks "
+            "instead (each is scored and reported on its own)"
+        )
     if entry.kind is not Kind.TASK or not isinstance(entry.cfg, dict):
-        return ("is defined by a Python class, so its metrics cannot be read from a config and checked to lie in "
-                "[0, 1]; copy it as a task YAML into evaluation.task_dir")
+        return (
+            "is defined by a Python class, so its metrics cannot be read from a config and checked to lie in "
+            "[0, 1]; copy it as a task YAML into evaluation.task_dir"
+        )
     for name, higher in metrics_of(entry.cfg):
         if higher is False:
-            return (f"metric {name!r} is lower-is-better (higher_is_better: false); forgetless averages and gates "
-                    "higher-is-better scores only (a forgetting's sign would flip): put such a metric in a task YAML "
-                    "of your own (evaluation.task_dir) that reports a higher-is-better one")
+            return (
+                f"metric {name!r} is lower-is-better (higher_is_better: false); forgetless averages and gates "
+                "higher-is-better scores only (a forgetting's sign would flip): put such a metric in a task YAML "
+                "of your own (evaluation.task_dir) that reports a higher-is-better one"
+            )
         if name not in KNOWN_UNIT and name not in declared:
             sign = "" if higher else " and higher-is-better"
-            return (f"metric {name!r} is not known to lie in [0, 1]{sign} (results.csv, the forgetting and the gate "
-                    f"hold scores in [0, 1]); if it does, declare it: evaluation.unit_metrics: [{name}]")
+            return (
+                f"metric {name!r} is not known to lie in [0, 1]{sign} (results.csv, the forgetting and the gate "
+                f"hold scores in [0, 1]); if it does, declare it: evaluation.unit_metrics: [{name}]"
+            )
     return None
 
 
@@ -105,8 +127,9 @@ def metrics_of(cfg: dict) -> list[tuple[str, bool | None]]:
     for its output_type; the sign is the config's, else lm-eval's registry's (None: unknown)."""
     from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
 
-    listed = cfg.get("metric_list") or [{"metric": m} for m in
-                                        DEFAULT_METRIC_REGISTRY.get(cfg.get("output_type", "generate_until"), [])]
+    listed = cfg.get("metric_list") or [
+        {"metric": m} for m in DEFAULT_METRIC_REGISTRY.get(cfg.get("output_type", "generate_until"), [])
+    ]
     found = []
     for item in listed:
         item = item if isinstance(item, dict) else {"metric": item}
@@ -136,4 +159,3 @@ def _members(entry) -> list[str]:
     listed = (entry.cfg or {}).get("task") or []
     listed = listed if isinstance(listed, list) else [listed]
     return [str(t.get("task", t)) if isinstance(t, dict) else str(t) for t in listed]
-

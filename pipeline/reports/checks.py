@@ -81,8 +81,15 @@ def measure_check(check: CheckConfig, scores: Scores, reference_name: str = ACCE
     if a is None:
         return _missing(check, name, limit, _not_measured(check), _plain_note(check, scores, recipe, stage))
     if check.against is None:
-        return _judge(check, name, limit, a, _plain_text(check.measure, a), _plain_note(check, scores, recipe, stage),
-                      scores.se(recipe, stage, measured(check)))
+        return _judge(
+            check,
+            name,
+            limit,
+            a,
+            _plain_text(check.measure, a),
+            _plain_note(check, scores, recipe, stage),
+            scores.se(recipe, stage, measured(check)),
+        )
     b, against = _reference(check, scores, recipe, reference_name)
     if b is None:
         return _missing(check, name, limit, f"no {against} to compare with")
@@ -139,15 +146,16 @@ def _along(check: CheckConfig, scores: Scores) -> CheckOutcome:
 
 def _judge(check, name, limit, value, text, note, se=None) -> CheckOutcome:
     if check.bound is None:  # the check is off: it passes, and a relative one measures nothing
-        return CheckOutcome(name, None if check.against else value, True, limit, text,
-                       "" if check.against else note)
+        return CheckOutcome(name, None if check.against else value, True, limit, text, "" if check.against else note)
     if not check.noise:
         return CheckOutcome(name, value, _within(check, value), limit, text, note)
     from pipeline.reports.uncertainty import Z
 
     known = se is not None and se == se
     if not known and check.bound[0] in (">=", ">"):  # beyond a min bound by more than the noise: unknowable
-        return CheckOutcome(name, value, False, limit, f"{text} (noise unknown)", note + "; noise unknown: not beyond it")
+        return CheckOutcome(
+            name, value, False, limit, f"{text} (noise unknown)", note + "; noise unknown: not beyond it"
+        )
     margin = Z * se if known else 0.0
     note += f"; noise: ±{margin:.3f} ({Z:g} se)" if known else "; noise unknown: judged as none"
     text += f" (noise ±{margin:.3f})" if known else ""

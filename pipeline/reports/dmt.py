@@ -51,8 +51,9 @@ def final_sd(frame):
     """sd over seeds of final_scores()'s domain and general per recipe; NaN where a recipe has one seed."""
     import pandas as pd
 
-    per_seed = [final_scores(frame[frame.seed == seed])[["domain", "general"]].assign(seed=seed)
-                for seed in frame.seed.unique()]
+    per_seed = [
+        final_scores(frame[frame.seed == seed])[["domain", "general"]].assign(seed=seed) for seed in frame.seed.unique()
+    ]
     both = pd.concat(per_seed).rename_axis("recipe").reset_index()
     return both.groupby("recipe", sort=False)[["domain", "general"]].std(ddof=1)  # NaN for one value
 
@@ -82,19 +83,42 @@ def domain_general_figure(table, sd=None, swept: dict | None = None):
             base = table.loc["base"]
             ax.axvline(base.general, color="0.45", lw=1, ls="--", zorder=1)
             ax.axhline(base.domain, color="0.45", lw=1, ls="--", zorder=1)
-            ax.plot([base.general], [base.domain], marker="*", markersize=size + 2, color="black",
-                    linestyle="none", label="base", zorder=2)
+            ax.plot(
+                [base.general],
+                [base.domain],
+                marker="*",
+                markersize=size + 2,
+                color="black",
+                linestyle="none",
+                label="base",
+                zorder=2,
+            )
         for a, b in zip(sweep, sweep[1:]):
-            ax.annotate("", (table.loc[b, "general"], table.loc[b, "domain"]),
-                        (table.loc[a, "general"], table.loc[a, "domain"]),
-                        arrowprops=dict(arrowstyle="-|>", color="0.55", lw=1, shrinkA=7, shrinkB=7), zorder=2)
+            ax.annotate(
+                "",
+                (table.loc[b, "general"], table.loc[b, "domain"]),
+                (table.loc[a, "general"], table.loc[a, "domain"]),
+                arrowprops=dict(arrowstyle="-|>", color="0.55", lw=1, shrinkA=7, shrinkB=7),
+                zorder=2,
+            )
         for recipe in strategies:
             row, style = table.loc[recipe], styles[recipe]
             xerr, yerr = err(recipe, "general"), err(recipe, "domain")
-            ax.errorbar(row.general, row.domain, xerr=None if xerr != xerr else [xerr],
-                        yerr=None if yerr != yerr else [yerr], fmt=style["marker"], markersize=size,
-                        markerfacecolor="none", markeredgewidth=2, color=style["color"], elinewidth=1.2,
-                        capsize=4, label=recipe, zorder=3)
+            ax.errorbar(
+                row.general,
+                row.domain,
+                xerr=None if xerr != xerr else [xerr],
+                yerr=None if yerr != yerr else [yerr],
+                fmt=style["marker"],
+                markersize=size,
+                markerfacecolor="none",
+                markeredgewidth=2,
+                color=style["color"],
+                elinewidth=1.2,
+                capsize=4,
+                label=recipe,
+                zorder=3,
+            )
         ax.grid(alpha=0.3)
 
     fig, ax = plt.subplots(figsize=(8, 6.5), dpi=DPI)
@@ -108,10 +132,15 @@ def domain_general_figure(table, sd=None, swept: dict | None = None):
     note = f"; arrows: the {field} sweep as {field} grows" if len(sweep) > 1 else ""
     ax.set_title(f"Final stage of each strategy ({seeds}{note})", fontsize=10)
     fig.tight_layout()
-    names = ([*strategies, "base"] if "base" in table.index else strategies)
-    label_points(ax, [(table.loc[r, "general"], table.loc[r, "domain"]) for r in names],
-                 [(err(r, "general"), err(r, "domain")) if r != "base" else (nan, nan) for r in names], names,
-                 [styles[r]["color"] if r != "base" else "black" for r in names], lambda inset: draw(inset, 8))
+    names = [*strategies, "base"] if "base" in table.index else strategies
+    label_points(
+        ax,
+        [(table.loc[r, "general"], table.loc[r, "domain"]) for r in names],
+        [(err(r, "general"), err(r, "domain")) if r != "base" else (nan, nan) for r in names],
+        names,
+        [styles[r]["color"] if r != "base" else "black" for r in names],
+        lambda inset: draw(inset, 8),
+    )
     return fig
 
 
@@ -127,5 +156,9 @@ def dmt_sections(frame, run_dir, compare: dict, checks: list[str], swept: dict) 
     domain_vs_general.png."""
     final = final_scores(frame)
     write_bytes(run_dir / "domain_vs_general.png", domain_general_plot(final, final_sd(frame), swept))
-    return ["## Strategies (final stage of each, in the shape of the DMT paper's Table 1)",
-            strategy_table(final, compare), *checks, "![domain vs general](domain_vs_general.png)"]
+    return [
+        "## Strategies (final stage of each, in the shape of the DMT paper's Table 1)",
+        strategy_table(final, compare),
+        *checks,
+        "![domain vs general](domain_vs_general.png)",
+    ]

@@ -37,10 +37,17 @@ def points(table) -> list[dict]:
             gains.append(row[gain] - base[gain])
             gain_se.append(math.hypot(row.get(f"{gain}_se", math.nan), base.get(f"{gain}_se", math.nan)))
         if retention:
-            found.append(dict(recipe=recipe, stage=stage, seeds=len(retention),
-                              retention=_mean(retention), gain=_mean(gains),
-                              retention_err=Z * standard_error(_mean(retention_se), _sd(retention), len(retention)),
-                              gain_err=Z * standard_error(_mean(gain_se), _sd(gains), len(gains))))
+            found.append(
+                dict(
+                    recipe=recipe,
+                    stage=stage,
+                    seeds=len(retention),
+                    retention=_mean(retention),
+                    gain=_mean(gains),
+                    retention_err=Z * standard_error(_mean(retention_se), _sd(retention), len(retention)),
+                    gain_err=Z * standard_error(_mean(gain_se), _sd(gains), len(gains)),
+                )
+            )
     found = _merge_shared(found)
     for p in found:
         p["dominated_by"] = [f"{q['recipe']}/{q['stage']}" for q in found if _dominates(q, p)]
@@ -62,8 +69,11 @@ def _merge_shared(found: list[dict]) -> list[dict]:
 
 
 def _dominates(a: dict, b: dict) -> bool:
-    return (a["retention"] >= b["retention"] and a["gain"] >= b["gain"]
-            and (a["retention"] > b["retention"] or a["gain"] > b["gain"]))
+    return (
+        a["retention"] >= b["retention"]
+        and a["gain"] >= b["gain"]
+        and (a["retention"] > b["retention"] or a["gain"] > b["gain"])
+    )
 
 
 def _mean(values) -> float:
@@ -96,13 +106,17 @@ def _pm(value: float, err: float) -> str:
 
 def frontier_table(found: list[dict], gain: str) -> str:
     """Markdown: every point, front first by gain."""
-    lines = [f"| recipe | stage | general retention | {gain} gain | seeds | on the front | dominated by |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| recipe | stage | general retention | {gain} gain | seeds | on the front | dominated by |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for p in sorted(found, key=lambda p: (not p["front"], -p["gain"])):
         recipe = p["recipe"] + (f" (= {', '.join(p['same_as'])})" if p.get("same_as") else "")
-        lines.append(f"| {recipe} | {p['stage']} | {_pm(p['retention'], p['retention_err'])} | "
-                     f"{_pm(p['gain'], p['gain_err'])} | {p['seeds']} | {'**yes**' if p['front'] else 'no'} | "
-                     f"{', '.join(p['dominated_by']) or '–'} |")
+        lines.append(
+            f"| {recipe} | {p['stage']} | {_pm(p['retention'], p['retention_err'])} | "
+            f"{_pm(p['gain'], p['gain_err'])} | {p['seeds']} | {'**yes**' if p['front'] else 'no'} | "
+            f"{', '.join(p['dominated_by']) or '–'} |"
+        )
     return "\n".join(lines)
 
 
@@ -111,24 +125,32 @@ def summary(found: list[dict], method: str, gain: str, swept: dict | None = None
     front = [p for p in found if p["front"]]
     names = [f"`{p['recipe']}/{p['stage']}`" for p in sorted(front, key=lambda p: -p["gain"])]
     lines = [f"On the front ({len(front)} of {len(found)} points): {', '.join(names)}."]
-    counts = {f"{p['recipe']}/{p['stage']}": sum(f"{p['recipe']}/{p['stage']}" in q["dominated_by"] for q in found)
-              for p in front}
+    counts = {
+        f"{p['recipe']}/{p['stage']}": sum(f"{p['recipe']}/{p['stage']}" in q["dominated_by"] for q in found)
+        for p in front
+    }
     best = max(counts, key=counts.get) if counts else None
     if best and counts[best]:
-        lines.append(f"`{best}` dominates the most configurations ({counts[best]}): no other keeps at least as much "
-                     f"general skill and gains at least as much {gain}.")
+        lines.append(
+            f"`{best}` dominates the most configurations ({counts[best]}): no other keeps at least as much "
+            f"general skill and gains at least as much {gain}."
+        )
     finals = _method(found, method, swept or {})
     if not finals:
         lines.append(f"No recipe named `{method}` (this file's method) to place on it.")
     for p in finals:
-        where = f"`{p['recipe']}/{p['stage']}` (retention {_pm(p['retention'], p['retention_err'])}, " \
-                f"{gain} gain {_pm(p['gain'], p['gain_err'])})"
+        where = (
+            f"`{p['recipe']}/{p['stage']}` (retention {_pm(p['retention'], p['retention_err'])}, "
+            f"{gain} gain {_pm(p['gain'], p['gain_err'])})"
+        )
         if p["front"]:
             lines.append(f"The method's final stage {where} is on the front.")
         else:
-            lines.append(f"The method's final stage {where} is not on the front: dominated by "
-                         f"{', '.join(f'`{n}`' for n in p['dominated_by'])} (by the means; the error bars say how "
-                         "far apart they are).")
+            lines.append(
+                f"The method's final stage {where} is not on the front: dominated by "
+                f"{', '.join(f'`{n}`' for n in p['dominated_by'])} (by the means; the error bars say how "
+                "far apart they are)."
+            )
     return " ".join(lines)
 
 
@@ -152,29 +174,56 @@ def figure(found: list[dict], gain: str, title: str):
         axes.plot([1], [0], marker="*", markersize=12, color="black", linestyle="none", zorder=2)
         front = sorted((p for p in found if p["front"]), key=lambda p: p["retention"])
         if len(front) > 1:
-            axes.plot([p["retention"] for p in front], [p["gain"] for p in front], color="0.2", lw=1.5, zorder=2,
-                      label="Pareto front")
+            axes.plot(
+                [p["retention"] for p in front],
+                [p["gain"] for p in front],
+                color="0.2",
+                lw=1.5,
+                zorder=2,
+                label="Pareto front",
+            )
         for p in found:
             style = styles[p["recipe"]]
-            axes.errorbar(p["retention"], p["gain"], xerr=_bar(p["retention_err"]), yerr=_bar(p["gain_err"]),
-                          fmt=style["marker"], markersize=9, markeredgewidth=2, color=style["color"],
-                          markerfacecolor=style["color"] if p["front"] else "none", elinewidth=1.1, capsize=3,
-                          zorder=3)
+            axes.errorbar(
+                p["retention"],
+                p["gain"],
+                xerr=_bar(p["retention_err"]),
+                yerr=_bar(p["gain_err"]),
+                fmt=style["marker"],
+                markersize=9,
+                markeredgewidth=2,
+                color=style["color"],
+                markerfacecolor=style["color"] if p["front"] else "none",
+                elinewidth=1.1,
+                capsize=3,
+                zorder=3,
+            )
         axes.grid(alpha=0.3)
 
     draw(ax)
     ax.set_xlabel("general retention: general / base general  (1 = nothing forgotten)  →  kept more")
     ax.set_ylabel(f"{GAIN_NAMES.get(gain, gain)}: gain over base  →  learned more")
-    ax.set_title(f"{title}: every recipe and stage, mean over seeds ± 95% (filled: on the Pareto front)",
-                 fontsize=11)
+    ax.set_title(f"{title}: every recipe and stage, mean over seeds ± 95% (filled: on the Pareto front)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.1)
     fig.canvas.draw()
-    names = [f"{p['recipe']}/{p['stage']}" + (f" (+{len(p['same_as'])} recipes)" if p.get("same_as") else "")
-             for p in found] + ["base"]
-    label_points(ax, [(p["retention"], p["gain"]) for p in found] + [(1.0, 0.0)],
-                 [(p["retention_err"] / Z if p["retention_err"] == p["retention_err"] else math.nan,
-                   p["gain_err"] / Z if p["gain_err"] == p["gain_err"] else math.nan) for p in found]
-                 + [(math.nan, math.nan)], names, [styles[p["recipe"]]["color"] for p in found] + ["black"], draw)
+    names = [
+        f"{p['recipe']}/{p['stage']}" + (f" (+{len(p['same_as'])} recipes)" if p.get("same_as") else "") for p in found
+    ] + ["base"]
+    label_points(
+        ax,
+        [(p["retention"], p["gain"]) for p in found] + [(1.0, 0.0)],
+        [
+            (
+                p["retention_err"] / Z if p["retention_err"] == p["retention_err"] else math.nan,
+                p["gain_err"] / Z if p["gain_err"] == p["gain_err"] else math.nan,
+            )
+            for p in found
+        ]
+        + [(math.nan, math.nan)],
+        names,
+        [styles[p["recipe"]]["color"] for p in found] + ["black"],
+        draw,
+    )
     return fig
 
 
@@ -192,6 +241,12 @@ def sections(table_, method: str, title: str, swept: dict | None = None) -> tupl
     if not found:
         return [], None
     png = to_png(figure(found, gain, title))
-    return (["## Frontier: gain against general retention",
-             "![gain against general retention, every recipe and stage, Pareto front](frontier.png)",
-             summary(found, method, gain, swept), frontier_table(found, gain)], png)
+    return (
+        [
+            "## Frontier: gain against general retention",
+            "![gain against general retention, every recipe and stage, Pareto front](frontier.png)",
+            summary(found, method, gain, swept),
+            frontier_table(found, gain),
+        ],
+        png,
+    )

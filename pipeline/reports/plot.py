@@ -26,8 +26,12 @@ METRIC_STYLE = {  # per metric in the per-recipe panels; the colour there is the
     "format_leak": dict(linestyle=":", marker="^", markerfacecolor="none"),
 }
 GAIN_NAMES = {"target": "target task", "domain": "domain (mean of math, code)"}
-METRIC_NAMES = {"general": "general (no prompt)", "target": "target (prompt where one exists)",
-                "domain": "domain (math, code)", "format_leak": "format leak"}
+METRIC_NAMES = {
+    "general": "general (no prompt)",
+    "target": "target (prompt where one exists)",
+    "domain": "domain (math, code)",
+    "format_leak": "format leak",
+}
 COLUMNS = 4  # per-recipe panels in one row
 
 
@@ -80,12 +84,20 @@ def final_points(table, gain: str) -> list[dict]:
             forgets.append(row.forgetting if base is not None else float("nan"))
             leaks.append(row.get("format_leak", float("nan")))
         base_leak = part[part.stage == "base"].get("format_leak")
-        points.append(dict(
-            recipe=recipe, stage=final, seeds=len(gains),
-            gain=_mean(gains), gain_sd=_sd(gains), forgetting=_mean(forgets), forgetting_sd=_sd(forgets),
-            leak=_mean(leaks), leak_sd=_sd(leaks),
-            base_leak=_mean(base_leak.tolist()) if base_leak is not None else float("nan"),
-        ))
+        points.append(
+            dict(
+                recipe=recipe,
+                stage=final,
+                seeds=len(gains),
+                gain=_mean(gains),
+                gain_sd=_sd(gains),
+                forgetting=_mean(forgets),
+                forgetting_sd=_sd(forgets),
+                leak=_mean(leaks),
+                leak_sd=_sd(leaks),
+                base_leak=_mean(base_leak.tolist()) if base_leak is not None else float("nan"),
+            )
+        )
     return points
 
 
@@ -142,8 +154,14 @@ def place_labels(ax, points, texts, colours, errors=(), avoid=(), fontsize=9):
         for a, b in (((x - dx, y), (x + dx, y)), ((x, y - dy), (x, y + dy))):
             if a == a and b == b and a != b:
                 (ax0, ay0), (ax1, ay1) = ax.transData.transform(a), ax.transData.transform(b)
-                obstacles.append((min(ax0, ax1) - 4 * scale, min(ay0, ay1) - 4 * scale,
-                                  max(ax0, ax1) + 4 * scale, max(ay0, ay1) + 4 * scale))
+                obstacles.append(
+                    (
+                        min(ax0, ax1) - 4 * scale,
+                        min(ay0, ay1) - 4 * scale,
+                        max(ax0, ax1) + 4 * scale,
+                        max(ay0, ay1) + 4 * scale,
+                    )
+                )
     placed = []
     # Crowded points first: they have the fewest free spots.
     groups.sort(key=lambda g: -sum(1 for q in pixels if math.dist(pixels[g[0]], q) < 40 * scale))
@@ -152,9 +170,18 @@ def place_labels(ax, points, texts, colours, errors=(), avoid=(), fontsize=9):
         i = group[0]
         label = _shared_label([texts[j] for j in group])
         colour = colours[i] if len(group) == 1 else "black"
-        text = ax.annotate(label, points[i], xytext=(0, 0), textcoords="offset points", fontsize=fontsize,
-                           color=colour, ha="left", va="bottom", zorder=6,
-                           arrowprops=dict(arrowstyle="-", color=colour, lw=0.8, alpha=0.8, shrinkA=1, shrinkB=4))
+        text = ax.annotate(
+            label,
+            points[i],
+            xytext=(0, 0),
+            textcoords="offset points",
+            fontsize=fontsize,
+            color=colour,
+            ha="left",
+            va="bottom",
+            zorder=6,
+            arrowprops=dict(arrowstyle="-", color=colour, lw=0.8, alpha=0.8, shrinkA=1, shrinkB=4),
+        )
         box = text.get_window_extent(renderer)
         width, height = box.width, box.height
         best, best_cost = None, None
@@ -167,8 +194,12 @@ def place_labels(ax, points, texts, colours, errors=(), avoid=(), fontsize=9):
                 x0 = cx if math.cos(a) > 0.3 else cx - width if math.cos(a) < -0.3 else cx - width / 2
                 y0 = cy if math.sin(a) > 0.3 else cy - height if math.sin(a) < -0.3 else cy - height / 2
                 rect = (x0, y0, x0 + width, y0 + height)
-                inside = (rect[0] >= frame.x0 + 2 and rect[2] <= frame.x1 - 2
-                          and rect[1] >= frame.y0 + 2 and rect[3] <= frame.y1 - 2)
+                inside = (
+                    rect[0] >= frame.x0 + 2
+                    and rect[2] <= frame.x1 - 2
+                    and rect[1] >= frame.y0 + 2
+                    and rect[3] <= frame.y1 - 2
+                )
                 cost = sum(_overlap(rect, o) for o in obstacles + placed) + (0 if inside else 1e6) + ring
                 if best_cost is None or cost < best_cost:
                     best, best_cost = (rect, ring), cost
@@ -208,10 +239,22 @@ def _draw_points(ax, drawn, styles, size=9):
     ax.plot([0], [0], marker="*", markersize=size + 2, color="black", linestyle="none", label="base", zorder=2)
     for p in drawn:
         style = styles[p["recipe"]]
-        ax.errorbar(p["gain"], p["forgetting"], xerr=_err(p["gain_sd"]), yerr=_err(p["forgetting_sd"]),
-                    fmt=style["marker"], markersize=size, markerfacecolor="none", markeredgewidth=2,
-                    color=style["color"], ecolor=style["color"], elinewidth=1.2, capsize=4, label=p["recipe"],
-                    zorder=3)
+        ax.errorbar(
+            p["gain"],
+            p["forgetting"],
+            xerr=_err(p["gain_sd"]),
+            yerr=_err(p["forgetting_sd"]),
+            fmt=style["marker"],
+            markersize=size,
+            markerfacecolor="none",
+            markeredgewidth=2,
+            color=style["color"],
+            ecolor=style["color"],
+            elinewidth=1.2,
+            capsize=4,
+            label=p["recipe"],
+            zorder=3,
+        )
     ax.grid(alpha=0.3)
 
 
@@ -225,11 +268,19 @@ def _scatter(ax, points, styles, gain):
     ax.set_xlabel(f"{GAIN_NAMES.get(gain, gain)}: gain over base  (final stage − base)  →  learned more")
     ax.set_ylabel("general suite: change vs base\n(below 0 = forgotten)")
     missing = [p["recipe"] for p in points if p not in drawn]
-    ax.set_title(f"Forgetting vs gain, final stage of each recipe ({_seed_note(p['seeds'] for p in drawn)})",
-                 fontsize=11)
+    ax.set_title(
+        f"Forgetting vs gain, final stage of each recipe ({_seed_note(p['seeds'] for p in drawn)})", fontsize=11
+    )
     if missing:
-        ax.text(0.01, 0.01, "not placed (no base row): " + ", ".join(missing), transform=ax.transAxes,
-                fontsize=8, color="0.3", va="bottom")
+        ax.text(
+            0.01,
+            0.01,
+            "not placed (no base row): " + ", ".join(missing),
+            transform=ax.transAxes,
+            fontsize=8,
+            color="0.3",
+            va="bottom",
+        )
     return drawn
 
 
@@ -264,8 +315,11 @@ def label_points(ax, xy, errors, names, colours, draw):
     scale = fig.dpi / 72.0
     pixels = [tuple(ax.transData.transform(v)) for v in xy]
     crowd = _crowd(pixels, 24 * scale)
-    spread = max((max(pixels[i][k] for i in crowd) - min(pixels[i][k] for i in crowd) for k in (0, 1)),
-                 default=0) if crowd else 0
+    spread = (
+        max((max(pixels[i][k] for i in crowd) - min(pixels[i][k] for i in crowd) for k in (0, 1)), default=0)
+        if crowd
+        else 0
+    )
     frame = ax.get_window_extent()
     overlapping = any(2 <= math.dist(pixels[i], pixels[j]) < 10 * scale for i in crowd for j in crowd if i < j)
     # An inset only where markers overlap without sitting on one spot (those share one label), and the
@@ -277,22 +331,41 @@ def label_points(ax, xy, errors, names, colours, draw):
     fig.canvas.draw()  # the inset's position and transforms are final only after a draw
     box = inset.get_tightbbox(fig.canvas.get_renderer())
     rest = [i for i in range(len(xy)) if i not in crowd]
-    crowd_box = (min(pixels[i][0] for i in crowd) - 10 * scale, min(pixels[i][1] for i in crowd) - 10 * scale,
-                 max(pixels[i][0] for i in crowd) + 10 * scale, max(pixels[i][1] for i in crowd) + 10 * scale)
-    place_labels(ax, [xy[i] for i in rest], [names[i] for i in rest], [colours[i] for i in rest],
-                 [errors[i] for i in rest], avoid=[(box.x0, box.y0, box.x1, box.y1), crowd_box])
-    place_labels(inset, [xy[i] for i in crowd], [names[i] for i in crowd], [colours[i] for i in crowd],
-                 [errors[i] for i in crowd], fontsize=8)
+    crowd_box = (
+        min(pixels[i][0] for i in crowd) - 10 * scale,
+        min(pixels[i][1] for i in crowd) - 10 * scale,
+        max(pixels[i][0] for i in crowd) + 10 * scale,
+        max(pixels[i][1] for i in crowd) + 10 * scale,
+    )
+    place_labels(
+        ax,
+        [xy[i] for i in rest],
+        [names[i] for i in rest],
+        [colours[i] for i in rest],
+        [errors[i] for i in rest],
+        avoid=[(box.x0, box.y0, box.x1, box.y1), crowd_box],
+    )
+    place_labels(
+        inset,
+        [xy[i] for i in crowd],
+        [names[i] for i in crowd],
+        [colours[i] for i in crowd],
+        [errors[i] for i in crowd],
+        fontsize=8,
+    )
     return inset
 
 
 def _label_scatter(ax, drawn, styles):
     """Label panel 1: every recipe and the base."""
-    return label_points(ax, [(p["gain"], p["forgetting"]) for p in drawn] + [(0.0, 0.0)],
-                        [(p["gain_sd"], p["forgetting_sd"]) for p in drawn] + [(math.nan, math.nan)],
-                        [p["recipe"] for p in drawn] + ["base"],
-                        [styles[p["recipe"]]["color"] for p in drawn] + ["black"],
-                        lambda inset: _draw_points(inset, drawn, styles, size=8))
+    return label_points(
+        ax,
+        [(p["gain"], p["forgetting"]) for p in drawn] + [(0.0, 0.0)],
+        [(p["gain_sd"], p["forgetting_sd"]) for p in drawn] + [(math.nan, math.nan)],
+        [p["recipe"] for p in drawn] + ["base"],
+        [styles[p["recipe"]]["color"] for p in drawn] + ["black"],
+        lambda inset: _draw_points(inset, drawn, styles, size=8),
+    )
 
 
 def _zoom(ax, crowd_xy, pixels, draw):
@@ -338,16 +411,33 @@ def _leak(ax, points, styles):
     top = max(0.1, max(p["leak"] + (p["leak_sd"] if p["leak_sd"] == p["leak_sd"] else 0) for p in bars))
     for i, p in enumerate(bars):
         colour = styles[p["recipe"]]["color"] if p["recipe"] in styles else "0.55"
-        ax.bar(i, p["leak"], color=colour, alpha=0.85, width=0.65, label=p["recipe"],
-               hatch="//" if p["recipe"] == "base" else None, edgecolor="white" if p["recipe"] == "base" else None)
+        ax.bar(
+            i,
+            p["leak"],
+            color=colour,
+            alpha=0.85,
+            width=0.65,
+            label=p["recipe"],
+            hatch="//" if p["recipe"] == "base" else None,
+            edgecolor="white" if p["recipe"] == "base" else None,
+        )
         if p["leak_sd"] == p["leak_sd"]:
-            ax.errorbar(i, p["leak"], yerr=[p["leak_sd"]], fmt="none", ecolor="black", capsize=4, elinewidth=1.2,
-                        label=p["recipe"])
+            ax.errorbar(
+                i,
+                p["leak"],
+                yerr=[p["leak_sd"]],
+                fmt="none",
+                ecolor="black",
+                capsize=4,
+                elinewidth=1.2,
+                label=p["recipe"],
+            )
         high = p["leak"] + (p["leak_sd"] if p["leak_sd"] == p["leak_sd"] else 0)
         ax.text(i, high + 0.02 * top, f"{p['leak']:.1%}", ha="center", va="bottom", fontsize=9)
     tilt = len(bars) > 3
-    ax.set_xticks(range(len(bars)), [p["recipe"] for p in bars], rotation=25 if tilt else 0,
-                  ha="right" if tilt else "center")
+    ax.set_xticks(
+        range(len(bars)), [p["recipe"] for p in bars], rotation=25 if tilt else 0, ha="right" if tilt else "center"
+    )
     ax.set_xlim(-0.6, len(bars) - 0.4)
     ax.set_ylim(0, top * 1.2)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
@@ -367,15 +457,23 @@ def _stages(ax, recipe, part, stages, metrics, style):
         if values.isna().all():
             continue
         errors = sd[metric].where(seeds > 1) if (seeds > 1).any() else None
-        ax.errorbar(x, values, yerr=None if errors is None else errors.to_numpy(), capsize=3, elinewidth=1,
-                    markersize=5, label=METRIC_NAMES[metric], color=style["color"], **METRIC_STYLE[metric])
+        ax.errorbar(
+            x,
+            values,
+            yerr=None if errors is None else errors.to_numpy(),
+            capsize=3,
+            elinewidth=1,
+            markersize=5,
+            label=METRIC_NAMES[metric],
+            color=style["color"],
+            **METRIC_STYLE[metric],
+        )
     ax.set_xticks(x, stages, rotation=20 if max(len(s) for s in stages) > 8 else 0, fontsize=9)
     ax.set_xlim(-0.35, len(stages) - 0.65)
     ax.set_ylim(-0.04, 1.06)
     ax.grid(alpha=0.3)
     n = int(seeds.max())
-    ax.set_title(f"{recipe}  ({n} seed{'s' if n != 1 else ''})", color=style["color"], fontsize=10,
-                 fontweight="bold")
+    ax.set_title(f"{recipe}  ({n} seed{'s' if n != 1 else ''})", color=style["color"], fontsize=10, fontweight="bold")
 
 
 def figure(table):
@@ -416,9 +514,16 @@ def figure(table):
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="0.25", markersize=5, **METRIC_STYLE[m]) for m in metrics]
-    fig.legend(handles, [METRIC_NAMES[m] for m in metrics], loc="lower center", ncol=len(metrics), fontsize=9,
-               frameon=False, title="lower panels: each recipe's own stages, in its colour (base = the base model "
-               "before training)", title_fontsize=9)
+    fig.legend(
+        handles,
+        [METRIC_NAMES[m] for m in metrics],
+        loc="lower center",
+        ncol=len(metrics),
+        fontsize=9,
+        frameon=False,
+        title="lower panels: each recipe's own stages, in its colour (base = the base model before training)",
+        title_fontsize=9,
+    )
     height = fig.get_figheight()
     fig.subplots_adjust(left=0.075, right=0.985, top=1 - 0.5 / height, bottom=1.15 / height)
     # Labels go last: their collision checks need the final layout.

@@ -50,12 +50,15 @@ def task_table(frame) -> str:
     scores = scores[scores.metric != LEAK]
     index, columns = ["suite", "task", "metric", "n"], ["recipe", "stage"]
     score = scores.pivot_table(index=index, columns=columns, values="score", aggfunc="mean", sort=False)
-    stderr = scores.pivot_table(index=index, columns=columns, values="stderr", aggfunc="mean", sort=False,
-                                dropna=False).reindex(index=score.index, columns=score.columns)
+    stderr = scores.pivot_table(
+        index=index, columns=columns, values="stderr", aggfunc="mean", sort=False, dropna=False
+    ).reindex(index=score.index, columns=score.columns)
     cells = score.copy().astype(object)
     for column in score.columns:
-        cells[column] = [("–" if m != m else f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}")
-                         for m, s in zip(score[column], stderr[column])]
+        cells[column] = [
+            ("–" if m != m else f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}")
+            for m, s in zip(score[column], stderr[column])
+        ]
     cells.columns = [f"{r}/{s}" for r, s in score.columns]
     return cells.reset_index().to_markdown(index=False)
 
@@ -100,8 +103,9 @@ class TableScores:
         spread = self._cell(self.sd, recipe, stage, column)
         if spread is None or (recipe, stage) not in self.seeds.index:
             return None
-        return standard_error(float("nan") if examples is None else examples, spread,
-                              int(self.seeds.loc[(recipe, stage)]))
+        return standard_error(
+            float("nan") if examples is None else examples, spread, int(self.seeds.loc[(recipe, stage)])
+        )
 
     def reference(self, measure: str) -> None:
         """A report compares with no accepted run."""
@@ -144,9 +148,17 @@ def kept_checkpoints(run_dir: Path) -> list[str]:
         if "selected_step" in metrics:
             seed, recipe, stage = marker.parent.relative_to(run_dir).parts
             chosen = metrics.get("selection") or {}
-            rows.append({"recipe": recipe, "seed": seed.removeprefix("seed"), "stage": stage,
-                         "kept step": metrics["selected_step"], "checks": len(metrics.get("selection_history", [])),
-                         "criterion": chosen.get("criterion", "?"), "note": chosen.get("note", "")})
+            rows.append(
+                {
+                    "recipe": recipe,
+                    "seed": seed.removeprefix("seed"),
+                    "stage": stage,
+                    "kept step": metrics["selected_step"],
+                    "checks": len(metrics.get("selection_history", [])),
+                    "criterion": chosen.get("criterion", "?"),
+                    "note": chosen.get("note", ""),
+                }
+            )
     if not rows:
         return []
     return ["## Kept checkpoints (selection)", pd.DataFrame(rows).to_markdown(index=False)]
@@ -174,8 +186,10 @@ def mixed_versions(run_dir: Path) -> list[str]:
             differ.append(f"{name} " + " / ".join(f"{value} ({n})" for value, n in counts.items()))
     if not differ:
         return []
-    return [f"**Note: this run folder's stages were made by different versions** (stages per version, from DONE.json "
-            f"`versions`): {'; '.join(differ)}."]
+    return [
+        f"**Note: this run folder's stages were made by different versions** (stages per version, from DONE.json "
+        f"`versions`): {'; '.join(differ)}."
+    ]
 
 
 def plot(table) -> bytes:
@@ -192,10 +206,12 @@ def _groups_note(frame) -> list[str]:
     found = groups(frame)
     if not found:
         return []
-    return [f"The general suite has {len(found)} groups ({', '.join(found)}; results.csv `group`, evaluation/suites.py): "
-            "knowledge is scored by log-likelihood over fixed choices (kept knowledge; a format leak cannot move it), "
-            "generation on what the model says (an answer in another format scores 0). Each group has its own mean, "
-            "forgetting and the forgetting's paired standard error beside the whole suite's."]
+    return [
+        f"The general suite has {len(found)} groups ({', '.join(found)}; results.csv `group`, evaluation/suites.py): "
+        "knowledge is scored by log-likelihood over fixed choices (kept knowledge; a format leak cannot move it), "
+        "generation on what the model says (an answer in another format scores 0). Each group has its own mean, "
+        "forgetting and the forgetting's paired standard error beside the whole suite's."
+    ]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -235,7 +251,8 @@ def write_report(run_dir: Path) -> Path:
         *mixed_versions(run_dir),
         *frontier,
         *_groups_note(frame),
-        "## Base → each stage", stage_table(mean, sd, seeds),
+        "## Base → each stage",
+        stage_table(mean, sd, seeds),
     ]
     checks = declared_checks(config, mean, sd, seeds, swept, str(run_dir / "config.yaml"))
     if "domain" in table.columns:  # the DMT sections: the strategies table, then the checks, then the figure
@@ -247,6 +264,10 @@ def write_report(run_dir: Path) -> Path:
     parts += kept_checkpoints(run_dir)
     from pipeline.reports.task_stats import section as task_statistics
 
-    parts += ["## Per task (mean over seeds)", task_table(frame), *task_statistics(frame, run_dir),
-              "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)"]
+    parts += [
+        "## Per task (mean over seeds)",
+        task_table(frame),
+        *task_statistics(frame, run_dir),
+        "![forgetting vs gain per recipe, format leak, and each recipe's stages](report.png)",
+    ]
     return write_text(run_dir / "report.md", "\n\n".join(parts) + "\n")

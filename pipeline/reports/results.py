@@ -69,7 +69,6 @@ def swept_values(frame) -> dict[str, dict]:
     return found
 
 
-
 def read_results(path: Path):
     """results.csv as a DataFrame, checked first: a file that is not a run's results table (not text, not CSV,
     other columns, a score that is no number in [0, 1], no base-model scores) is one line naming it and the row."""
@@ -91,8 +90,10 @@ def read_results(path: Path):
         raise UserError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise UserError(f"{path}: not a results table: no column {', '.join(missing)} "
-                        f"(its header: {shown(','.join(map(str, frame.columns)))}; expected {','.join(COLUMNS)})")
+        raise UserError(
+            f"{path}: not a results table: no column {', '.join(missing)} "
+            f"(its header: {shown(','.join(map(str, frame.columns)))}; expected {','.join(COLUMNS)})"
+        )
     if frame.empty:
         raise UserError(f"{path}: no rows (a run writes them as each stage is evaluated)")
     frame = upgrade_results(frame)
@@ -115,13 +116,21 @@ def read_results(path: Path):
     refuse(stderr.notna() & ~stderr.between(0, 1), "stderr is not a number in [0, 1]")
     paired = pd.to_numeric(frame.paired_stderr, errors="coerce")
     refuse(paired.notna() & ~paired.between(0, 1), "paired_stderr is not a number in [0, 1]")
-    frame = frame.assign(score=score, seed=seed.astype(int), recipe=frame.recipe.astype(str),
-                         stage=frame.stage.astype(str), stderr=stderr, paired_stderr=paired,
-                         primary=pd.to_numeric(frame.primary, errors="coerce").fillna(1).astype(int))
+    frame = frame.assign(
+        score=score,
+        seed=seed.astype(int),
+        recipe=frame.recipe.astype(str),
+        stage=frame.stage.astype(str),
+        stderr=stderr,
+        paired_stderr=paired,
+        primary=pd.to_numeric(frame.primary, errors="coerce").fillna(1).astype(int),
+    )
     scores = scored(frame)
     if scores[(scores.stage == "base") & (scores.suite == "general")].empty:
-        raise UserError(f"{path}: no general scores of the base model (stage base), which every run evaluates "
-                        "first; not a finished run's results")
+        raise UserError(
+            f"{path}: no general scores of the base model (stage base), which every run evaluates "
+            "first; not a finished run's results"
+        )
     return frame
 
 
@@ -156,7 +165,7 @@ def summarise(frame):
         # The base and the stage are scored on the same examples: the paired standard error (of each task's
         # per-example differences) counts that pairing. Where a general task lacks it (no per-example numbers, an
         # older run), adding the two variances ignores it, which is conservative (larger).
-        unpaired = (table.general_se ** 2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
+        unpaired = (table.general_se**2 + by_run.map(base.general_se).to_numpy() ** 2) ** 0.5
         table["forgetting_se"] = table.pop("paired_se").fillna(unpaired) if "paired_se" in table else unpaired
     table = table.drop(columns="paired_se", errors="ignore")
     for group in groups(frame):
@@ -178,8 +187,14 @@ def _with_group(table, rows, group: str):
 
     keys = ["recipe", "seed", "stage"]
     by = rows.groupby(keys, sort=False)
-    part = pd.concat([by.score.mean().rename(group), by.stderr.agg(_mean_stderr).rename(f"{group}_se"),
-                      by.paired_stderr.agg(_mean_stderr).rename("paired")], axis=1).reset_index()
+    part = pd.concat(
+        [
+            by.score.mean().rename(group),
+            by.stderr.agg(_mean_stderr).rename(f"{group}_se"),
+            by.paired_stderr.agg(_mean_stderr).rename("paired"),
+        ],
+        axis=1,
+    ).reset_index()
     table = table.merge(part, on=keys, how="left")
     by_run = table.set_index(["recipe", "seed"]).index
     base = table[table.stage == "base"].set_index(["recipe", "seed"])
@@ -193,7 +208,7 @@ def _mean_stderr(stderrs):
     """The standard error of a mean over tasks: sqrt(sum se^2) / tasks; unknown if any task's is."""
     if stderrs.isna().any() or stderrs.empty:
         return float("nan")
-    return float((stderrs ** 2).sum() ** 0.5 / len(stderrs))
+    return float((stderrs**2).sum() ** 0.5 / len(stderrs))
 
 
 def over_seeds(table):
@@ -201,8 +216,21 @@ def over_seeds(table):
     from evaluation.suites import GROUPS
 
     grouped_columns = [c for c in table.columns if c.split("_")[0] in GROUPS]  # summarise's group columns
-    columns = [c for c in ["general", "general_se", "forgetting", "forgetting_se", "target", "target_se", "domain",
-                           "domain_se", "format_leak"] if c in table.columns] + grouped_columns
+    columns = [
+        c
+        for c in [
+            "general",
+            "general_se",
+            "forgetting",
+            "forgetting_se",
+            "target",
+            "target_se",
+            "domain",
+            "domain_se",
+            "format_leak",
+        ]
+        if c in table.columns
+    ] + grouped_columns
     grouped = table.groupby(["recipe", "stage"], sort=False)[columns]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
     return mean, sd, grouped.size().rename("seeds")

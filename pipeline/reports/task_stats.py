@@ -79,11 +79,14 @@ def paired(base: dict, stage: dict) -> Paired:
     stage = {str(k): float(v) for k, v in stage.items()}
     common = [k for k in base if k in stage]
     diffs = [stage[k] - base[k] for k in common]
-    return Paired(n=len(common), difference=sum(diffs) / len(diffs) if diffs else float("nan"),
-                  difference_sd=_sd(diffs),
-                  right_to_wrong=sum(base[k] >= RIGHT > stage[k] for k in common),
-                  wrong_to_right=sum(stage[k] >= RIGHT > base[k] for k in common),
-                  base_sd=_sd([base[k] for k in common]))
+    return Paired(
+        n=len(common),
+        difference=sum(diffs) / len(diffs) if diffs else float("nan"),
+        difference_sd=_sd(diffs),
+        right_to_wrong=sum(base[k] >= RIGHT > stage[k] for k in common),
+        wrong_to_right=sum(stage[k] >= RIGHT > base[k] for k in common),
+        base_sd=_sd([base[k] for k in common]),
+    )
 
 
 def evaluation_folder(run_dir: Path, stages: dict, recipe: str, seed: int, stage: str) -> Path:
@@ -150,22 +153,35 @@ def task_rows(frame, run_dir: Path) -> list[dict]:
         pairs = [p for _, _, p in per_seed if p is not None]
         if stage == "base":
             needed = base_needed(_mean([p.base_sd for p in pairs])) if pairs else None
-            row.update({"score": _mean([r.score for r, _, _ in per_seed]), "forgetting": None, "paired se": None,
-                        "detectable (2 se)": None, f"n for -{DROP:g}": needed,
-                        "from": "base, unpaired" if needed is not None else None,
-                        "right→wrong": None, "wrong→right": None})
+            row.update(
+                {
+                    "score": _mean([r.score for r, _, _ in per_seed]),
+                    "forgetting": None,
+                    "paired se": None,
+                    "detectable (2 se)": None,
+                    f"n for -{DROP:g}": needed,
+                    "from": "base, unpaired" if needed is not None else None,
+                    "right→wrong": None,
+                    "wrong→right": None,
+                }
+            )
         else:
             se = _mean([float(r.paired_stderr) for r, _, _ in per_seed])
             needed = [p.needed for p in pairs]
             sources = sorted({source for count, source in needed if count is not None})
             counts = [count for count, _ in needed if count is not None]
-            row.update({"score": _mean([r.score for r, _, _ in per_seed]),
-                        "forgetting": _mean([r.score - b for r, b, _ in per_seed]),
-                        "paired se": se, "detectable (2 se)": K * se if se == se else None,
-                        f"n for -{DROP:g}": max(counts) if counts else None,
-                        "from": " / ".join(sources) or None,
-                        "right→wrong": sum(p.right_to_wrong for p in pairs) if pairs else None,
-                        "wrong→right": sum(p.wrong_to_right for p in pairs) if pairs else None})
+            row.update(
+                {
+                    "score": _mean([r.score for r, _, _ in per_seed]),
+                    "forgetting": _mean([r.score - b for r, b, _ in per_seed]),
+                    "paired se": se,
+                    "detectable (2 se)": K * se if se == se else None,
+                    f"n for -{DROP:g}": max(counts) if counts else None,
+                    "from": " / ".join(sources) or None,
+                    "right→wrong": sum(p.right_to_wrong for p in pairs) if pairs else None,
+                    "wrong→right": sum(p.wrong_to_right for p in pairs) if pairs else None,
+                }
+            )
         rows.append(row)
     return rows
 
@@ -189,16 +205,18 @@ def section(frame, run_dir: Path) -> list[str]:
         table[column] = [_number(v, "{:.0f}") for v in table[column]]
     table["from"] = [v if isinstance(v, str) else "–" for v in table["from"]]
     seeds = frame.seed.nunique()
-    return [f"## Per task: forgetting, what it can detect, flips",
-            f"Each general task's forgetting (stage − base) with its paired standard error and the smallest forgetting "
-            f"it can detect, {K:g} paired standard errors; `n for -{DROP:g}` is the examples needed to see a "
-            f"{DROP:g} drop at {K:g} standard errors, from the per-example differences' sd (`paired`) or, on the base "
-            f"row and where a stage changed no answer, from the base's own sd as an unpaired difference "
-            f"(`base, unpaired`: variance 2·var(base)); flips count examples right at the base and wrong after, and "
-            f"the reverse (per_example.json; `–` where an evaluation has none)"
-            + (f"; over {seeds} seeds: means, the larger n, flips summed." if seeds > 1 else ".")
-            + " pipeline/reports/task_stats.py.",
-            table.to_markdown(index=False, disable_numparse=True)]
+    return [
+        "## Per task: forgetting, what it can detect, flips",
+        f"Each general task's forgetting (stage − base) with its paired standard error and the smallest forgetting "
+        f"it can detect, {K:g} paired standard errors; `n for -{DROP:g}` is the examples needed to see a "
+        f"{DROP:g} drop at {K:g} standard errors, from the per-example differences' sd (`paired`) or, on the base "
+        f"row and where a stage changed no answer, from the base's own sd as an unpaired difference "
+        f"(`base, unpaired`: variance 2·var(base)); flips count examples right at the base and wrong after, and "
+        f"the reverse (per_example.json; `–` where an evaluation has none)"
+        + (f"; over {seeds} seeds: means, the larger n, flips summed." if seeds > 1 else ".")
+        + " pipeline/reports/task_stats.py.",
+        table.to_markdown(index=False, disable_numparse=True),
+    ]
 
 
 def _number(value, spec: str) -> str:

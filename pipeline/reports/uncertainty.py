@@ -21,8 +21,8 @@ def standard_error(example_se: float, seed_sd: float, seeds: int) -> float:
     """The standard error of a mean over `seeds` seeds; NaN where the examples' part is unknown."""
     if example_se != example_se:
         return float("nan")
-    seed_part = seed_sd ** 2 / seeds if seeds > 1 and seed_sd == seed_sd else 0.0
-    return math.sqrt(example_se ** 2 + seed_part)
+    seed_part = seed_sd**2 / seeds if seeds > 1 and seed_sd == seed_sd else 0.0
+    return math.sqrt(example_se**2 + seed_part)
 
 
 def significant(delta: float, se: float) -> bool | None:

@@ -4,7 +4,8 @@ It covers every data source (the target and the named `data:` sources: a local f
 generated rows of an `embedded:` source, a hub id by name) and the resolved config of the gated
 recipe, so editing its stages, seeds, data caps or evaluation retrains too. It leaves out what does
 not change the model: `runs_root`, the gate thresholds and the report's `checks:` and `report:` (new
-thresholds re-judge the same run instead of training it again), the swept values (already in the stages), the trackers (`report_to`) and whether code may run unisolated
+thresholds re-judge the same run instead of training it again), the swept values (already in the stages), the
+trackers (`report_to`) and whether code may run unisolated
 (`evaluation.unsafe_code_execution`). The base model counts by its `model.path` (a folder or hub id): point
 it at a new folder to retrain on a new base.
 """
@@ -27,8 +28,11 @@ def fingerprint(recipe: RecipeFile, gated_recipe: str) -> dict:
     config.get("evaluation", {}).pop("unsafe_code_execution", None)
     config["recipes"] = {gated_recipe: config["recipes"][gated_recipe]}  # only the gated recipe is trained
     config_sha = _sha(config)
-    return {"fingerprint": _sha({"config": config_sha, "sources": sources}), "sources": sources,
-            "config_sha256": config_sha}
+    return {
+        "fingerprint": _sha({"config": config_sha, "sources": sources}),
+        "sources": sources,
+        "config_sha256": config_sha,
+    }
 
 
 def data_sources(recipe: RecipeFile) -> list[tuple[str, str, int | None]]:

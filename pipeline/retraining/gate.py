@@ -37,8 +37,10 @@ def final_stage(run_dir: Path, recipe: str, frame) -> str:
     if stages:
         last = stages[-1] if isinstance(stages, list) else None
         if not isinstance(last, dict) or not isinstance(last.get("name"), str):
-            raise UserError(f"{Path(run_dir) / 'config.yaml'}: recipes.{recipe}: expected a list of stages, "
-                            "each with a name (the file the run wrote has them)")
+            raise UserError(
+                f"{Path(run_dir) / 'config.yaml'}: recipes.{recipe}: expected a list of stages, "
+                "each with a name (the file the run wrote has them)"
+            )
         return last["name"]
     ordered = [s for s in dict.fromkeys(frame[frame.recipe == recipe].stage) if s != "base"]
     if not ordered:
@@ -59,8 +61,7 @@ def final_scores(frame, recipe: str, stage: str) -> dict:
     scores = {suite: final[suite].mean() for suite in SUITES if suite in table.columns}
     scores.update(base_general=base.general.mean(), general_drop=-final.forgetting.mean())
     if "forgetting_se" in final.columns:
-        scores["general_drop_se"] = standard_error(final.forgetting_se.mean(), final.forgetting.std(ddof=1),
-                                                   len(final))
+        scores["general_drop_se"] = standard_error(final.forgetting_se.mean(), final.forgetting.std(ddof=1), len(final))
     return {k: round(float(v), 6) + 0.0 for k, v in scores.items() if v == v}  # drop NaN; -0.0 -> 0.0
 
 
@@ -78,8 +79,9 @@ def run_scores(run_dir: Path, recipe: str) -> tuple[str, dict]:
     return stage, final_scores(frame, recipe, stage)
 
 
-def check_gate(gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted",
-             unlike: str | None = None) -> list[Check]:
+def check_gate(
+    gate: GateConfig, scores: dict, reference: dict | None, reference_name: str = "accepted", unlike: str | None = None
+) -> list[Check]:
     """Every gate check of a candidate's scores against the base (in `scores`) and a reference run. `unlike` says
     why the reference's scores were taken on other examples or otherwise (registry.unlike): then the regression
     check is skipped, with that note, instead of comparing unlike scores."""
@@ -87,9 +89,12 @@ def check_gate(gate: GateConfig, scores: dict, reference: dict | None, reference
 
     reference = None if unlike else reference
     source = GateScores(gate.recipe, scores, reference)
-    return [Check(o.name, o.value, o.limit, bool(o.passed), o.note)
-            for o in (measure_check(check, source, reference_name) for check in gate_checks(gate, scores, reference,
-                                                                                      unlike))]
+    return [
+        Check(o.name, o.value, o.limit, bool(o.passed), o.note)
+        for o in (
+            measure_check(check, source, reference_name) for check in gate_checks(gate, scores, reference, unlike)
+        )
+    ]
 
 
 def gate_checks(gate: GateConfig, scores: dict, reference: dict | None, unlike: str | None = None) -> list:
@@ -99,21 +104,50 @@ def gate_checks(gate: GateConfig, scores: dict, reference: dict | None, unlike: 
     recipe, limit = gate.recipe, gate.min_target
     suites = [s for s in ("target", "domain") if s in scores]
     if limit is None or not suites:
-        found = [CheckConfig("min_target", recipe, "target", min=limit, if_missing="fail",
-                             missing_note=None if limit is None else "no target or domain score")]
+        found = [
+            CheckConfig(
+                "min_target",
+                recipe,
+                "target",
+                min=limit,
+                if_missing="fail",
+                missing_note=None if limit is None else "no target or domain score",
+            )
+        ]
     else:
         found = [CheckConfig(f"min_target ({s})", recipe, s, min=limit) for s in suites]
-    found.append(CheckConfig("max_general_drop", recipe, "general_drop", max=gate.max_general_drop,
-                             noise=gate.general_drop_noise and gate.max_general_drop is not None, if_missing="fail"))
+    found.append(
+        CheckConfig(
+            "max_general_drop",
+            recipe,
+            "general_drop",
+            max=gate.max_general_drop,
+            noise=gate.general_drop_noise and gate.max_general_drop is not None,
+            if_missing="fail",
+        )
+    )
     limit = gate.max_regression
     if limit is None or reference is None:
-        return found + [CheckConfig("max_regression", recipe, "general", against="accepted", relation="drop",
-                                    max=limit, if_missing="pass",
-                                    missing_note=None if limit is None else
-                                    f"{unlike}: skipped" if unlike else "no accepted run yet: skipped")]
+        return found + [
+            CheckConfig(
+                "max_regression",
+                recipe,
+                "general",
+                against="accepted",
+                relation="drop",
+                max=limit,
+                if_missing="pass",
+                missing_note=None
+                if limit is None
+                else f"{unlike}: skipped"
+                if unlike
+                else "no accepted run yet: skipped",
+            )
+        ]
     shared = [s for s in SUITES if s in scores and s in reference]
-    return found + [CheckConfig(f"max_regression ({s})", recipe, s, against="accepted", relation="drop", max=limit)
-                    for s in shared]
+    return found + [
+        CheckConfig(f"max_regression ({s})", recipe, s, against="accepted", relation="drop", max=limit) for s in shared
+    ]
 
 
 class GateScores:
@@ -172,8 +206,9 @@ def load_reference(path: Path, recipe: str) -> tuple[str, dict | None]:
         return ("accepted", None) if accepted is None else (accepted["run_id"], accepted["scores"])
     if (path / "results.csv").exists():
         return path.name, run_scores(path, recipe)[1]
-    raise UserError(f"--against {path}: neither a registry folder (accepted.json, runs/) "
-                    "nor a run folder (results.csv)")
+    raise UserError(
+        f"--against {path}: neither a registry folder (accepted.json, runs/) nor a run folder (results.csv)"
+    )
 
 
 def unlike_reference(against: Path, run_dir: Path, recipe: str, stage: str) -> str | None:
@@ -199,8 +234,12 @@ def gate_from_run(run_dir: Path, overrides: list[str] = ()) -> GateConfig:
 
     data = run_config(run_dir).get("gate") or {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{Path(run_dir) / 'config.yaml'}: gate: expected a mapping of thresholds, "
-                           f"got {type(data).__name__} {shown(data)}"])
+        raise ConfigError(
+            [
+                f"{Path(run_dir) / 'config.yaml'}: gate: expected a mapping of thresholds, "
+                f"got {type(data).__name__} {shown(data)}"
+            ]
+        )
     data = dict(data)
     builder = Builder("--set")
     for item in overrides:
@@ -220,7 +259,14 @@ def write_result(run_dir: Path, gate: GateConfig, scores: dict, checks: list[Che
     from core.atomic import write_json, write_text
 
     verdict = "pass" if passed(checks) else "fail"
-    write_json(Path(run_dir) / "gate.json", {"gate": asdict(gate), "scores": scores, "against": reference,
-                                             "result": verdict, "checks": [asdict(c) for c in checks]})
+    write_json(
+        Path(run_dir) / "gate.json",
+        {
+            "gate": asdict(gate),
+            "scores": scores,
+            "against": reference,
+            "result": verdict,
+            "checks": [asdict(c) for c in checks],
+        },
+    )
     write_text(Path(run_dir) / "gate.md", f"## Gate: {verdict} (against {reference})\n\n{gate_table(checks)}\n")
-

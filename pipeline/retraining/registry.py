@@ -33,12 +33,29 @@ POINTER, HISTORY, LOCK, RUNS, RUN_INFO = "accepted.json", "registry.jsonl", "reg
 # Every field entry_for writes, with the JSON types it writes (None: any value, null included).
 _TEXT, _NUMBER = (str,), (int, float)
 FIELDS = {
-    "run_id": _TEXT, "run_dir": _TEXT, "time": _TEXT, "fingerprint": _TEXT, "data": None, "code_version": None,
-    "recipe": _TEXT, "stage": _TEXT, "scores": (dict,), "gate": (list,), "model": (str, type(None)),
-    "adapter": (str, type(None)), "models": (dict,),
+    "run_id": _TEXT,
+    "run_dir": _TEXT,
+    "time": _TEXT,
+    "fingerprint": _TEXT,
+    "data": None,
+    "code_version": None,
+    "recipe": _TEXT,
+    "stage": _TEXT,
+    "scores": (dict,),
+    "gate": (list,),
+    "model": (str, type(None)),
+    "adapter": (str, type(None)),
+    "models": (dict,),
 }
-_JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "a number", float: "a number",
-               bool: "true/false", type(None): "null"}
+_JSON_NAMES = {
+    str: "a string",
+    dict: "an object",
+    list: "a list",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    type(None): "null",
+}
 
 
 class ModelRegistry:
@@ -71,8 +88,9 @@ class ModelRegistry:
         entry = _read_json(path)
         problem = _entry_problem(entry, ("run_id", "scores"))
         if problem:
-            raise UserError(f"{path}: {problem}; not a registry entry (restore it: it is the accepted run's "
-                            f"line of {HISTORY})")
+            raise UserError(
+                f"{path}: {problem}; not a registry entry (restore it: it is the accepted run's line of {HISTORY})"
+            )
         return entry
 
     def history(self) -> list[dict]:
@@ -92,15 +110,20 @@ class ModelRegistry:
         if pointer is not None:
             problem = _entry_problem(pointer, FIELDS)
             if problem:
-                raise UserError(f"{path}: {problem}; not a registry entry (restore it: it is the accepted run's "
-                                f"line of {HISTORY})")
+                raise UserError(
+                    f"{path}: {problem}; not a registry entry (restore it: it is the accepted run's line of {HISTORY})"
+                )
         entries = self._history_lines(FIELDS)
         if pointer is None and len(entries) > 1:  # a first promotion killed before its pointer leaves one line
-            raise UserError(f"{path}: missing, but {self.root / HISTORY} holds {len(entries)} promotions "
-                            f"(restore it: it is the accepted run's line, normally the last)")
+            raise UserError(
+                f"{path}: missing, but {self.root / HISTORY} holds {len(entries)} promotions "
+                f"(restore it: it is the accepted run's line, normally the last)"
+            )
         if pointer is not None and pointer["run_id"] not in {e["run_id"] for e in entries}:
-            raise UserError(f"{path}: accepted run {pointer['run_id']!r} is not in {self.root / HISTORY} "
-                            f"(the history is written before the pointer; restore the file that lost it)")
+            raise UserError(
+                f"{path}: accepted run {pointer['run_id']!r} is not in {self.root / HISTORY} "
+                f"(the history is written before the pointer; restore the file that lost it)"
+            )
 
     def _history_lines(self, fields) -> list[dict]:
         path = self.root / HISTORY
@@ -160,22 +183,36 @@ def entry_for(run_dir: Path, recipe: str, stage: str, scores: dict, fingerprint:
 
     The model paths come from each seed's completion marker, not from the manifest's record of it."""
     manifest = _read_manifest(run_dir)
-    seeds = sorted({int(key.split("/")[0].removeprefix("seed")) for key in manifest["stages"]
-                    if key.startswith("seed") and key.split("/")[1:] == [recipe, stage]})
+    seeds = sorted(
+        {
+            int(key.split("/")[0].removeprefix("seed"))
+            for key in manifest["stages"]
+            if key.startswith("seed") and key.split("/")[1:] == [recipe, stage]
+        }
+    )
     models = {str(seed): _model_paths(run_dir, manifest["stages"], f"seed{seed}/{recipe}/{stage}") for seed in seeds}
     first = models[str(seeds[0])] if seeds else {"model": None, "adapter": None}
     evaluations = [_evaluation(run_dir, manifest["stages"], f"seed{seed}/{recipe}/{stage}-eval") for seed in seeds]
     return {
-        "run_id": run_dir.name, "run_dir": str(run_dir.resolve()), "time": _now(),
-        "fingerprint": fingerprint["fingerprint"], "data": manifest.get("data"),
-        "code_version": manifest.get("code_version"), "recipe": recipe, "stage": stage,
-        "scores": scores, "gate": [c.__dict__ for c in checks],
-        "model": first["model"], "adapter": first["adapter"], "models": models,
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir.resolve()),
+        "time": _now(),
+        "fingerprint": fingerprint["fingerprint"],
+        "data": manifest.get("data"),
+        "code_version": manifest.get("code_version"),
+        "recipe": recipe,
+        "stage": stage,
+        "scores": scores,
+        "gate": [c.__dict__ for c in checks],
+        "model": first["model"],
+        "adapter": first["adapter"],
+        "models": models,
         "evaluation_keys": sorted({evaluation_key(e) for e in evaluations if e is not None}),
     }
 
 
 # --- the gate compares like with like: scores taken by the same evaluation ---------------------------------------
+
 
 def _evaluation(run_dir: Path, stages: dict, stage_id: str) -> dict | None:
     """The inputs of an evaluation stage (its DONE.json's), or None when it has no marker or recorded none."""
@@ -269,7 +306,9 @@ def _entry_problem(entry, fields) -> str | None:
     for name in fields:
         types = FIELDS[name]
         if types is not None and (isinstance(entry[name], bool) or not isinstance(entry[name], types)):
-            return f"{name} is {_json_name(entry[name])}, not {' or '.join(dict.fromkeys(_JSON_NAMES[t] for t in types))}"
+            return (
+                f"{name} is {_json_name(entry[name])}, not {' or '.join(dict.fromkeys(_JSON_NAMES[t] for t in types))}"
+            )
     if not entry["run_id"]:
         return "run_id is empty"
     if "scores" in fields and any(isinstance(v, bool) or not isinstance(v, _NUMBER) for v in entry["scores"].values()):

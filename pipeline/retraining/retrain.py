@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.retraining import gate as gates
 from core import ranks
 from core.atomic import remove_leftovers
-from pipeline.recipe.config import RecipeFile
 from core.errors import UserError, every_rank
+from pipeline.recipe.config import RecipeFile
+from pipeline.retraining import gate as gates
 from pipeline.retraining.registry import ModelRegistry, entry_for, loadable_problem, unlike
 
 EXPORTED = ("report.md", "report.png", "results.csv", "gate.md", "gate.json")
@@ -46,8 +46,9 @@ def gate_of(recipe: RecipeFile) -> gates.GateConfig:
     """The recipe file's gate (defaults when it has none); its recipe must exist in the file."""
     gate = recipe.gate or gates.GateConfig()
     if gate.recipe not in recipe.stages:
-        raise every_rank(UserError(f"gate.recipe: {gate.recipe!r} is not a recipe of this file; "
-                                   f"one of {sorted(recipe.stages)}"))
+        raise every_rank(
+            UserError(f"gate.recipe: {gate.recipe!r} is not a recipe of this file; one of {sorted(recipe.stages)}")
+        )
     return gate
 
 
@@ -78,8 +79,11 @@ def start(recipe: RecipeFile, gate: gates.GateConfig, registry: ModelRegistry):
             return RetrainOutcome("nothing to do", None, [], accepted["run_id"])
         run_dir = registry.start_run(prints)
     resumed = (run_dir / "manifest.json").exists()  # a killed or refused job's folder for the same data
-    print(f"retrain: fingerprint {prints['fingerprint'][:12]} differs from the accepted run's; "
-          f"{'resuming' if resumed else 'training'} {gate.recipe!r} in {run_dir}", flush=True)
+    print(
+        f"retrain: fingerprint {prints['fingerprint'][:12]} differs from the accepted run's; "
+        f"{'resuming' if resumed else 'training'} {gate.recipe!r} in {run_dir}",
+        flush=True,
+    )
     return run_dir, prints
 
 
@@ -109,7 +113,9 @@ def summary(outcome: RetrainOutcome) -> str:
     """Markdown for people and CI: the verdict, the gate table and the run's stage table."""
     lines = [f"## Retrain: {outcome.status}"]
     if outcome.status == "nothing to do":
-        lines.append(f"The data and recipe are those of the accepted run `{outcome.accepted_run}`; nothing was trained.")
+        lines.append(
+            f"The data and recipe are those of the accepted run `{outcome.accepted_run}`; nothing was trained."
+        )
         return "\n\n".join(lines) + "\n"
     if outcome.status == "accepted":
         lines.append(f"Run `{outcome.run_dir.name}` passed every gate and is now the accepted model.")
@@ -125,8 +131,7 @@ def summary(outcome: RetrainOutcome) -> str:
 def stage_table(run_dir: Path) -> str:
     """The report's per-stage table (mean over seeds) of a finished run."""
     from pipeline.reports.report import stage_table as markdown
-    from pipeline.reports.results import over_seeds, summarise
-    from pipeline.reports.results import read_csv
+    from pipeline.reports.results import over_seeds, read_csv, summarise
 
     return markdown(*over_seeds(summarise(read_csv(Path(run_dir) / "results.csv"))))
 

@@ -16,9 +16,15 @@ SAMPLES = {
     "prompt_completion": {"prompt": "2+2=", "completion": "4"},
     "gsm8k": {"question": "What is 2+2?", "answer": "2+2=<<2+2=4>>4\n#### 4"},
     "alpaca": {"instruction": "Write add(a, b).", "input": "", "output": "def add(a, b):\n    return a + b"},
-    "sharegpt": {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
-                                   {"from": "gpt", "value": "Hello!"}, {"from": "human", "value": "Bye"},
-                                   {"from": "gpt", "value": "Goodbye!"}]},
+    "sharegpt": {
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello!"},
+            {"from": "human", "value": "Bye"},
+            {"from": "gpt", "value": "Goodbye!"},
+        ]
+    },
     "messages": {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
 }
 
@@ -59,8 +65,10 @@ def test_plain_layouts():
     assert alpaca["prompt"].endswith("### Instruction:\nWrite add(a, b).\n\n### Response:\n")
     assert "### Input" not in alpaca["prompt"] and alpaca["completion"].startswith("def add")
     chat = to_examples(datasets.Dataset.from_list([SAMPLES["sharegpt"]]), "sharegpt")[0]
-    assert chat == {"prompt": "System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: Bye\nAssistant:",
-                    "completion": " Goodbye!"}
+    assert chat == {
+        "prompt": "System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: Bye\nAssistant:",
+        "completion": " Goodbye!",
+    }
 
 
 def test_alpaca_input_goes_into_prompt():
@@ -85,24 +93,41 @@ def test_trailing_user_turn_is_dropped():
 
 
 def test_code_columns_are_kept():
-    row = {"prompt": "Write add.", "completion": "def add(a, b): return a + b", "test": "assert add(1, 2) == 3",
-           "entry_point": "add", "source": "mine"}
+    row = {
+        "prompt": "Write add.",
+        "completion": "def add(a, b): return a + b",
+        "test": "assert add(1, 2) == 3",
+        "entry_point": "add",
+        "source": "mine",
+    }
     example = to_examples(datasets.Dataset.from_list([row]), "auto")
     assert sorted(example.column_names) == ["completion", "entry_point", "prompt", "test"]
 
 
-@pytest.mark.parametrize(("name", "row", "message"), [
-    ("gsm8k", {"question": "Q?", "answer": ""}, "row 1: field 'answer' is missing or empty"),
-    ("prompt_completion", {"prompt": "2+2=", "completion": None}, "row 1: field 'completion' is missing or empty"),
-    ("messages", {"messages": None}, "row 1: field 'messages' is missing or empty"),
-    ("alpaca", {"instruction": "  ", "input": "", "output": "x"}, "row 1: field 'instruction' is missing or empty"),
-    ("sharegpt", {"conversations": [{"from": "human", "value": "Hi"}]},
-     "row 1: field 'conversations' has no assistant turn"),
-    ("sharegpt", {"conversations": [{"from": "robot", "value": "Hi"}]},
-     "row 1: field 'conversations[0].from' has unknown speaker 'robot'"),
-    ("messages", {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]},
-     "row 1: field 'messages[1]' has missing or empty text"),
-])
+@pytest.mark.parametrize(
+    ("name", "row", "message"),
+    [
+        ("gsm8k", {"question": "Q?", "answer": ""}, "row 1: field 'answer' is missing or empty"),
+        ("prompt_completion", {"prompt": "2+2=", "completion": None}, "row 1: field 'completion' is missing or empty"),
+        ("messages", {"messages": None}, "row 1: field 'messages' is missing or empty"),
+        ("alpaca", {"instruction": "  ", "input": "", "output": "x"}, "row 1: field 'instruction' is missing or empty"),
+        (
+            "sharegpt",
+            {"conversations": [{"from": "human", "value": "Hi"}]},
+            "row 1: field 'conversations' has no assistant turn",
+        ),
+        (
+            "sharegpt",
+            {"conversations": [{"from": "robot", "value": "Hi"}]},
+            "row 1: field 'conversations[0].from' has unknown speaker 'robot'",
+        ),
+        (
+            "messages",
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]},
+            "row 1: field 'messages[1]' has missing or empty text",
+        ),
+    ],
+)
 def test_bad_rows_name_field_and_row(name, row, message):
     rows = datasets.Dataset.from_list([SAMPLES[name], row])
     with pytest.raises(DataError) as raised:
@@ -112,12 +137,15 @@ def test_bad_rows_name_field_and_row(name, row, message):
 
 def test_every_bad_row_is_counted_and_skip_drops_them():
     good = [{"prompt": f"q{i}", "completion": "a"} for i in range(5)]
-    rows = datasets.Dataset.from_list(good[:2] + [{"prompt": "q", "completion": ""}] + good[2:] +
-                                      [{"prompt": "q", "completion": " "}])
+    rows = datasets.Dataset.from_list(
+        good[:2] + [{"prompt": "q", "completion": ""}] + good[2:] + [{"prompt": "q", "completion": " "}]
+    )
     with pytest.raises(DataError) as raised:
         to_examples(rows, "prompt_completion", source="data.jsonl")
-    assert str(raised.value) == ("data.jsonl: row 2: field 'completion' is missing or empty "
-                                 "(2 bad rows in all: rows 2, 6); on_bad_rows: skip drops bad rows")
+    assert str(raised.value) == (
+        "data.jsonl: row 2: field 'completion' is missing or empty "
+        "(2 bad rows in all: rows 2, 6); on_bad_rows: skip drops bad rows"
+    )
     kept = to_examples(rows, "prompt_completion", source="data.jsonl", on_bad_rows="skip")
     assert kept["prompt"] == [r["prompt"] for r in good]
 

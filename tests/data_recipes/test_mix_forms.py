@@ -14,8 +14,12 @@ def source(name, n):
     return Dataset.from_list([{"prompt": f"{name} {i}", "completion": str(i)} for i in range(n)])
 
 
-SOURCES = {"general": source("general", 700), "math": source("math", 1024), "code": source("code", 512),
-           "small": source("small", 10)}
+SOURCES = {
+    "general": source("general", 700),
+    "math": source("math", 1024),
+    "code": source("code", 512),
+    "small": source("small", 10),
+}
 
 
 # --- parsing ----------------------------------------------------------------------------------------------------
@@ -28,8 +32,12 @@ def test_a_list_is_every_row_of_each_source():
 
 def test_a_mapping_gives_each_source_its_fraction_or_weight():
     mix = Mix.from_yaml({"general": 1, "math": "1/256", "code": 0.25, "small": 2.5})
-    assert mix.shares() == [("general", 1), ("math", Fraction(1, 256)), ("code", Fraction(1, 4)),
-                            ("small", Fraction(5, 2))]
+    assert mix.shares() == [
+        ("general", 1),
+        ("math", Fraction(1, 256)),
+        ("code", Fraction(1, 4)),
+        ("small", Fraction(5, 2)),
+    ]
 
 
 def test_sources_with_a_seed_of_its_own():
@@ -38,27 +46,33 @@ def test_sources_with_a_seed_of_its_own():
     assert Mix.from_yaml({"sources": {"general": 1}}).seed is None
 
 
-@pytest.mark.parametrize("value, message", [
-    ([], "must name at least one source"),
-    ({}, "must name at least one source"),
-    ({"sources": {}, "seed": 1}, "must name at least one source"),
-    ("math", "expected a list of sources or a mapping of source: fraction, got str 'math'"),
-    (3, "expected a list of sources or a mapping of source: fraction, got int 3"),
-    (["math", 3], "expected a source name, got 3"),
-    (["math", ""], "expected a source name, got ''"),
-    (["math", "code", "math"], "source 'math' named twice; name each source once"),
-    ({"math": 0}, f"math: must be in (0, {MAX_WEIGHT}] (above 1 upsamples the source), got 0"),
-    ({"math": "-1/4"}, f"math: must be in (0, {MAX_WEIGHT}] (above 1 upsamples the source), got -1/4"),
-    ({"math": 256}, f"math: must be in (0, {MAX_WEIGHT}] (above 1 upsamples the source), got 256"),
-    ({"math": "a/b"}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got 'a/b'"),
-    ({"math": True}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got True"),
-    ({"math": None}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got None"),
-    ({"math": "1/0"}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got '1/0'"),
-    ({"sources": {"math": 1}, "sead": 3}, "unknown key 'sead' next to sources; a mix takes sources, seed and one_shot"),
-    ({"sources": {"math": 1}, "seed": -1}, "seed: expected a non-negative integer, got -1"),
-    ({"sources": {"math": 1}, "seed": "7"}, "seed: expected a non-negative integer, got '7'"),
-    ({"sources": {"math": 1}, "seed": True}, "seed: expected a non-negative integer, got True"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ([], "must name at least one source"),
+        ({}, "must name at least one source"),
+        ({"sources": {}, "seed": 1}, "must name at least one source"),
+        ("math", "expected a list of sources or a mapping of source: fraction, got str 'math'"),
+        (3, "expected a list of sources or a mapping of source: fraction, got int 3"),
+        (["math", 3], "expected a source name, got 3"),
+        (["math", ""], "expected a source name, got ''"),
+        (["math", "code", "math"], "source 'math' named twice; name each source once"),
+        ({"math": 0}, f"math: must be in (0, {MAX_WEIGHT}] (above 1 upsamples the source), got 0"),
+        ({"math": "-1/4"}, f"math: must be in (0, {MAX_WEIGHT}] (above 1 upsamples the source), got -1/4"),
+        ({"math": 256}, f"math: must be in (0, {MAX_WEIGHT}] (above 1 upsamples the source), got 256"),
+        ({"math": "a/b"}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got 'a/b'"),
+        ({"math": True}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got True"),
+        ({"math": None}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got None"),
+        ({"math": "1/0"}, "math: expected a fraction like 1/256 or 0.25, or a weight like 2, got '1/0'"),
+        (
+            {"sources": {"math": 1}, "sead": 3},
+            "unknown key 'sead' next to sources; a mix takes sources, seed and one_shot",
+        ),
+        ({"sources": {"math": 1}, "seed": -1}, "seed: expected a non-negative integer, got -1"),
+        ({"sources": {"math": 1}, "seed": "7"}, "seed: expected a non-negative integer, got '7'"),
+        ({"sources": {"math": 1}, "seed": True}, "seed: expected a non-negative integer, got True"),
+    ],
+)
 def test_a_bad_mix_is_one_line(value, message):
     with pytest.raises(ValueError) as err:
         Mix.from_yaml(value)
@@ -77,13 +91,16 @@ def test_full_sources_then_one_k_are_written_as_the_replay_shorthand():
     assert mix.stage_fields() == {"data": ["general"], "replay": ["math", "code"], "k": "1/256"}
 
 
-@pytest.mark.parametrize("value, written", [
-    ({"general": 1, "math": 2.5}, {"general": 1, "math": "5/2"}),
-    ({"general": 1, "math": 2}, {"general": 1, "math": 2}),
-    ({"general": 1, "math": "1/4", "code": "1/2"}, {"general": 1, "math": "1/4", "code": "1/2"}),
-    ({"math": "1/4"}, {"math": "1/4"}),
-    ({"general": 1, "math": "1/4", "code": 1}, {"general": 1, "math": "1/4", "code": 1}),
-])
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        ({"general": 1, "math": 2.5}, {"general": 1, "math": "5/2"}),
+        ({"general": 1, "math": 2}, {"general": 1, "math": 2}),
+        ({"general": 1, "math": "1/4", "code": "1/2"}, {"general": 1, "math": "1/4", "code": "1/2"}),
+        ({"math": "1/4"}, {"math": "1/4"}),
+        ({"general": 1, "math": "1/4", "code": 1}, {"general": 1, "math": "1/4", "code": 1}),
+    ],
+)
 def test_any_other_mix_is_written_as_its_mapping(value, written):
     mix = Mix.from_yaml(value)
     assert mix.stage_fields() == {"data": written}

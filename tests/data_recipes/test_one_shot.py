@@ -41,11 +41,14 @@ def test_the_long_form_takes_one_shot_and_writes_it_back():
     assert Mix.from_yaml(seeded.stage_fields()["data"]) == seeded
 
 
-@pytest.mark.parametrize("zero_shot, long", [
-    (["general", "math"], {"sources": {"general": 1, "math": 1}}),
-    ({"general": 1, "math": "1/4"}, {"sources": {"general": 1, "math": "1/4"}}),
-    ({"sources": {"general": 1, "math": 2}, "seed": 3}, {"sources": {"general": 1, "math": 2}, "seed": 3}),
-])
+@pytest.mark.parametrize(
+    "zero_shot, long",
+    [
+        (["general", "math"], {"sources": {"general": 1, "math": 1}}),
+        ({"general": 1, "math": "1/4"}, {"sources": {"general": 1, "math": "1/4"}}),
+        ({"sources": {"general": 1, "math": 2}, "seed": 3}, {"sources": {"general": 1, "math": 2}, "seed": 3}),
+    ],
+)
 def test_a_mix_without_one_shot_keeps_its_dump_and_a_one_shot_one_never_shares_it(zero_shot, long):
     mix = Mix.from_yaml(zero_shot)
     assert not mix.one_shot and Mix.from_yaml({**long, "one_shot": False}).stage_fields() == mix.stage_fields()
@@ -58,18 +61,27 @@ def test_the_zero_shot_forms_are_written_as_before():
     """Pinned: the stage key's settings of every 0-shot form (tests/data_recipes/test_mix_forms.py has more)."""
     assert Mix.from_yaml(["target"]).stage_fields() == {"data": ["target"], "replay": [], "k": "1"}
     assert Mix.from_yaml({"general": 1, "math": "1/256"}).stage_fields() == {
-        "data": ["general"], "replay": ["math"], "k": "1/256"}
+        "data": ["general"],
+        "replay": ["math"],
+        "k": "1/256",
+    }
     assert Mix.from_yaml({"sources": {"math": 1}, "seed": 7}).stage_fields() == {
-        "data": {"sources": {"math": 1}, "seed": 7}}
+        "data": {"sources": {"math": 1}, "seed": 7}
+    }
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"sources": {"math": 1}, "one_shot": "yes"}, "one_shot: expected true or false, got 'yes'"),
-    ({"sources": {"math": 1}, "one_shot": 1}, "one_shot: expected true or false, got 1"),
-    ({"sources": {"math": 1}, "one_shot": None}, "one_shot: expected true or false, got None"),
-    ({"sources": {"math": 1}, "one_shoot": True},
-     "unknown key 'one_shoot' next to sources; a mix takes sources, seed and one_shot"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"sources": {"math": 1}, "one_shot": "yes"}, "one_shot: expected true or false, got 'yes'"),
+        ({"sources": {"math": 1}, "one_shot": 1}, "one_shot: expected true or false, got 1"),
+        ({"sources": {"math": 1}, "one_shot": None}, "one_shot: expected true or false, got None"),
+        (
+            {"sources": {"math": 1}, "one_shoot": True},
+            "unknown key 'one_shoot' next to sources; a mix takes sources, seed and one_shot",
+        ),
+    ],
+)
 def test_a_bad_one_shot_is_one_line(value, message):
     with pytest.raises(ValueError) as err:
         Mix.from_yaml(value)
@@ -112,8 +124,10 @@ def test_the_shots_are_seeded_by_the_mix_seed():
     own = Mix.from_yaml({**ONE_SHOT, "seed": 5}).build(SOURCES, 0).dataset["prompt"]
     assert own == first  # the mix's own seed replaces the stage's, for the shots too
     shots = {shot_and_prompt(row)[1]: shot_and_prompt(row)[0] for row in first}
-    other = {shot_and_prompt(row)[1]: shot_and_prompt(row)[0] for row in Mix.from_yaml(ONE_SHOT).build(SOURCES, 6)
-             .dataset["prompt"]}
+    other = {
+        shot_and_prompt(row)[1]: shot_and_prompt(row)[0]
+        for row in Mix.from_yaml(ONE_SHOT).build(SOURCES, 6).dataset["prompt"]
+    }
     common = shots.keys() & other.keys()
     assert sum(shots[p] != other[p] for p in common) > 0.9 * len(common)  # another seed, other shots
 
@@ -125,12 +139,18 @@ def test_every_row_is_shown_a_shot_never_itself_even_in_a_source_of_two():
         with_one_shot(source("lonely", 1), 0, "lonely")
 
 
-@pytest.mark.parametrize("prompt, completion, shot", [
-    ("premise : q w question : true or false ?", "True", "premise : q w question : true or false ? True"),
-    ("Question: 2 + 2?\nAnswer:", " 4", "Question: 2 + 2?\nAnswer: 4"),  # gsm8k's answers start with a space
-    ("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "yes",
-     "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyes"),  # a chat-rendered row
-])
+@pytest.mark.parametrize(
+    "prompt, completion, shot",
+    [
+        ("premise : q w question : true or false ?", "True", "premise : q w question : true or false ? True"),
+        ("Question: 2 + 2?\nAnswer:", " 4", "Question: 2 + 2?\nAnswer: 4"),  # gsm8k's answers start with a space
+        (
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+            "yes",
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyes",
+        ),  # a chat-rendered row
+    ],
+)
 def test_a_shot_reads_as_its_prompt_then_its_answer(prompt, completion, shot):
     assert shot_text(prompt, completion) == shot
 
@@ -138,14 +158,21 @@ def test_a_shot_reads_as_its_prompt_then_its_answer(prompt, completion, shot):
 # --- the stage's `one_shot:` shorthand -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stage, data", [
-    ({"one_shot": True}, {"sources": {"target": 1}, "one_shot": True}),
-    ({"data": ["general", "math"], "one_shot": True}, {"sources": {"general": 1, "math": 1}, "one_shot": True}),
-    ({"data": {"general": 1, "math": "1/4"}, "one_shot": True},
-     {"sources": {"general": 1, "math": "1/4"}, "one_shot": True}),
-    ({"data": {"sources": {"math": 1}, "seed": 3}, "one_shot": True},
-     {"sources": {"math": 1}, "seed": 3, "one_shot": True}),
-])
+@pytest.mark.parametrize(
+    "stage, data",
+    [
+        ({"one_shot": True}, {"sources": {"target": 1}, "one_shot": True}),
+        ({"data": ["general", "math"], "one_shot": True}, {"sources": {"general": 1, "math": 1}, "one_shot": True}),
+        (
+            {"data": {"general": 1, "math": "1/4"}, "one_shot": True},
+            {"sources": {"general": 1, "math": "1/4"}, "one_shot": True},
+        ),
+        (
+            {"data": {"sources": {"math": 1}, "seed": 3}, "one_shot": True},
+            {"sources": {"math": 1}, "seed": 3, "one_shot": True},
+        ),
+    ],
+)
 def test_a_stage_one_shot_folds_into_its_mix(stage, data):
     folded, problems = fold_replay({**stage, "steps": 2})
     assert not problems and folded == {"data": data, "steps": 2}
@@ -154,17 +181,26 @@ def test_a_stage_one_shot_folds_into_its_mix(stage, data):
 def test_one_shot_folds_after_replay_and_false_is_no_change():
     folded, problems = fold_replay({"data": ["general"], "replay": ["math"], "k": "1/4", "one_shot": True})
     assert not problems and Mix.from_yaml(folded["data"]) == Mix.from_yaml(
-        {"sources": {"general": 1, "math": "1/4"}, "one_shot": True})
+        {"sources": {"general": 1, "math": "1/4"}, "one_shot": True}
+    )
     assert fold_replay({"data": ["math"], "one_shot": False}) == ({"data": ["math"]}, [])
 
 
-@pytest.mark.parametrize("stage, problem", [
-    ({"one_shot": "yes"}, ("one_shot", "expected true or false, got 'yes'")),
-    ({"data": {"sources": {"g": 1}, "one_shot": True}, "one_shot": True},
-     ("one_shot", "also set in data; set it in one place")),
-    ({"data": ["g", "g"], "one_shot": True}, ("data", "source 'g' named twice; name each source once")),
-    ({"data": ["g"], "replay": ["g"], "one_shot": True}, ("replay", "source 'g' named twice; name each source once")),
-])
+@pytest.mark.parametrize(
+    "stage, problem",
+    [
+        ({"one_shot": "yes"}, ("one_shot", "expected true or false, got 'yes'")),
+        (
+            {"data": {"sources": {"g": 1}, "one_shot": True}, "one_shot": True},
+            ("one_shot", "also set in data; set it in one place"),
+        ),
+        ({"data": ["g", "g"], "one_shot": True}, ("data", "source 'g' named twice; name each source once")),
+        (
+            {"data": ["g"], "replay": ["g"], "one_shot": True},
+            ("replay", "source 'g' named twice; name each source once"),
+        ),
+    ],
+)
 def test_a_bad_stage_one_shot_is_one_problem(stage, problem):
     folded, problems = fold_replay(stage)
     assert problems == [problem] and "one_shot" not in folded
@@ -186,8 +222,9 @@ recipes:
 """
 
 
-@pytest.mark.parametrize("data", ["data: [general, math]\n      one_shot: true",
-                                  "data: {sources: {general: 1, math: 1}, one_shot: true}"])
+@pytest.mark.parametrize(
+    "data", ["data: [general, math]\n      one_shot: true", "data: {sources: {general: 1, math: 1}, one_shot: true}"]
+)
 def test_both_forms_load_and_config_yaml_reads_back_and_the_key_is_not_the_zero_shot_one(tmp_path, data):
     path = tmp_path / "recipe.yaml"
     path.write_text(RECIPE.replace("DATA", data))
@@ -216,7 +253,11 @@ def test_a_bad_one_shot_in_a_recipe_is_one_line_naming_file_line_and_field(tmp_p
 
 def test_a_sweep_over_one_shot_makes_a_zero_shot_and_a_one_shot_recipe(tmp_path):
     path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.replace("DATA", "data: [general]\n      one_shot: false") + "sweep:\n  one.one_shot: [false, true]\n")
+    path.write_text(
+        RECIPE.replace("DATA", "data: [general]\n      one_shot: false") + "sweep:\n  one.one_shot: [false, true]\n"
+    )
     stages = load_recipe(path).stages
     assert {name: configs[0].data.one_shot for name, configs in stages.items() if name != "zero"} == {
-        "one@one_shot=False": False, "one@one_shot=True": True}
+        "one@one_shot=False": False,
+        "one@one_shot=True": True,
+    }

@@ -90,8 +90,16 @@ def test_unreadable_parquet(tmp_path):
         load_rows(str(path))
 
 
-@pytest.mark.parametrize(("name", "content"), [("empty.jsonl", ""), ("empty.jsonl", "\n\n"), ("empty.json", "[]"),
-                                             ("empty.csv", ""), ("empty.csv", "prompt,completion\n")])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jsonl", ""),
+        ("empty.jsonl", "\n\n"),
+        ("empty.json", "[]"),
+        ("empty.csv", ""),
+        ("empty.csv", "prompt,completion\n"),
+    ],
+)
 def test_empty_dataset(tmp_path, name, content):
     (tmp_path / name).write_text(content, encoding="utf-8")
     with pytest.raises(DataError, match=rf"{name}: no rows"):
@@ -109,8 +117,10 @@ def test_hub_id_goes_to_load_dataset(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or ROWS)
     load_rows("openai/gsm8k", split="test", config="main")
     load_rows("openai/gsm8k", split="test", config="main", revision="v1.0")  # target.revision / a source's
-    assert calls == [(("openai/gsm8k", "main"), {"split": "test", "revision": None}),
-                     (("openai/gsm8k", "main"), {"split": "test", "revision": "v1.0"})]
+    assert calls == [
+        (("openai/gsm8k", "main"), {"split": "test", "revision": None}),
+        (("openai/gsm8k", "main"), {"split": "test", "revision": "v1.0"}),
+    ]
 
 
 def test_hub_failure_is_one_line_data_error(monkeypatch):

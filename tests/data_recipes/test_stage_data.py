@@ -16,8 +16,10 @@ from pipeline.recipe.config import load_recipe, resolved_dict, stage_dict
 
 def test_replay_and_k_become_the_data_mapping():
     folded, problems = fold_replay({"data": ["general"], "replay": ["math", "code"], "k": "1/256", "steps": 2})
-    assert not problems and folded == {"data": {"general": 1, "math": Fraction(1, 256), "code": Fraction(1, 256)},
-                                       "steps": 2}
+    assert not problems and folded == {
+        "data": {"general": 1, "math": Fraction(1, 256), "code": Fraction(1, 256)},
+        "steps": 2,
+    }
 
 
 def test_a_stage_without_the_shorthand_is_left_as_it_is():
@@ -34,20 +36,25 @@ def test_the_way_config_yaml_writes_a_stage_without_replay_reads_back():
     assert fold_replay({"data": ["math"], "replay": [], "k": "1"}) == ({"data": ["math"]}, [])
 
 
-@pytest.mark.parametrize("stage, problem", [
-    ({"data": ["g"], "k": "1/4"}, ("k", "set only together with replay sources")),
-    ({"data": ["g"], "replay": [], "k": "1/4"}, ("k", "set only together with replay sources")),
-    ({"data": ["g"], "replay": ["m"], "k": 2}, ("k", "must be in (0, 1], got 2")),
-    ({"data": ["g"], "replay": ["m"], "k": 0}, ("k", "must be in (0, 1], got 0")),
-    ({"data": ["g"], "replay": ["m"], "k": "x"}, ("k", "expected a fraction like 1/256 or 0.25, got 'x'")),
-    ({"data": ["g"], "replay": "m"}, ("replay", "expected a list of source names, got 'm'")),
-    ({"data": ["g"], "replay": ["m", 3]}, ("replay", "expected a list of source names, got ['m', 3]")),
-    ({"data": ["g"], "replay": ["g"]}, ("replay", "source 'g' named twice; name each source once")),
-    ({"data": ["g"], "replay": ["m", "m"]}, ("replay", "source 'm' named twice; name each source once")),
-    ({"data": ["g", "g"], "replay": ["m"]}, ("data", "source 'g' named twice; name each source once")),
-    ({"data": {"g": 1}, "replay": ["m"]},
-     ("replay", "needs data as a list of sources; with a mapping, give each source its fraction")),
-])
+@pytest.mark.parametrize(
+    "stage, problem",
+    [
+        ({"data": ["g"], "k": "1/4"}, ("k", "set only together with replay sources")),
+        ({"data": ["g"], "replay": [], "k": "1/4"}, ("k", "set only together with replay sources")),
+        ({"data": ["g"], "replay": ["m"], "k": 2}, ("k", "must be in (0, 1], got 2")),
+        ({"data": ["g"], "replay": ["m"], "k": 0}, ("k", "must be in (0, 1], got 0")),
+        ({"data": ["g"], "replay": ["m"], "k": "x"}, ("k", "expected a fraction like 1/256 or 0.25, got 'x'")),
+        ({"data": ["g"], "replay": "m"}, ("replay", "expected a list of source names, got 'm'")),
+        ({"data": ["g"], "replay": ["m", 3]}, ("replay", "expected a list of source names, got ['m', 3]")),
+        ({"data": ["g"], "replay": ["g"]}, ("replay", "source 'g' named twice; name each source once")),
+        ({"data": ["g"], "replay": ["m", "m"]}, ("replay", "source 'm' named twice; name each source once")),
+        ({"data": ["g", "g"], "replay": ["m"]}, ("data", "source 'g' named twice; name each source once")),
+        (
+            {"data": {"g": 1}, "replay": ["m"]},
+            ("replay", "needs data as a list of sources; with a mapping, give each source its fraction"),
+        ),
+    ],
+)
 def test_a_bad_shorthand_is_one_problem_naming_its_field(stage, problem):
     folded, problems = fold_replay(stage)
     assert problems == [problem] and "replay" not in folded and "k" not in folded
@@ -56,14 +63,17 @@ def test_a_bad_shorthand_is_one_problem_naming_its_field(stage, problem):
 # --- unknown sources ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stage, found", [
-    ({"data": ["g", "web"]}, [("data", "web")]),
-    ({"data": {"g": 1, "web": "1/2"}}, [("data", "web")]),
-    ({"data": {"sources": {"web": 2}, "seed": 3}}, [("data", "web")]),
-    ({"data": ["g"], "replay": ["web"], "k": "1/4"}, [("replay", "web")]),
-    ({}, [("data", "target")]),
-    ({"data": ["g", 3]}, []),  # a malformed name is the mix's own problem, reported there
-])
+@pytest.mark.parametrize(
+    "stage, found",
+    [
+        ({"data": ["g", "web"]}, [("data", "web")]),
+        ({"data": {"g": 1, "web": "1/2"}}, [("data", "web")]),
+        ({"data": {"sources": {"web": 2}, "seed": 3}}, [("data", "web")]),
+        ({"data": ["g"], "replay": ["web"], "k": "1/4"}, [("replay", "web")]),
+        ({}, [("data", "target")]),
+        ({"data": ["g", 3]}, []),  # a malformed name is the mix's own problem, reported there
+    ],
+)
 def test_every_undeclared_source_is_named_under_the_field_that_wrote_it(stage, found):
     problems = unknown_sources(stage, {"g"})
     assert problems == [(field, f"unknown source {name!r}; declared: ['g']") for field, name in found]
@@ -71,7 +81,8 @@ def test_every_undeclared_source_is_named_under_the_field_that_wrote_it(stage, f
 
 def test_with_nothing_declared_the_hint_says_where_to_declare():
     assert unknown_sources({"data": ["web"]}, set()) == [
-        ("data", "unknown source 'web'; declare it under data: (or add a target: section)")]
+        ("data", "unknown source 'web'; declare it under data: (or add a target: section)")
+    ]
 
 
 # --- through a recipe file ---------------------------------------------------------------------------------------
@@ -95,10 +106,12 @@ def recipe(tmp_path, data: str, extra: str = ""):
 
 
 def test_each_form_loads_into_the_stage_mix_and_config_yaml_reads_back(tmp_path):
-    forms = {"data: [general, math]": [("general", 1), ("math", 1)],
-             "data: {general: 1, math: 2.5}": [("general", 1), ("math", Fraction(5, 2))],
-             "data: {sources: {general: 1, math: 1/4}, seed: 7}": [("general", 1), ("math", Fraction(1, 4))],
-             "data: [general]\n      replay: [math]\n      k: 1/4": [("general", 1), ("math", Fraction(1, 4))]}
+    forms = {
+        "data: [general, math]": [("general", 1), ("math", 1)],
+        "data: {general: 1, math: 2.5}": [("general", 1), ("math", Fraction(5, 2))],
+        "data: {sources: {general: 1, math: 1/4}, seed: 7}": [("general", 1), ("math", Fraction(1, 4))],
+        "data: [general]\n      replay: [math]\n      k: 1/4": [("general", 1), ("math", Fraction(1, 4))],
+    }
     for text, shares in forms.items():
         config = load_recipe(recipe(tmp_path, text)).stages["mix"][0]
         assert isinstance(config.data, Mix) and config.data.shares() == shares, text
@@ -120,19 +133,40 @@ def test_a_k_sweep_still_makes_one_recipe_per_k(tmp_path):
     path = recipe(tmp_path, "data: [general]\n      replay: [math]\n      k: 1/4", "sweep:\n  mix.k: [1/8, 1/2]\n")
     stages = load_recipe(path).stages
     assert {name: configs[0].data.shares()[1] for name, configs in stages.items()} == {
-        "mix@k=1/8": ("math", Fraction(1, 8)), "mix@k=1/2": ("math", Fraction(1, 2))}
+        "mix@k=1/8": ("math", Fraction(1, 8)),
+        "mix@k=1/2": ("math", Fraction(1, 2)),
+    }
 
 
-@pytest.mark.parametrize("data, line, message", [
-    ("data: []", 9, "recipes.mix[0].data: must name at least one source"),
-    ("data: {general: 1, math: 0}", 9, "recipes.mix[0].data: math: must be in (0, 100] (above 1 upsamples the source), got 0"),
-    ("data: [general, general]", 9, "recipes.mix[0].data: source 'general' named twice; name each source once"),
-    ("data: [general]\n      k: 1/4", 10, "recipes.mix[0].k: set only together with replay sources"),
-    ("data: [general]\n      replay: [math]\n      k: 2", 11, "recipes.mix[0].k: must be in (0, 1], got 2"),
-    ("data: [general]\n      replay: [general]", 10, "recipes.mix[0].replay: source 'general' named twice; name each source once"),
-    ("data: {general: 1, web: 1/2}", 6, "recipes.mix.finetune.data: unknown source 'web'; declared: ['general', 'math']"),
-    ("data: [general]\n      replay: [web]", 6, "recipes.mix.finetune.replay: unknown source 'web'; declared: ['general', 'math']"),
-])
+@pytest.mark.parametrize(
+    "data, line, message",
+    [
+        ("data: []", 9, "recipes.mix[0].data: must name at least one source"),
+        (
+            "data: {general: 1, math: 0}",
+            9,
+            "recipes.mix[0].data: math: must be in (0, 100] (above 1 upsamples the source), got 0",
+        ),
+        ("data: [general, general]", 9, "recipes.mix[0].data: source 'general' named twice; name each source once"),
+        ("data: [general]\n      k: 1/4", 10, "recipes.mix[0].k: set only together with replay sources"),
+        ("data: [general]\n      replay: [math]\n      k: 2", 11, "recipes.mix[0].k: must be in (0, 1], got 2"),
+        (
+            "data: [general]\n      replay: [general]",
+            10,
+            "recipes.mix[0].replay: source 'general' named twice; name each source once",
+        ),
+        (
+            "data: {general: 1, web: 1/2}",
+            6,
+            "recipes.mix.finetune.data: unknown source 'web'; declared: ['general', 'math']",
+        ),
+        (
+            "data: [general]\n      replay: [web]",
+            6,
+            "recipes.mix.finetune.replay: unknown source 'web'; declared: ['general', 'math']",
+        ),
+    ],
+)
 def test_a_mistake_is_one_line_naming_file_line_and_field(tmp_path, capsys, data, line, message):
     path = recipe(tmp_path, data)
     with pytest.raises(ConfigError) as err:

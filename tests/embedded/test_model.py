@@ -87,8 +87,9 @@ def test_concurrent_callers_build_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(base, "build_base_model", fake_build)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(ensure_base_model(TEST_SPEC, tmp_path)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(ensure_base_model(TEST_SPEC, tmp_path))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -12,9 +12,11 @@ from embedded import model as base
 from embedded import rebuild, shipped
 from pipeline.cli import main
 
-RECIPE = ("name: demo\ntarget: {{name: letter_rule, train: 'embedded:letter_rule', train_rows: 8, test_rows: 4}}\n"
-          "model: {{path: embedded}}\nevaluation: {{limit: 2}}\nrecipes:\n  sft:\n    - kind: finetune\n"
-          "      steps: 1\n")
+RECIPE = (
+    "name: demo\ntarget: {{name: letter_rule, train: 'embedded:letter_rule', train_rows: 8, test_rows: 4}}\n"
+    "model: {{path: embedded}}\nevaluation: {{limit: 2}}\nrecipes:\n  sft:\n    - kind: finetune\n"
+    "      steps: 1\n"
+)
 
 
 def test_every_shipped_file_has_the_sha256_it_records():

@@ -4,8 +4,17 @@ import collections
 
 import pytest
 
-from embedded.tasks import (ALL_TASKS, DOMAIN_TASKS, FIXED_TABLE_TASKS, GENERAL_TASKS, SPLITS, TARGET_LABELS,
-                            TARGET_TASKS, make_examples, task_kind)
+from embedded.tasks import (
+    ALL_TASKS,
+    DOMAIN_TASKS,
+    FIXED_TABLE_TASKS,
+    GENERAL_TASKS,
+    SPLITS,
+    TARGET_LABELS,
+    TARGET_TASKS,
+    make_examples,
+    task_kind,
+)
 
 
 def test_registries():

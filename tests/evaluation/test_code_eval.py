@@ -31,16 +31,23 @@ def test_broken_solutions_fail(body):
 
 def test_results_keep_problem_order():
     sample = PROBLEMS[:4]
-    completions = [sample[0]["canonical_solution"], "    return None\n",
-                   sample[2]["canonical_solution"], "    while True: pass\n"]
+    completions = [
+        sample[0]["canonical_solution"],
+        "    return None\n",
+        sample[2]["canonical_solution"],
+        "    while True: pass\n",
+    ]
     results = check_completions(sample, completions, timeout_s=2)
     assert [result.status for result in results] == ["passed", "failed", "passed", "timeout"]
     assert pass_at_1(results) == 0.5
 
 
 def test_project_format_runs_full_function_against_asserts():
-    example = {"prompt": "Write add(a, b).", "test": "assert add(1, 2) == 3\nassert add(-1, 1) == 0",
-               "entry_point": "add"}
+    example = {
+        "prompt": "Write add(a, b).",
+        "test": "assert add(1, 2) == 3\nassert add(-1, 1) == 0",
+        "entry_point": "add",
+    }
     program = build_program(example, "def add(a, b):\n    return a + b")
     # The completion alone runs in the sandbox; the asserts run in the judge, calling add there.
     assert program.source == "def add(a, b):\n    return a + b\n"
@@ -66,8 +73,12 @@ def test_precheck_runs_each_distinct_program_once_and_score_code_reads_its_verdi
     from evaluation import domain_scoring
 
     docs = [{"test": "assert f(2) == 4", "entry_point": "f"}] * 3 + [{"test": "assert g() == 1", "entry_point": "g"}]
-    completions = ["def f(x):\n    return x * 2", "def f(x):\n    return x + 3", "def f(x):\n    return x * 2",
-                   "def g():\n    return 1"]
+    completions = [
+        "def f(x):\n    return x * 2",
+        "def f(x):\n    return x + 3",
+        "def f(x):\n    return x * 2",
+        "def g():\n    return 1",
+    ]
     ran = []
     real = domain_scoring.check_completions
     monkeypatch.setattr(domain_scoring, "check_completions", lambda p, c, **kw: ran.extend(c) or real(p, c, **kw))

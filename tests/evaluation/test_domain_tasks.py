@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import lm_eval
@@ -26,19 +25,21 @@ from evaluation import domain_scoring
 from evaluation.code_eval import check_completion
 from evaluation.domain_scoring import score_code, score_math
 from evaluation.harness import evaluate_suite, task_manager_for
-from evaluation.suites import (EMBEDDED_TASKS_DIR, FUNCTION_STOPS, GSM8K_STOPS, HUMANEVAL_STOPS, SUITES,
-                               local_task_suite)
+from evaluation.suites import EMBEDDED_TASKS_DIR, FUNCTION_STOPS, GSM8K_STOPS, HUMANEVAL_STOPS, SUITES, local_task_suite
 
 ADD_THREE = {"prompt": "code : add 3 to x", "test": "assert f(2) == 5\nassert f(0) == 3", "entry_point": "f"}
 
 
-@pytest.mark.parametrize("generation, reference, score", [
-    ("7 - 3 = 4 , 4 + 5 = 9 #### 9", "#### 9", 1.0),  # reasoning, then the marked answer
-    ("7 - 3 + 5 = 9 , so the answer is 9 .", "#### 9", 1.0),  # no marker: the last number
-    ("#### 8", "#### 9", 0.0),
-    ("#### 1,234", "they paid 1000 + 234 = 1234 #### 1234", 1.0),  # grouping commas are not the answer
-    ("the answer is nine", "#### 9", 0.0),  # no number at all
-])
+@pytest.mark.parametrize(
+    "generation, reference, score",
+    [
+        ("7 - 3 = 4 , 4 + 5 = 9 #### 9", "#### 9", 1.0),  # reasoning, then the marked answer
+        ("7 - 3 + 5 = 9 , so the answer is 9 .", "#### 9", 1.0),  # no marker: the last number
+        ("#### 8", "#### 9", 0.0),
+        ("#### 1,234", "they paid 1000 + 234 = 1234 #### 1234", 1.0),  # grouping commas are not the answer
+        ("the answer is nine", "#### 9", 0.0),  # no number at all
+    ],
+)
 def test_math_scores_the_final_answer_by_value(generation, reference, score):
     assert score_math({"prompt": "solve : 7 - 3 + 5 =", "completion": reference}, [generation]) == {"math_acc": score}
 
@@ -71,7 +72,9 @@ def test_domain_suites_run_end_to_end(tiny_llama, tokenizer):
     assert SUITES["embedded_domain"].tasks == SUITES["embedded_math"].tasks + SUITES["embedded_code"].tasks
     results = evaluate_suite(tiny_llama(seed=3), tokenizer, SUITES["embedded_domain"], limit=3)
     assert [(r.task, r.suite_kind, r.metric, r.n) for r in results] == [
-        ("embedded_math", "domain", "math_acc", 3), ("embedded_code", "domain", "pass@1", 3)]
+        ("embedded_math", "domain", "math_acc", 3),
+        ("embedded_code", "domain", "pass@1", 3),
+    ]
     assert all(0.0 <= r.score <= 1.0 and len(r.responses) == 3 for r in results)
 
 
@@ -97,14 +100,16 @@ def test_humaneval_local_suite_scores_canonical_solutions(tmp_path):
 
 def test_math_and_whole_function_local_suites(tmp_path):
     math_rows = [{"prompt": "Tom has 1000 and earns 234 . How much ?", "completion": "1000 + 234 = 1234\n#### 1,234"}]
-    math = _load(local_task_suite("gsm", _write_jsonl(tmp_path / "gsm.jsonl", math_rows), tmp_path, "domain",
-                                  scorer="math"))
+    math = _load(
+        local_task_suite("gsm", _write_jsonl(tmp_path / "gsm.jsonl", math_rows), tmp_path, "domain", scorer="math")
+    )
     assert math.config.generation_kwargs["until"] == GSM8K_STOPS
     doc = next(iter(math.test_docs()))
     assert math.process_results(doc, ["so 1234 in all #### 1234"]) == {"math_acc": 1.0}
     code_rows = [{**ADD_THREE, "completion": "def f ( x ) : return x + 3"}]
-    code = _load(local_task_suite("mine", _write_jsonl(tmp_path / "code.jsonl", code_rows), tmp_path, "domain",
-                                  scorer="code"))
+    code = _load(
+        local_task_suite("mine", _write_jsonl(tmp_path / "code.jsonl", code_rows), tmp_path, "domain", scorer="code")
+    )
     assert code.config.generation_kwargs["until"] == FUNCTION_STOPS  # helpers may come first: no "\ndef"
     doc = next(iter(code.test_docs()))
     assert code.process_results(doc, [doc["completion"]]) == {"pass@1": 1.0}
@@ -134,8 +139,12 @@ class RunOn(LM):
         self.answers, self.stops = answers, stops
 
     def generate_until(self, requests, disable_tqdm: bool = False):
-        return [postprocess_generated_text(self.answers[r.args[0]] + self.RUN_ON,
-                                           r.args[1]["until"] if self.stops else None, None) for r in requests]
+        return [
+            postprocess_generated_text(
+                self.answers[r.args[0]] + self.RUN_ON, r.args[1]["until"] if self.stops else None, None
+            )
+            for r in requests
+        ]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError
@@ -147,23 +156,36 @@ class RunOn(LM):
 @pytest.mark.parametrize("stops, score", [(True, 1.0), (False, 0.5)])
 def test_local_math_task_scores_a_right_answer_that_runs_on(tmp_path, stops, score):
     """Through lm-eval: the task's stops cut the run-on; without them only the marked right answer survives."""
-    rows = [{"prompt": "Question: Tom has 70 and finds 2. How many?\nAnswer:", "completion": " 70 + 2 = 72\n#### 72"},
-            {"prompt": "Question: Sue has 12 and eats 4. How many?\nAnswer:", "completion": " 12 - 4 = 8\n#### 8"}]
-    answers = {rows[0]["prompt"]: " 70 + 2 = 72\n#### 72",  # marked: the first "####" is its own
-               rows[1]["prompt"]: " 12 - 4 = 8, so she has 8 left."}  # unmarked: the run-on's "#### 5" is first
-    suite = local_task_suite("gsm_runon", _write_jsonl(tmp_path / "gsm.jsonl", rows), tmp_path / "tasks", "domain",
-                             scorer="math")
-    output = simple_evaluate(model=RunOn(answers, stops), tasks=suite.tasks, task_manager=task_manager_for(suite),
-                             bootstrap_iters=0)
+    rows = [
+        {"prompt": "Question: Tom has 70 and finds 2. How many?\nAnswer:", "completion": " 70 + 2 = 72\n#### 72"},
+        {"prompt": "Question: Sue has 12 and eats 4. How many?\nAnswer:", "completion": " 12 - 4 = 8\n#### 8"},
+    ]
+    answers = {
+        rows[0]["prompt"]: " 70 + 2 = 72\n#### 72",  # marked: the first "####" is its own
+        rows[1]["prompt"]: " 12 - 4 = 8, so she has 8 left.",
+    }  # unmarked: the run-on's "#### 5" is first
+    suite = local_task_suite(
+        "gsm_runon", _write_jsonl(tmp_path / "gsm.jsonl", rows), tmp_path / "tasks", "domain", scorer="math"
+    )
+    output = simple_evaluate(
+        model=RunOn(answers, stops), tasks=suite.tasks, task_manager=task_manager_for(suite), bootstrap_iters=0
+    )
     assert output["results"]["gsm_runon"]["math_acc,strip"] == score
 
 
 def test_shim_imports_the_scorers_without_the_project_on_the_path(tmp_path):
     """lm-eval's CLI from another environment: the shim beside the YAML finds the checkout itself."""
-    local_task_suite("gsm", _write_jsonl(tmp_path / "gsm.jsonl", [{"prompt": "p", "completion": "#### 1"}]),
-                     tmp_path / "tasks", "domain", scorer="math")
-    load = ("import importlib.util as u; s = u.spec_from_file_location('shim', 'forgetless_scoring.py'); "
-            "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.score_math({'completion': '#### 1'}, ['1']))")
+    local_task_suite(
+        "gsm",
+        _write_jsonl(tmp_path / "gsm.jsonl", [{"prompt": "p", "completion": "#### 1"}]),
+        tmp_path / "tasks",
+        "domain",
+        scorer="math",
+    )
+    load = (
+        "import importlib.util as u; s = u.spec_from_file_location('shim', 'forgetless_scoring.py'); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.score_math({'completion': '#### 1'}, ['1']))"
+    )
     out = subprocess.run([sys.executable, "-I", "-c", load], cwd=tmp_path / "tasks", capture_output=True, text=True)
     assert out.stdout.strip() == "{'math_acc': 1.0}", out.stderr
 

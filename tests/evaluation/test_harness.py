@@ -39,11 +39,12 @@ def test_general_suite_returns_one_result_per_task(model, tokenizer):
 def test_exact_match_scores_the_models_own_answers_as_right(model, tokenizer, tmp_path):
     """Feed back the model's answers as targets (half of them corrupted): the score must be 0.5."""
     suite = SUITES["embedded_general"]
-    first = evaluate_suite(model, tokenizer, Suite("copy", "general", suite.tasks[1:2],
-                                                   suite.include_path), limit=4)[0]
+    first = evaluate_suite(model, tokenizer, Suite("copy", "general", suite.tasks[1:2], suite.include_path), limit=4)[0]
     prompts = [e["prompt"] for e in make_examples("copy", "test", 4)]
-    rows = [{"prompt": p, "completion": r if i % 2 == 0 else r + " x"}
-            for i, (p, r) in enumerate(zip(prompts, first.responses))]
+    rows = [
+        {"prompt": p, "completion": r if i % 2 == 0 else r + " x"}
+        for i, (p, r) in enumerate(zip(prompts, first.responses))
+    ]
     jsonl = tmp_path / "copy.jsonl"
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
     local = local_task_suite("copy_again", jsonl, tmp_path / "tasks", "general", max_gen_toks=16)
@@ -56,8 +57,9 @@ def test_exact_match_scores_the_models_own_answers_as_right(model, tokenizer, tm
 
 def test_prompt_tuned_model_on_target_suite(tiny_llama, tokenizer):
     """A PEFT prompt-tuning model goes through the whole harness (scoring is checked in the trap test)."""
-    peft_model = get_peft_model(tiny_llama(seed=3), PromptTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init="RANDOM"))
+    peft_model = get_peft_model(
+        tiny_llama(seed=3), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init="RANDOM")
+    )
     results = evaluate_suite(peft_model, tokenizer, SUITES["embedded_target"], limit=3, batch_size=2)
     assert [(r.task, r.suite_kind, r.n) for r in results] == [("embedded_letter_rule", "target", 3)]
 

@@ -18,22 +18,45 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 from evaluation import harness
 from evaluation.harness import evaluate_suite, task_manager_for
-from evaluation.suites import (GENERATION, HUB_GENERATION, KNOWLEDGE, REAL_GENERAL, REAL_GENERATION, REAL_KNOWLEDGE,
-                               REAL_TASKS_DIR, SUITES)
+from evaluation.suites import (
+    GENERATION,
+    HUB_GENERATION,
+    KNOWLEDGE,
+    REAL_GENERAL,
+    REAL_GENERATION,
+    REAL_KNOWLEDGE,
+    REAL_TASKS_DIR,
+    SUITES,
+)
 from evaluation.tasks.real import build_slices, ifeval_scoring
 from evaluation.tasks.real.ifeval_scoring import PUNKT_ENGLISH, process_results, use_shipped_punkt
 
 REAL = SUITES["real_general"]
 SHARED = build_slices.DEFAULT_SOURCE  # <repo>/../shared/data/real, absent in a fresh clone
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).resolve().parent
-STANDARD_YAML = {"arc_easy": "arc/arc_easy.yaml", "arc_challenge": "arc/arc_challenge.yaml",
-                 "piqa": "piqa/piqa.yaml", "hellaswag": "hellaswag/hellaswag.yaml",
-                 "winogrande": "winogrande/default.yaml", "nq_open": "nq_open/nq_open.yaml",
-                 "ifeval": "ifeval/ifeval.yaml"}
+STANDARD_YAML = {
+    "arc_easy": "arc/arc_easy.yaml",
+    "arc_challenge": "arc/arc_challenge.yaml",
+    "piqa": "piqa/piqa.yaml",
+    "hellaswag": "hellaswag/hellaswag.yaml",
+    "winogrande": "winogrande/default.yaml",
+    "nq_open": "nq_open/nq_open.yaml",
+    "ifeval": "ifeval/ifeval.yaml",
+}
 # What a real_* task sets its own way: the data (files, splits; lm-eval's tags would shadow its own) and
 # the metadata (lm-eval's version plus provenance, compared separately).
-DATASET_KEYS = {"task", "tag", "dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset",
-                "training_split", "validation_split", "test_split", "metadata"}
+DATASET_KEYS = {
+    "task",
+    "tag",
+    "dataset_path",
+    "dataset_name",
+    "dataset_kwargs",
+    "custom_dataset",
+    "training_split",
+    "validation_split",
+    "test_split",
+    "metadata",
+}
 FIRST_METRIC = {"nq_open": "exact_match", "ifeval": "prompt_level_strict_acc"}  # else acc
 # The letter-answer tasks of the generation group: lm-eval's arc_challenge_chat and the slices asked its way.
 CHAT = [t for t in REAL_GENERATION if t.endswith("_chat")]
@@ -64,8 +87,10 @@ def real_tasks(tmp_path_factory):
 def test_suites_name_the_same_benchmarks_locally_and_on_the_hub():
     assert REAL.tasks == [f"real_{t}" for t in REAL_KNOWLEDGE + REAL_GENERATION]
     assert (REAL.suite_kind, REAL.include_path) == ("general", str(REAL_TASKS_DIR))
-    assert REAL.groups == {**{f"real_{t}": KNOWLEDGE for t in REAL_KNOWLEDGE},
-                           **{f"real_{t}": GENERATION for t in REAL_GENERATION}}
+    assert REAL.groups == {
+        **{f"real_{t}": KNOWLEDGE for t in REAL_KNOWLEDGE},
+        **{f"real_{t}": GENERATION for t in REAL_GENERATION},
+    }
     hub = SUITES["real_general_hub"]
     assert (hub.tasks, hub.suite_kind, hub.include_path) == (REAL_KNOWLEDGE + HUB_GENERATION, "general", None)
     assert hub.groups == {**{t: KNOWLEDGE for t in REAL_KNOWLEDGE}, **{t: GENERATION for t in HUB_GENERATION}}
@@ -113,8 +138,11 @@ def test_config_is_lm_evals_but_for_the_dataset(name):
         keys.discard("process_docs")
         assert ours["process_docs"].__name__ == "process_hellaswag"
     if name == "ifeval":  # 256 new tokens, not 1280: a CPU budget, said in the YAML's metadata
-        assert (ours["generation_kwargs"].pop("max_gen_toks"), standard["generation_kwargs"].pop("max_gen_toks"),
-                ours["metadata"]["max_gen_toks"]) == (256, 1280, 256)
+        assert (
+            ours["generation_kwargs"].pop("max_gen_toks"),
+            standard["generation_kwargs"].pop("max_gen_toks"),
+            ours["metadata"]["max_gen_toks"],
+        ) == (256, 1280, 256)
     assert {k: _named(ours.get(k)) for k in keys} == {k: _named(standard.get(k)) for k in keys}
     assert ours["metadata"]["version"] == standard["metadata"]["version"]
     assert ours["metric_list"][0]["metric"] == FIRST_METRIC.get(name, "acc")
@@ -141,8 +169,16 @@ def _hub_rows(name: str) -> list[dict]:
     hub = []
     for row in rows:
         activity, ctx_a = row["ctx"].split(": ", 1)
-        hub.append({"activity_label": activity, "ctx_a": ctx_a, "ctx_b": "", "ctx": row["ctx"],
-                    "endings": row["endings"], "label": row["label"]})
+        hub.append(
+            {
+                "activity_label": activity,
+                "ctx_a": ctx_a,
+                "ctx_b": "",
+                "ctx": row["ctx"],
+                "endings": row["endings"],
+                "label": row["label"],
+            }
+        )
     return hub
 
 
@@ -151,8 +187,11 @@ def _standard_task(name: str) -> ConfigurableTask:
     config = load_yaml(LM_EVAL_TASKS / STANDARD_YAML[name], resolve_func=True)
     config.pop("tag", None)
     splits = {config.get(k) for k in ("training_split", "validation_split", "test_split")} - {None}
-    dataset = datasets.Dataset.from_list(_hub_rows(name)) if name == "hellaswag" else datasets.load_dataset(
-        "json", data_files=str(build_slices.DATA_DIR / f"{name}.jsonl"))["train"]
+    dataset = (
+        datasets.Dataset.from_list(_hub_rows(name))
+        if name == "hellaswag"
+        else datasets.load_dataset("json", data_files=str(build_slices.DATA_DIR / f"{name}.jsonl"))["train"]
+    )
     # Every split lm-eval names holds the rows: only the one it evaluates is read (zero-shot).
     config["custom_dataset"] = lambda **_: datasets.DatasetDict({s: dataset for s in splits})
     return ConfigurableTask(config=config)
@@ -160,8 +199,9 @@ def _standard_task(name: str) -> ConfigurableTask:
 
 def _our_task(name: str) -> ConfigurableTask:
     """A real_* task of the folder that no suite names (real_nq_open: lm-eval's own nq_open, kept for the CLI)."""
-    return lm_eval.tasks.TaskManager(include_path=str(REAL_TASKS_DIR), include_defaults=False).load([name])[
-        "tasks"][name]
+    return lm_eval.tasks.TaskManager(include_path=str(REAL_TASKS_DIR), include_defaults=False).load([name])["tasks"][
+        name
+    ]
 
 
 def _requests(task, n: int) -> list[tuple]:
@@ -229,8 +269,12 @@ def test_ifeval_scores_offline_with_lm_evals_process_results(real_tasks):
     # A loaded doc's kwargs carry None for other instructions' keys; lm-eval drops them.
     doc = next(d for d in real_tasks["real_ifeval"].eval_docs if "punctuation:no_comma" in d["instruction_id_list"])
     scores = process_results(doc, ["Text"])
-    assert list(scores) == ["prompt_level_strict_acc", "inst_level_strict_acc",
-                            "prompt_level_loose_acc", "inst_level_loose_acc"]
+    assert list(scores) == [
+        "prompt_level_strict_acc",
+        "inst_level_strict_acc",
+        "prompt_level_loose_acc",
+        "inst_level_loose_acc",
+    ]
     assert len(scores["inst_level_strict_acc"]) == len(doc["instruction_id_list"])
 
 
@@ -239,8 +283,11 @@ def test_ifeval_punkt_instructions_use_the_shipped_english_model():
     from lm_eval.tasks.ifeval import instructions_util
 
     found = Path(str(nltk.data.find(PUNKT_ENGLISH.as_posix() + "/")))
-    assert found.parents[2] in {ifeval_scoring.NLTK_DATA, Path.home() / ".cache" / "forgetless" / "nltk_data",
-                                Path(os.environ.get("FORGETLESS_CACHE", "/nonexistent")) / "nltk_data"}
+    assert found.parents[2] in {
+        ifeval_scoring.NLTK_DATA,
+        Path.home() / ".cache" / "forgetless" / "nltk_data",
+        Path(os.environ.get("FORGETLESS_CACHE", "/nonexistent")) / "nltk_data",
+    }
     # The English model knows "Mr." and "p.m." are abbreviations: two sentences, not four.
     text = "Mr. Smith went to Washington. He arrived at 5 p.m. on Friday."
     assert instructions_util.count_sentences(text) == 2
@@ -284,26 +331,36 @@ def test_evaluate_suite_end_to_end_on_a_tiny_model(tiny_llama, tokenizer, monkey
     assert metrics["real_ifeval"] == ("prompt_level_strict_acc", "none")
     assert all(r.per_example is not None and len(r.per_example) == 2 for r in results)  # flips need them
     assert {metrics[f"real_{t}"] for t in ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande")} == {
-        ("acc", "none")}
+        ("acc", "none")
+    }
 
 
 # ----- the generation group: lm-eval's arc_challenge_chat, the other slices asked its way, IFEval
 
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-          "{% if not (loop.last and m['role'] == 'assistant') %}<|im_end|>\n{% endif %}{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "{% if not (loop.last and m['role'] == 'assistant') %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def test_arc_challenge_chat_is_lm_evals_but_for_the_dataset_and_max_gen_toks(real_tasks):
     ours = load_yaml(REAL_TASKS_DIR / "real_arc_challenge_chat.yaml", resolve_func=True)
     standard = load_yaml(LM_EVAL_TASKS / "arc" / "arc_challenge_chat.yaml", resolve_func=True)
-    assert (ours["generation_kwargs"].pop("max_gen_toks"), standard["generation_kwargs"].pop("max_gen_toks"),
-            ours["metadata"]["max_gen_toks"]) == (5, 100, 5)
+    assert (
+        ours["generation_kwargs"].pop("max_gen_toks"),
+        standard["generation_kwargs"].pop("max_gen_toks"),
+        ours["metadata"]["max_gen_toks"],
+    ) == (5, 100, 5)
     keys = (set(ours) | set(standard)) - DATASET_KEYS - {"fewshot_split"}  # zero-shot: no fewshot split shipped
     assert {k: ours.get(k) for k in keys} == {k: standard.get(k) for k in keys}
     # The same requests as lm-eval's own task on the same rows.
-    config = {**standard, "custom_dataset": lambda **_: datasets.DatasetDict(
-        {s: datasets.Dataset.from_list(_rows("arc_challenge")) for s in ("train", "validation", "test")})}
+    config = {
+        **standard,
+        "custom_dataset": lambda **_: datasets.DatasetDict(
+            {s: datasets.Dataset.from_list(_rows("arc_challenge")) for s in ("train", "validation", "test")}
+        ),
+    }
     config.pop("tag", None)
     assert _requests(real_tasks["real_arc_challenge_chat"], 40) == _requests(ConfigurableTask(config=config), 40)
 
@@ -313,7 +370,11 @@ def test_every_letter_task_shares_arc_challenge_chats_prefix_stops_filter_and_me
     for name in CHAT:
         config = real_tasks[f"real_{name}"].config
         assert (config.gen_prefix, config.generation_kwargs, config.filter_list, config.metric_list) == (
-            reference.gen_prefix, reference.generation_kwargs, reference.filter_list, reference.metric_list), name
+            reference.gen_prefix,
+            reference.generation_kwargs,
+            reference.filter_list,
+            reference.metric_list,
+        ), name
         assert config.generation_kwargs["max_gen_toks"] == 5
 
 
@@ -363,8 +424,10 @@ def test_a_right_letter_after_the_prefix_scores_1_and_another_format_0(name, rea
     docs = list(task.eval_docs)[:3]
     letters = [task.doc_to_target(d) for d in docs]
     assert all(len(letter) == 1 and letter in "ABCD" for letter in letters)
-    wrong = ["ABCD"[("ABCD".index(letter) + 1) % (2 if name in ("piqa_chat", "winogrande_chat") else 4)]
-             for letter in letters]
+    wrong = [
+        "ABCD"[("ABCD".index(letter) + 1) % (2 if name in ("piqa_chat", "winogrande_chat") else 4)]
+        for letter in letters
+    ]
     # what follows "The best answer is" (a stop sequence, ".", ends the generation before it reaches the scorer)
     assert _scores(task, [0, 1, 2], [f" {letter}" for letter in letters]) == [1.0, 1.0, 1.0]
     assert _scores(task, [0, 1, 2], [f" {letters[0].lower()}", f"{letters[1]}) ", f" {letters[2]}\n"]) == [1.0] * 3

@@ -63,11 +63,15 @@ def test_an_exception_the_test_expects_crosses_by_name(judge):
 
 
 def test_values_cross_with_their_exact_types(judge):
-    source = ("def f(kind):\n    return {'list': [1, 2.5, None], 'tuple': (1, 'a'), 'set': {1, 2}, 'dict': {(1, 2): b'x'},"
-              " 'complex': 1j, 'nan': float('nan'), 'big': 3 ** 5000, 'bool': True}[kind]")
-    test = ("assert f('list') == [1, 2.5, None] and type(f('tuple')) is tuple and f('set') == {1, 2}\n"
-            "assert f('dict') == {(1, 2): b'x'} and f('complex') == 1j and f('nan') != f('nan')\n"
-            "assert f('big') == 3 ** 5000 and f('bool') is True and f(kind='list')[1] == 2.5\n")
+    source = (
+        "def f(kind):\n    return {'list': [1, 2.5, None], 'tuple': (1, 'a'), 'set': {1, 2}, 'dict': {(1, 2): b'x'},"
+        " 'complex': 1j, 'nan': float('nan'), 'big': 3 ** 5000, 'bool': True}[kind]"
+    )
+    test = (
+        "assert f('list') == [1, 2.5, None] and type(f('tuple')) is tuple and f('set') == {1, 2}\n"
+        "assert f('dict') == {(1, 2): b'x'} and f('complex') == 1j and f('nan') != f('nan')\n"
+        "assert f('big') == 3 ** 5000 and f('bool') is True and f(kind='list')[1] == 2.5\n"
+    )
     assert run(judge, source, test, "f").passed
 
 
@@ -90,8 +94,10 @@ def test_flood_of_output_is_stopped(judge):
 
 
 def test_can_write_inside_its_folder(judge):
-    code = ("import tempfile\nopen('scratch.txt', 'w').write('ok')\nassert open('scratch.txt').read() == 'ok'\n"
-            "with tempfile.NamedTemporaryFile('w') as handle:\n    handle.write('ok')\n")
+    code = (
+        "import tempfile\nopen('scratch.txt', 'w').write('ok')\nassert open('scratch.txt').read() == 'ok'\n"
+        "with tempfile.NamedTemporaryFile('w') as handle:\n    handle.write('ok')\n"
+    )
     assert run(judge, code).passed
 
 

@@ -37,8 +37,10 @@ def base(tiny_llama):
 @pytest.fixture(scope="module")
 def prompted(tiny_llama):
     """The same base weights with a prompt-tuning adapter whose soft prompt is random, not zero-ish."""
-    model = get_peft_model(tiny_llama(), PromptTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS, prompt_tuning_init="RANDOM"))
+    model = get_peft_model(
+        tiny_llama(),
+        PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS, prompt_tuning_init="RANDOM"),
+    )
     with torch.no_grad():
         weight = model.prompt_encoder["default"].embedding.weight
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
@@ -90,8 +92,7 @@ def _generate(lm: HFLM, tokenizer, prompts: list[str]) -> list[str]:
 
 
 def _loglikelihoods(lm: HFLM, examples: list[dict]) -> list[tuple[float, bool]]:
-    requests = [Instance("loglikelihood", {}, (e["prompt"], " " + e["completion"]), i)
-                for i, e in enumerate(examples)]
+    requests = [Instance("loglikelihood", {}, (e["prompt"], " " + e["completion"]), i) for i, e in enumerate(examples)]
     return lm.loglikelihood(requests, disable_tqdm=True)
 
 
@@ -100,8 +101,8 @@ def test_loglikelihood_matches_by_hand(which, request, tokenizer, examples):
     model = request.getfixturevalue(which)
     # The true answers, plus the model's own greedy answers, whose is-greedy flag must come out True.
     pairs = [dict(e) for e in examples] + [
-        {"prompt": e["prompt"], "completion": _greedy_by_hand(model, tokenizer, e["prompt"])}
-        for e in examples]
+        {"prompt": e["prompt"], "completion": _greedy_by_hand(model, tokenizer, e["prompt"])} for e in examples
+    ]
     pairs = [p for p in pairs if p["completion"]]
     lm = make_lm(model, tokenizer, batch_size=len(pairs))  # one right-padded batch
     got = _loglikelihoods(lm, pairs)
@@ -126,18 +127,21 @@ def test_generate_helper_matches_greedy_by_hand(base, prompted, tokenizer, examp
     PeftModel.generate gets this wrong (tests/evaluation/test_upstream_generation.py pins how).
     """
     prompts = [e["prompt"] for e in examples]
-    assert generate(prompted, tokenizer, prompts, max_new_tokens=MAX_GEN_TOKS) == \
-        [_greedy_by_hand(prompted, tokenizer, p) for p in prompts]
+    assert generate(prompted, tokenizer, prompts, max_new_tokens=MAX_GEN_TOKS) == [
+        _greedy_by_hand(prompted, tokenizer, p) for p in prompts
+    ]
     with prompted.disable_adapter():  # any other task: the raw model
-        assert generate(prompted, tokenizer, prompts, max_new_tokens=MAX_GEN_TOKS) == \
-            [_greedy_by_hand(base, tokenizer, p) for p in prompts]
+        assert generate(prompted, tokenizer, prompts, max_new_tokens=MAX_GEN_TOKS) == [
+            _greedy_by_hand(base, tokenizer, p) for p in prompts
+        ]
 
 
 def test_adapter_changes_outputs(base, prompted, tokenizer, examples):
     """The soft prompt matters, so the tests above would notice it being dropped or misplaced."""
     prompts = [e["prompt"] for e in examples]
-    assert [_greedy_by_hand(base, tokenizer, p) for p in prompts] != \
-        [_greedy_by_hand(prompted, tokenizer, p) for p in prompts]
+    assert [_greedy_by_hand(base, tokenizer, p) for p in prompts] != [
+        _greedy_by_hand(prompted, tokenizer, p) for p in prompts
+    ]
     for example in examples:
         with_prompt = _loglikelihood_by_hand(prompted, tokenizer, example["prompt"], example["completion"])
         without = _loglikelihood_by_hand(base, tokenizer, example["prompt"], example["completion"])

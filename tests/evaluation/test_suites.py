@@ -10,7 +10,7 @@ import yaml
 from embedded.tasks import GENERAL_TASKS, TARGET_LABELS, make_examples
 from evaluation import harness
 from evaluation.harness import TaskLoadError, task_manager_for
-from evaluation.suites import SUITES, EMBEDDED_TASKS_DIR, Suite, hub_suite, local_task_suite
+from evaluation.suites import EMBEDDED_TASKS_DIR, SUITES, Suite, hub_suite, local_task_suite
 from evaluation.tasks.embedded.data import TEST_EXAMPLES, load_embedded_task
 
 
@@ -39,8 +39,9 @@ def test_registry_matches_the_embedded_tasks():
 def test_loader_returns_the_deterministic_test_split():
     data = load_embedded_task("reverse", n=5, version=1.0, config_source="x.yaml")
     assert list(data) == ["test"]
-    assert data["test"].to_list() == [{"prompt": e["prompt"], "completion": e["completion"]}
-                                      for e in make_examples("reverse", "test", 5)]
+    assert data["test"].to_list() == [
+        {"prompt": e["prompt"], "completion": e["completion"]} for e in make_examples("reverse", "test", 5)
+    ]
 
 
 def test_cli_group_lists_the_general_tasks():
@@ -87,11 +88,14 @@ def test_local_task_suite_writes_a_loadable_task(tmp_path):
     assert [task.doc_to_target(d) for d in task.test_docs()] == ["a b", "c"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"prompt": "x"}\n', r"bad\.jsonl:1: missing field\(s\) \['completion'\]"),
-    ('{"prompt": "x", "completion": "y"}\nnot json\n', r"bad\.jsonl:2: not valid JSON"),
-    ("\n", "no examples"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"prompt": "x"}\n', r"bad\.jsonl:1: missing field\(s\) \['completion'\]"),
+        ('{"prompt": "x", "completion": "y"}\nnot json\n', r"bad\.jsonl:2: not valid JSON"),
+        ("\n", "no examples"),
+    ],
+)
 def test_local_task_suite_names_the_bad_line(tmp_path, content, message):
     (tmp_path / "bad.jsonl").write_text(content)
     with pytest.raises(ValueError, match=message):

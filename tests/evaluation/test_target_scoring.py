@@ -21,10 +21,12 @@ from pipeline.recipe.config import TargetConfig
 ROWS = {
     "prompt_completion": lambda i: {"prompt": f"size of item {i}?", "completion": f" small {i}"},
     "alpaca": lambda i: {"instruction": f"Size of item {i}?", "input": "", "output": f"small {i}"},
-    "messages": lambda i: {"messages": [{"role": "user", "content": f"Size of item {i}?"},
-                                        {"role": "assistant", "content": f"small {i}"}]},
-    "sharegpt": lambda i: {"conversations": [{"from": "human", "value": f"Size of item {i}?"},
-                                             {"from": "gpt", "value": f"small {i}"}]},
+    "messages": lambda i: {
+        "messages": [{"role": "user", "content": f"Size of item {i}?"}, {"role": "assistant", "content": f"small {i}"}]
+    },
+    "sharegpt": lambda i: {
+        "conversations": [{"from": "human", "value": f"Size of item {i}?"}, {"from": "gpt", "value": f"small {i}"}]
+    },
     "gsm8k": lambda i: {"question": f"What is {i}+1?", "answer": f"{i}+1={i + 1}\n#### {i + 1}"},
 }
 
@@ -53,8 +55,12 @@ def _score(tmp_path, rows, answer=lambda row: row["completion"], **target):
     loaded = load_target(TargetConfig(name="mine", train=str(data), test=str(data), **target), build_tokenizer())
     loaded.write_suite(tmp_path / "data")
     test_rows = [json.loads(line) for line in (tmp_path / "data" / "mine_test.jsonl").read_text().splitlines()]
-    output = simple_evaluate(model=Oracle({row["prompt"]: answer(row) for row in test_rows}), tasks=["mine"],
-                             task_manager=task_manager_for(loaded.suite), bootstrap_iters=0)
+    output = simple_evaluate(
+        model=Oracle({row["prompt"]: answer(row) for row in test_rows}),
+        tasks=["mine"],
+        task_manager=task_manager_for(loaded.suite),
+        bootstrap_iters=0,
+    )
     key = next(k for k in output["results"]["mine"] if "," in k and "_stderr" not in k)
     tokens = output["configs"]["mine"]["generation_kwargs"]["max_gen_toks"]
     return key.split(",")[0], output["results"]["mine"][key], tokens
@@ -75,8 +81,15 @@ def test_labels_are_scored_by_the_answers_first_word(tmp_path):
 
 
 def test_code_rows_are_run_against_their_tests(tmp_path):
-    rows = [{"prompt": f"def add_{i}(a):\n", "completion": f"    return a + {i}\n", "entry_point": f"add_{i}",
-             "test": f"def check(candidate):\n    assert candidate(1) == {1 + i}\n"} for i in range(4)]
+    rows = [
+        {
+            "prompt": f"def add_{i}(a):\n",
+            "completion": f"    return a + {i}\n",
+            "entry_point": f"add_{i}",
+            "test": f"def check(candidate):\n    assert candidate(1) == {1 + i}\n",
+        }
+        for i in range(4)
+    ]
     assert _score(tmp_path, rows) == ("pass@1", 1.0, 512)
     wrong = lambda row: "    return 0\n"  # noqa: E731
     assert _score(tmp_path, rows, wrong, max_answer_tokens=32) == ("pass@1", 0.0, 32)

@@ -19,8 +19,9 @@ NEW_TOKENS = 4
 
 @pytest.fixture(scope="module")
 def prompted(tiny_llama):
-    return get_peft_model(tiny_llama(), PromptTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS)).eval()
+    return get_peft_model(
+        tiny_llama(), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS)
+    ).eval()
 
 
 def _batch(tokenizer, prompts):
@@ -39,9 +40,13 @@ def _base_model_calls(model, base, **generate_kwargs) -> list[dict]:
     def record(module, args, kwargs):
         embeds, ids = kwargs.get("inputs_embeds"), kwargs.get("input_ids")
         positions = kwargs.get("position_ids")
-        calls.append({"embeds": None if embeds is None else embeds.shape[1],
-                      "ids": None if ids is None else ids.shape[1],
-                      "positions": None if positions is None else positions.clone()})
+        calls.append(
+            {
+                "embeds": None if embeds is None else embeds.shape[1],
+                "ids": None if ids is None else ids.shape[1],
+                "positions": None if positions is None else positions.clone(),
+            }
+        )
 
     handle = base.register_forward_pre_hook(record, with_kwargs=True)
     try:
@@ -92,8 +97,13 @@ def test_base_generate_from_embeddings_is_what_the_workaround_needs(prompted, to
     embeds = torch.cat([prompted.get_prompt(batch_size=2), prompted.word_embeddings(batch["input_ids"])], dim=1)
     mask = torch.cat([torch.ones(2, VIRTUAL_TOKENS, dtype=torch.long), batch["attention_mask"]], dim=1)
     with torch.no_grad():
-        new = base.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=NEW_TOKENS,
-                            min_new_tokens=NEW_TOKENS, do_sample=False)
+        new = base.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+        )
     assert new.shape == (2, NEW_TOKENS)  # only the new tokens come back
     calls = _base_model_calls(base, base, inputs_embeds=embeds, attention_mask=mask)
     assert [c["ids"] for c in calls[1:]] == [1] * (NEW_TOKENS - 1)

@@ -48,18 +48,36 @@ class Zygote:
     """The warm process; `run` forks it for one command and returns the exit code (-9: killed at its point)."""
 
     def __init__(self, log: Path):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+        }
         self.log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "faults" / "zygote.py")], cwd=ROOT,
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "faults" / "zygote.py")],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
         assert self._answer(RUN_TIMEOUT_S) == "ready", f"zygote did not start: see {log}"
 
     def run(self, argv: list[str], root: Path, out: Path, record: Path | None = None, kill: dict | None = None) -> int:
         """Run `pipeline <argv>` watching writes under `root`: recording the points, or killed at `kill`."""
-        request = {"argv": argv, "cwd": str(ROOT), "out": str(out), "root": str(root),
-                   "record": str(record) if record else None, "kill": kill}
+        request = {
+            "argv": argv,
+            "cwd": str(ROOT),
+            "out": str(out),
+            "root": str(root),
+            "record": str(record) if record else None,
+            "kill": kill,
+        }
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         return json.loads(self._answer(RUN_TIMEOUT_S))["rc"]
@@ -101,9 +119,16 @@ def stage_summary(run_dir: Path) -> dict:
     def relative(path):
         return path if path is None or not Path(path).is_relative_to(run_dir) else str(Path(path).relative_to(run_dir))
 
-    stages = {sid: {"status": e.get("status"), "reused_from": e.get("reused_from"), "key": e.get("key"),
-                    "output_model": relative(e.get("output_model")),
-                    "output_adapter": relative(e.get("output_adapter"))} for sid, e in manifest["stages"].items()}
+    stages = {
+        sid: {
+            "status": e.get("status"),
+            "reused_from": e.get("reused_from"),
+            "key": e.get("key"),
+            "output_model": relative(e.get("output_model")),
+            "output_adapter": relative(e.get("output_adapter")),
+        }
+        for sid, e in manifest["stages"].items()
+    }
     return {"status": manifest.get("status"), "stages": stages}
 
 
@@ -131,10 +156,15 @@ def run_problems(run_dir: Path, reference: Path) -> list[str]:
         found.append("results.csv differs from the uninterrupted run's")
     summary, expected = stage_summary(run_dir), stage_summary(reference)
     if summary != expected:
-        differ = [sid for sid in {**summary["stages"], **expected["stages"]}
-                  if summary["stages"].get(sid) != expected["stages"].get(sid)]
-        found.append(f"manifest differs: run status {summary['status']!r}; stages {differ}: "
-                     f"{[summary['stages'].get(s) for s in differ]}")
+        differ = [
+            sid
+            for sid in {**summary["stages"], **expected["stages"]}
+            if summary["stages"].get(sid) != expected["stages"].get(sid)
+        ]
+        found.append(
+            f"manifest differs: run status {summary['status']!r}; stages {differ}: "
+            f"{[summary['stages'].get(s) for s in differ]}"
+        )
     return found
 
 

@@ -3,18 +3,40 @@
 import pandas as pd
 import pytest
 
+from pipeline.engine.results_csv import write_csv
 from pipeline.reports import frontier as frontier
 from pipeline.reports.report import write_report
 from pipeline.reports.results import read_results, summarise
-from pipeline.engine.results_csv import write_csv
 from pipeline.reports.uncertainty import Z, marker, standard_error
 
 
 def rows(recipe, stage, general, target, seed=0, se=0.01):
-    return [dict(recipe=recipe, seed=seed, stage=stage, task=task, suite="general", metric="exact_match",
-                 score=general, n=100, stderr=se) for task in ("copy", "sort")] + [
-        dict(recipe=recipe, seed=seed, stage=stage, task="rule", suite="target", metric="exact_match", score=target,
-             n=100, stderr=se)]
+    return [
+        dict(
+            recipe=recipe,
+            seed=seed,
+            stage=stage,
+            task=task,
+            suite="general",
+            metric="exact_match",
+            score=general,
+            n=100,
+            stderr=se,
+        )
+        for task in ("copy", "sort")
+    ] + [
+        dict(
+            recipe=recipe,
+            seed=seed,
+            stage=stage,
+            task="rule",
+            suite="target",
+            metric="exact_match",
+            score=target,
+            n=100,
+            stderr=se,
+        )
+    ]
 
 
 def run_folder(tmp_path, data, name="promot"):
@@ -43,8 +65,11 @@ def test_points_retention_gain_and_the_pareto_front(tmp_path):
     promot = found["promot/finetune"]
     assert promot["retention"] == pytest.approx((0.78 + 0.79) / 2 / 0.8)
     assert promot["gain"] == pytest.approx(0.68)
-    assert {name for name, p in found.items() if p["front"]} == {"sft/finetune", "promot/prompt_tune",
-                                                                 "promot/finetune"}
+    assert {name for name, p in found.items() if p["front"]} == {
+        "sft/finetune",
+        "promot/prompt_tune",
+        "promot/finetune",
+    }
     assert found["weak/finetune"]["dominated_by"] == ["promot/finetune"]
     # 95% bars: the examples' standard error and the seeds' spread together
     assert promot["gain_err"] > Z * 0.01 and promot["retention_err"] > 0
@@ -81,7 +106,7 @@ def test_forgetting_is_marked_significant_only_beyond_its_noise(tmp_path):
 
 
 def test_standard_error_joins_examples_and_seeds():
-    assert standard_error(0.03, 0.04, 4) == pytest.approx((0.03 ** 2 + 0.04 ** 2 / 4) ** 0.5)
+    assert standard_error(0.03, 0.04, 4) == pytest.approx((0.03**2 + 0.04**2 / 4) ** 0.5)
     assert standard_error(0.03, float("nan"), 1) == pytest.approx(0.03)
     assert standard_error(float("nan"), 0.1, 3) != standard_error(float("nan"), 0.1, 3)  # unknown stays unknown
     assert (marker(0.1, 0.03), marker(0.05, 0.03), marker(0.1, float("nan"))) == ("yes", "no", "?")

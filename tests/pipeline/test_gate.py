@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.retraining import gate as gates
+from core.typed_yaml import ConfigError
 from pipeline.cli import main
 from pipeline.recipe.config import load_recipe
 from pipeline.recipe.gate_config import GateConfig
+from pipeline.retraining import gate as gates
 from pipeline.retraining.registry import ModelRegistry
-from core.typed_yaml import ConfigError
 
 STAGES = ["prompt_tune", "finetune"]
 DEMO = "name: demo\ntarget: {name: letter_rule}\nrecipes:\n  sft:\n    - kind: finetune\n"
@@ -26,16 +26,56 @@ def frame(general=0.5, target=0.6, base_general=0.6, domain=None, seeds=(0, 1), 
             final = stage == STAGES[-1]
             g = general + offset if final else base_general + offset
             for task, delta in [("reverse", -0.1), ("copy", 0.1)]:
-                rows.append(dict(recipe="promot", seed=seed, stage=stage, task=task, suite="general",
-                                 metric="exact_match", score=g + delta, n=4))
+                rows.append(
+                    dict(
+                        recipe="promot",
+                        seed=seed,
+                        stage=stage,
+                        task=task,
+                        suite="general",
+                        metric="exact_match",
+                        score=g + delta,
+                        n=4,
+                    )
+                )
                 # format_leak rows are not scores: a value of 1.0 would move every mean if counted
-                rows.append(dict(recipe="promot", seed=seed, stage=stage, task=task, suite="general",
-                                 metric="format_leak", score=1.0, n=4))
-            rows.append(dict(recipe="promot", seed=seed, stage=stage, task="letter_rule", suite="target",
-                             metric="exact_match", score=(target if final else 0.1) + offset, n=4))
+                rows.append(
+                    dict(
+                        recipe="promot",
+                        seed=seed,
+                        stage=stage,
+                        task=task,
+                        suite="general",
+                        metric="format_leak",
+                        score=1.0,
+                        n=4,
+                    )
+                )
+            rows.append(
+                dict(
+                    recipe="promot",
+                    seed=seed,
+                    stage=stage,
+                    task="letter_rule",
+                    suite="target",
+                    metric="exact_match",
+                    score=(target if final else 0.1) + offset,
+                    n=4,
+                )
+            )
             if domain is not None:
-                rows.append(dict(recipe="promot", seed=seed, stage=stage, task="med", suite="domain",
-                                 metric="acc", score=(domain if final else 0.1) + offset, n=4))
+                rows.append(
+                    dict(
+                        recipe="promot",
+                        seed=seed,
+                        stage=stage,
+                        task="med",
+                        suite="domain",
+                        metric="acc",
+                        score=(domain if final else 0.1) + offset,
+                        n=4,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -160,12 +200,14 @@ def test_general_drop_judged_against_the_noise_is_an_option():
     noisy = gates.final_scores(with_stderr(frame(general=0.53, base_general=0.6), 0.05), "promot", "finetune")
     assert noisy["general_drop"] == pytest.approx(0.07) and noisy["general_drop_se"] > 0.02
     strict = gates.check_gate(GateConfig(max_general_drop=0.05, max_regression=None), noisy, None)
-    lenient = gates.check_gate(GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True),
-                             noisy, None)
+    lenient = gates.check_gate(
+        GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True), noisy, None
+    )
     assert failing(strict) == ["max_general_drop"] and failing(lenient) == []
     assert "noise: ±" in lenient[1].note
     # The same drop with precise scores fails either way.
-    precise = gates.final_scores(with_stderr(frame(general=0.53, base_general=0.6, spread=0.0), 0.001),
-                                 "promot", "finetune")
+    precise = gates.final_scores(
+        with_stderr(frame(general=0.53, base_general=0.6, spread=0.0), 0.001), "promot", "finetune"
+    )
     gate = GateConfig(max_general_drop=0.05, max_regression=None, general_drop_noise=True)
     assert failing(gates.check_gate(gate, precise, None)) == ["max_general_drop"]

@@ -1,8 +1,6 @@
 """`pipeline retrain`: the regression check compares the candidate with the accepted run only when both were scored by
 the same evaluation (the registry entry's `evaluation_keys`); otherwise the gate table says why it was skipped."""
 
-from pathlib import Path
-
 import pytest
 
 from embedded.tasks import make_examples
@@ -22,7 +20,7 @@ def job(tmp_path):
     recipe.write_text(RECIPE.format(base=base, train=tmp_path / "train.jsonl", test=tmp_path / "test.jsonl"))
 
     def retrain(part: int, *overrides) -> int:  # new data each time: the next 32 rows of the task
-        write_jsonl(tmp_path / "train.jsonl", rows[32 * part: 32 * (part + 1)])
+        write_jsonl(tmp_path / "train.jsonl", rows[32 * part : 32 * (part + 1)])
         args = ["retrain", str(recipe), "--registry", str(tmp_path / "registry")]
         return main(args + [a for item in overrides for a in ("--set", item)])
 
@@ -42,15 +40,19 @@ def test_a_changed_evaluation_skips_the_regression_check_with_a_note(job, capsys
 
     assert retrain(1, "evaluation.limit=2") == 0  # the general suite scored on 2 examples per task, not 4
     rows = regression_rows(capsys.readouterr().out)
-    assert rows == [f"| max_regression | – | <= 1.000 | pass | the accepted run was evaluated otherwise "
-                    f"(settings.limit: 4 -> 2): skipped |"], rows
+    assert rows == [
+        "| max_regression | – | <= 1.000 | pass | the accepted run was evaluated otherwise "
+        "(settings.limit: 4 -> 2): skipped |"
+    ], rows
     second = registry.accepted()
     assert second["run_id"] != first["run_id"] and second["evaluation_keys"] != first["evaluation_keys"]
     # `pipeline gate` judges the same way, against the first run's folder
     assert main(["gate", second["run_dir"], "--against", first["run_dir"]]) == 0
     rows = regression_rows(capsys.readouterr().out)
-    assert rows == [f"| max_regression | – | <= 1.000 | pass | run {first['run_id']} was evaluated otherwise "
-                    f"(settings.limit: 4 -> 2): skipped |"], rows
+    assert rows == [
+        f"| max_regression | – | <= 1.000 | pass | run {first['run_id']} was evaluated otherwise "
+        f"(settings.limit: 4 -> 2): skipped |"
+    ], rows
 
     assert retrain(2, "evaluation.limit=2") == 0  # evaluated as the accepted run was: compared suite by suite
     rows = regression_rows(capsys.readouterr().out)

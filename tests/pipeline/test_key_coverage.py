@@ -48,10 +48,15 @@ DECISIONS = {
         "seeds": KEYED("each stage's seed", sets("seeds=[1]")),
         "model": KEYED("the base, by content (ModelConfig below)"),
         "target": KEYED("TargetConfig below"),
-        "targets": KEYED("each target as TargetConfig below, and its name in the suites",
-                         sets("target=null", f"targets=[{{name: a, train: {DATA}/colour_fr_train.jsonl, "
-                                             f"test: {DATA}/colour_fr_test.jsonl, train_rows: 32, test_rows: 3}}]",
-                              "recipes.sft.0.data=[a]")),
+        "targets": KEYED(
+            "each target as TargetConfig below, and its name in the suites",
+            sets(
+                "target=null",
+                f"targets=[{{name: a, train: {DATA}/colour_fr_train.jsonl, "
+                f"test: {DATA}/colour_fr_test.jsonl, train_rows: 32, test_rows: 3}}]",
+                "recipes.sft.0.data=[a]",
+            ),
+        ),
         "data": KEYED("SourceConfig below: the token ids and row counts of each source drawn from"),
         "evaluation": KEYED("EvaluationConfig below"),
         "max_length": KEYED("every stage's max_length, and the token ids (truncation)", sets("max_length=40")),
@@ -59,8 +64,9 @@ DECISIONS = {
         "gate": FREE("thresholds `pipeline retrain` / `gate` judge a finished run by; they change no score"),
         "checks": FREE("the report's checks, measured from results.csv after the run"),
         "report": FREE("what the report compares and how it titles it"),
-        "deepspeed": KEYED("the JSON's content, in every training stage's key",
-                           sets("deepspeed=configs/deepspeed/zero2.json")),
+        "deepspeed": KEYED(
+            "the JSON's content, in every training stage's key", sets("deepspeed=configs/deepspeed/zero2.json")
+        ),
         "report_to": FREE("experiment trackers: a copy of the logs"),
         # Like the CPU and the number of processes (manifest.launch), recorded, not keyed: torch's CPU kernels may
         # round differently with another thread count, and `--set threads=1` on a busy machine must not retrain.
@@ -69,20 +75,26 @@ DECISIONS = {
         "swept": FREE("the names of a sweep's copies; their values are in their stages' settings"),
     },
     "ModelConfig": {
-        "path": KEYED("the content of the folder's loaded files (bases/identity.py), not its name",
-                      sets("model.path={changed_base}")),
+        "path": KEYED(
+            "the content of the folder's loaded files (bases/identity.py), not its name",
+            sets("model.path={changed_base}"),
+        ),
         # A hub id is fetched as a snapshot at the revision, then keyed by content like a folder; tests cannot reach
         # the hub: tests/test_run_folder_truth.py serves a hub id from a local cache.
         "revision": KEYED("the hub snapshot's content (bases/identity.py)"),
-        "trust_remote_code": FREE("without it a model with remote code does not load at all; its .py files are "
-                                  "keyed with the base's content"),
+        "trust_remote_code": FREE(
+            "without it a model with remote code does not load at all; its .py files are keyed with the base's content"
+        ),
     },
     "TargetConfig": {
         "name": KEYED("the target suite's name and task files", sets("target.name=colour")),
-        "train": KEYED("the training rows' token ids", sets(f"target.train={DATA}/country_of_train.csv",
-                                                            "target.format=auto")),
-        "test": KEYED("the test rows (target_data, task files)", sets(f"target.test={DATA}/country_of_test.csv",
-                                                                      "target.format=auto")),
+        "train": KEYED(
+            "the training rows' token ids", sets(f"target.train={DATA}/country_of_train.csv", "target.format=auto")
+        ),
+        "test": KEYED(
+            "the test rows (target_data, task files)",
+            sets(f"target.test={DATA}/country_of_test.csv", "target.format=auto"),
+        ),
         # colour_fr's rows read the same in every format that accepts them; tests/test_keys_end_to_end.py::test_b
         # renders other token ids (messages through a chat template).
         "format": KEYED("the rendered rows' token ids"),
@@ -97,8 +109,10 @@ DECISIONS = {
     "EvaluationConfig": {
         "general_suite": KEYED("the suites and their task files", sets("evaluation.general_suite=embedded_domain")),
         "domain_suites": KEYED("the suites and their task files", sets("evaluation.domain_suites=[embedded_math]")),
-        "general_tasks": KEYED("the suites and their task files",
-                               sets("evaluation.task_dir={task_dir}", "evaluation.general_tasks=[my_add]")),
+        "general_tasks": KEYED(
+            "the suites and their task files",
+            sets("evaluation.task_dir={task_dir}", "evaluation.general_tasks=[my_add]"),
+        ),
         "task_dir": KEYED("the task files' text (test_an_edited_task_file_changes_the_evaluation_keys)"),
         "limit": KEYED("evaluation settings", sets("evaluation.limit=3")),
         "target_limit": KEYED("evaluation settings", sets("evaluation.target_limit=2")),
@@ -106,10 +120,13 @@ DECISIONS = {
         # The tiny base has no chat template (true is refused, false is what auto gives);
         # tests/test_keys_end_to_end.py::test_b switches it on a base that has one.
         "chat_template": KEYED("evaluation settings, and the rendered rows' token ids"),
-        "unit_metrics": FREE("declares metrics whose scores lie in [0, 1], checked before the run "
-                             "(pipeline/recipe/validate_metrics.py); a wrong one is refused, it changes no score"),
-        "unsafe_code_execution": FREE("whether model code may run unisolated; the isolation used is recorded in "
-                                      "manifest.json code_isolation"),
+        "unit_metrics": FREE(
+            "declares metrics whose scores lie in [0, 1], checked before the run "
+            "(pipeline/recipe/validate_metrics.py); a wrong one is refused, it changes no score"
+        ),
+        "unsafe_code_execution": FREE(
+            "whether model code may run unisolated; the isolation used is recorded in manifest.json code_isolation"
+        ),
     },
     "SourceConfig": {
         "source": KEYED("the source's content and token ids", sets(f"data.extra.source={DATA}/colour_fr_test.jsonl")),
@@ -195,14 +212,19 @@ def test_every_stage_setting_is_in_its_key():
         settings = stage_dict(config)
         for f in dataclasses.fields(config):
             omitted = f.metadata.get("omit_default") and getattr(config, f.name) == (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            )
             if f.name != "name" and not omitted:  # omit_default: left out at its default, in the key otherwise
                 assert f.name in settings, f"{kind}.{f.name} is not in the stage key's settings"
     from stages.evaluate import Config
 
-    assert {f.name for f in dataclasses.fields(Config)} == {"name", "limit", "target_limit", "batch_size",
-                                                            "chat_template"}, \
-        "stages/evaluate.Config changed: its fields are keyed whole (plan_run's settings); check that still holds"
+    assert {f.name for f in dataclasses.fields(Config)} == {
+        "name",
+        "limit",
+        "target_limit",
+        "batch_size",
+        "chat_template",
+    }, "stages/evaluate.Config changed: its fields are keyed whole (plan_run's settings); check that still holds"
 
 
 # --- The keyed decisions, shown: a change of each gives another plan --------------------------------------------
@@ -240,10 +262,12 @@ def planner(tmp_path_factory):
     _nudge_a_weight(changed / "model.safetensors")
     task_dir = folder / "tasks"
     task_dir.mkdir()
-    (task_dir / "my_add.yaml").write_text((ROOT / "evaluation/tasks/embedded/embedded_add.yaml").read_text()
-                                          .replace("task: embedded_add", "task: my_add")
-                                          .replace("include: _template_yaml",
-                                                   f"include: {ROOT}/evaluation/tasks/embedded/_template_yaml"))
+    (task_dir / "my_add.yaml").write_text(
+        (ROOT / "evaluation/tasks/embedded/embedded_add.yaml")
+        .read_text()
+        .replace("task: embedded_add", "task: my_add")
+        .replace("include: _template_yaml", f"include: {ROOT}/evaluation/tasks/embedded/_template_yaml")
+    )
     recipe = folder / "keys.yaml"
     recipe.write_text(RECIPE.replace("path: embedded", f"path: {base}"))
     values = {"changed_base": changed, "task_dir": task_dir}
@@ -270,8 +294,8 @@ def plan_keys(recipe: Path, changes: list[str], folder: Path) -> dict:
     """{stage id: key} of the recipe's plan under the --set changes; nothing is trained or written."""
     import tempfile
 
-    from pipeline.recipe.config import load_recipe
     from pipeline.engine.orchestrator import ReadOnlyManifest, make_plan
+    from pipeline.recipe.config import load_recipe
 
     loaded = load_recipe(recipe, changes)
     manifest = ReadOnlyManifest.open(folder / "no-run", recipe)
@@ -280,8 +304,12 @@ def plan_keys(recipe: Path, changes: list[str], folder: Path) -> dict:
     return {stage.stage_id: stage.key for stage in plan}
 
 
-KEYED_CHANGES = [(f"{cls}.{name}", d.change) for cls, fields in DECISIONS.items()
-                 for name, d in fields.items() if isinstance(d, KEYED) and d.change]
+KEYED_CHANGES = [
+    (f"{cls}.{name}", d.change)
+    for cls, fields in DECISIONS.items()
+    for name, d in fields.items()
+    if isinstance(d, KEYED) and d.change
+]
 
 
 def test_an_unchanged_recipe_plans_the_same_keys(planner):

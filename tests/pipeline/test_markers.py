@@ -2,8 +2,7 @@
 
 import json
 
-from pipeline.engine.markers import marker_of, repair
-from pipeline.engine.markers import DONE
+from pipeline.engine.markers import DONE, marker_of, repair
 
 
 class Held:
@@ -16,9 +15,19 @@ class Held:
 def marker(run_dir, stage_id, key, model="model"):
     folder = run_dir / stage_id
     (folder / "trainer" / "checkpoint-1").mkdir(parents=True)  # left by a kill before the cleanup
-    (folder / DONE).write_text(json.dumps({"model_dir": {"run": f"{stage_id}/{model}"}, "adapter_dir": None,
-                                           "metrics": {}, "rows": [], "seconds": 1.5, "key": key,
-                                           "inputs": {"kind": "finetune", "seed": 0}}))
+    (folder / DONE).write_text(
+        json.dumps(
+            {
+                "model_dir": {"run": f"{stage_id}/{model}"},
+                "adapter_dir": None,
+                "metrics": {},
+                "rows": [],
+                "seconds": 1.5,
+                "key": key,
+                "inputs": {"kind": "finetune", "seed": 0},
+            }
+        )
+    )
 
 
 def test_a_stage_killed_between_its_marker_and_the_manifest_is_done_with_the_markers_paths(tmp_path):
@@ -34,12 +43,14 @@ def test_a_stage_killed_between_its_marker_and_the_manifest_is_done_with_the_mar
 def test_a_marker_without_an_entry_gets_one_and_an_entry_without_a_marker_is_not_done(tmp_path):
     marker(tmp_path, "seed0/a/finetune", "k1")
     marker(tmp_path, "seed0/b/finetune", "k2")
-    manifest = Held({
-        "seed0/gone/finetune": {"status": "done", "key": "k3"},  # its folder was cleared (--rerun-changed)
-        "seed0/b/prompt": {"status": "reused", "reused_from": "seed0/b/finetune", "key": "k2"},
-        "seed0/c/prompt": {"status": "reused", "reused_from": "seed0/gone/finetune", "key": "k3"},
-        "seed0/d/finetune": {"status": "running"},  # killed mid-stage
-    })
+    manifest = Held(
+        {
+            "seed0/gone/finetune": {"status": "done", "key": "k3"},  # its folder was cleared (--rerun-changed)
+            "seed0/b/prompt": {"status": "reused", "reused_from": "seed0/b/finetune", "key": "k2"},
+            "seed0/c/prompt": {"status": "reused", "reused_from": "seed0/gone/finetune", "key": "k3"},
+            "seed0/d/finetune": {"status": "running"},  # killed mid-stage
+        }
+    )
     repair(manifest, tmp_path, ["seed0/a/finetune"])
     stages = manifest.data["stages"]
     assert stages["seed0/a/finetune"]["status"] == "done" and stages["seed0/a/finetune"]["kind"] == "finetune"
@@ -92,7 +103,13 @@ def test_a_marker_names_its_adapters_and_one_from_before_names_gets_them_from_th
 
     made = SimpleNamespace(stage_id="seed0/prompt_tuning/pt", key="k", inputs={}, config=prompt_tune.Config(name="pt"))
     (tmp_path / made.stage_id / "adapter").mkdir(parents=True)
-    commit(Manifest(), tmp_path, made, StageResult(tmp_path / "base", {"pt": Adapter(tmp_path / made.stage_id / "adapter")}), 1.0)
+    commit(
+        Manifest(),
+        tmp_path,
+        made,
+        StageResult(tmp_path / "base", {"pt": Adapter(tmp_path / made.stage_id / "adapter")}),
+        1.0,
+    )
     # reused by an identical stage of another recipe, named otherwise: the adapter goes by that stage's name
     twin = SimpleNamespace(stage_id="seed0/promot/prompt_tune", config=prompt_tune.Config())
     result = result_of(tmp_path / made.stage_id / DONE, tmp_path, twin)
@@ -100,7 +117,15 @@ def test_a_marker_names_its_adapters_and_one_from_before_names_gets_them_from_th
     # a marker written before adapters were named: one adapter_dir, named by the stage's contract
     old = tmp_path / "seed0/promot/finetune" / DONE
     old.parent.mkdir(parents=True)
-    old.write_text(json.dumps({"model_dir": {"run": "seed0/promot/finetune/model"},
-                               "adapter_dir": {"run": "seed0/promot/finetune/adapter"}, "metrics": {}, "rows": []}))
+    old.write_text(
+        json.dumps(
+            {
+                "model_dir": {"run": "seed0/promot/finetune/model"},
+                "adapter_dir": {"run": "seed0/promot/finetune/adapter"},
+                "metrics": {},
+                "rows": [],
+            }
+        )
+    )
     stage = SimpleNamespace(stage_id="seed0/promot/finetune", config=finetune.Config(prompt_from="pt"))
     assert result_of(old, tmp_path, stage).adapters == {"pt": Adapter(tmp_path / "seed0/promot/finetune/adapter")}

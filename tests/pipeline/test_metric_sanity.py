@@ -33,8 +33,9 @@ def test_a_group_task_of_lm_eval_is_refused_in_one_line(tmp_path, capsys):
     """lm-eval's `mmlu` (a group) as a general task: today a KeyError after training; now one line, from the
     task index lm-eval ships (its YAMLs, no data)."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("name: hub\ntarget: {}\nevaluation: {general_tasks: [arc_easy, mmlu]}\n"
-                      "recipes:\n  sft: [{kind: finetune}]\n")
+    recipe.write_text(
+        "name: hub\ntarget: {}\nevaluation: {general_tasks: [arc_easy, mmlu]}\nrecipes:\n  sft: [{kind: finetune}]\n"
+    )
     assert main(["validate", str(recipe)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "evaluation.general_tasks: 'mmlu': is an lm-eval group of tasks (mmlu_" in lines[0]
@@ -42,6 +43,8 @@ def test_a_group_task_of_lm_eval_is_refused_in_one_line(tmp_path, capsys):
 
 def test_the_shipped_suites_pass(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("name: ok\ntarget: {}\nevaluation: {general_suite: real_general, domain_suites: "
-                      "[embedded_math, real_gsm8k]}\nrecipes:\n  sft: [{kind: finetune}]\n")
+    recipe.write_text(
+        "name: ok\ntarget: {}\nevaluation: {general_suite: real_general, domain_suites: "
+        "[embedded_math, real_gsm8k]}\nrecipes:\n  sft: [{kind: finetune}]\n"
+    )
     assert main(["validate", str(recipe)]) == 0, capsys.readouterr().err

@@ -29,11 +29,27 @@ def old_folder(tmp_path):
     stage = run / "seed0" / "promot" / "finetune"
     (stage / "model").mkdir(parents=True)
     (stage / "adapter").mkdir()
-    (stage / DONE).write_text(json.dumps({
-        "model_dir": "seed0/promot/finetune/model", "adapter_dir": "seed0/promot/finetune/adapter",
-        "metrics": {}, "rows": [], "seconds": 2.0, "inputs": {"kind": "finetune", "seed": 0}}))
-    (run / "manifest.json").write_text(json.dumps({"created": "then", "code_version": "old", "stages": {
-        "seed0/promot/finetune": {"kind": "finetune", "status": "done", "seed": 0, "key": "k-old"}}}))
+    (stage / DONE).write_text(
+        json.dumps(
+            {
+                "model_dir": "seed0/promot/finetune/model",
+                "adapter_dir": "seed0/promot/finetune/adapter",
+                "metrics": {},
+                "rows": [],
+                "seconds": 2.0,
+                "inputs": {"kind": "finetune", "seed": 0},
+            }
+        )
+    )
+    (run / "manifest.json").write_text(
+        json.dumps(
+            {
+                "created": "then",
+                "code_version": "old",
+                "stages": {"seed0/promot/finetune": {"kind": "finetune", "status": "done", "seed": 0, "key": "k-old"}},
+            }
+        )
+    )
     (run / "results.csv").write_text(OLD_RESULTS)
     return run
 
@@ -92,8 +108,10 @@ def test_a_folder_from_a_newer_format_is_refused_in_one_line(tmp_path, capsys, r
     with pytest.raises(UserError) as err:
         reader(path)
     message = str(err.value)
-    assert message == (f"{path}: format_version {newer} is newer than this forgetless reads ({FORMAT_VERSION}): "
-                       "read this run folder with the forgetless that wrote it, or a newer one")
+    assert message == (
+        f"{path}: format_version {newer} is newer than this forgetless reads ({FORMAT_VERSION}): "
+        "read this run folder with the forgetless that wrote it, or a newer one"
+    )
     if record == "manifest":  # every command that reads the folder says so, in one line
         assert main(["report", str(run)]) == 2
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

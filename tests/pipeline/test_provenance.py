@@ -3,12 +3,11 @@ report.md says so, in one line, when a run folder's stages were made by differen
 into the same folder "after an upgrade")."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-from pipeline.engine import markers
 from pipeline.cli import main
+from pipeline.engine import markers
 
 RECIPE = """\
 name: provenance
@@ -36,8 +35,15 @@ def test_done_markers_record_versions_and_the_report_notes_a_mix(tiny_base, tmp_
     done = [json.loads(p.read_text()) for p in sorted(run_dir.glob("**/DONE.json"))]
     assert len(done) == 3  # base/evaluate, seed0/sft/finetune, seed0/sft/finetune-eval
     for marker in done:
-        assert set(marker["versions"]) == {"forgetless", "torch", "transformers", "peft", "lm_eval", "accelerate",
-                                           "deepspeed"}
+        assert set(marker["versions"]) == {
+            "forgetless",
+            "torch",
+            "transformers",
+            "peft",
+            "lm_eval",
+            "accelerate",
+            "deepspeed",
+        }
         assert marker["versions"]["forgetless"] and marker["versions"]["transformers"]
     assert "different versions" not in (run_dir / "report.md").read_text()
 

@@ -19,7 +19,10 @@ def test_every_rank_error_is_left_to_rank_0(rank_1, tmp_path, capsys):
 
 def test_rank_own_error_is_printed_with_its_rank(rank_1, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"error: rank 1: {tmp_path}/results.csv: not found (is this a finished run folder?)\n"
+    assert (
+        capsys.readouterr().err
+        == f"error: rank 1: {tmp_path}/results.csv: not found (is this a finished run folder?)\n"
+    )
 
 
 def test_single_process_prints_as_before(tmp_path, capsys):

@@ -43,8 +43,9 @@ def test_a_set_path_is_relative_to_the_working_folder(project, monkeypatch):
 
 def test_a_hub_id_is_left_alone(project, monkeypatch):
     monkeypatch.chdir(project)
-    (project / "rel" / "recipe.yaml").write_text(RECIPE.replace("data/train.jsonl", "org/dataset") +
-                                                 "model: {path: HuggingFaceTB/SmolLM2-135M}\n")
+    (project / "rel" / "recipe.yaml").write_text(
+        RECIPE.replace("data/train.jsonl", "org/dataset") + "model: {path: HuggingFaceTB/SmolLM2-135M}\n"
+    )
     recipe = load_recipe("rel/recipe.yaml")
     assert recipe.target.train == "org/dataset" and recipe.model.path == "HuggingFaceTB/SmolLM2-135M"
 

@@ -23,10 +23,19 @@ class Trained(Exception):
 def entry(run_id: str, **changes) -> dict:
     """A registry entry as promotion writes it."""
     run = {
-        "run_id": run_id, "run_dir": f"/registry/runs/{run_id}", "time": "2025-01-01T00:00:00Z",
-        "fingerprint": "f" * 64, "data": {"sha256": "d" * 64}, "code_version": "abc", "recipe": "promot",
-        "stage": "finetune", "scores": {"general": 0.5, "target": 0.6, "base_general": 0.5, "general_drop": 0.0},
-        "gate": [], "model": f"/registry/runs/{run_id}/model", "adapter": None, "models": {},
+        "run_id": run_id,
+        "run_dir": f"/registry/runs/{run_id}",
+        "time": "2025-01-01T00:00:00Z",
+        "fingerprint": "f" * 64,
+        "data": {"sha256": "d" * 64},
+        "code_version": "abc",
+        "recipe": "promot",
+        "stage": "finetune",
+        "scores": {"general": 0.5, "target": 0.6, "base_general": 0.5, "general_drop": 0.0},
+        "gate": [],
+        "model": f"/registry/runs/{run_id}/model",
+        "adapter": None,
+        "models": {},
     }
     return {**run, **changes}
 
@@ -42,25 +51,51 @@ CASES = [
     ("pointer_empty_list", "[]", GOOD_HISTORY, "accepted.json: a list instead of an object; not a registry entry"),
     ("pointer_empty_object", "{}", GOOD_HISTORY, "accepted.json: missing run_id, scores; not a registry entry"),
     ("pointer_null", "null", GOOD_HISTORY, "accepted.json: null instead of an object"),
-    ("pointer_without_fingerprint", line({k: v for k, v in entry("r2").items() if k != "fingerprint"}),
-     GOOD_HISTORY, "accepted.json: missing fingerprint; not a registry entry"),
-    ("pointer_scores_not_numbers", line(entry("r2", scores={"general": "high"})), GOOD_HISTORY,
-     "accepted.json: scores holds a value that is not a number"),
-    ("pointer_not_in_history", line(entry("r9")), GOOD_HISTORY,
-     "accepted.json: accepted run 'r9' is not in"),
+    (
+        "pointer_without_fingerprint",
+        line({k: v for k, v in entry("r2").items() if k != "fingerprint"}),
+        GOOD_HISTORY,
+        "accepted.json: missing fingerprint; not a registry entry",
+    ),
+    (
+        "pointer_scores_not_numbers",
+        line(entry("r2", scores={"general": "high"})),
+        GOOD_HISTORY,
+        "accepted.json: scores holds a value that is not a number",
+    ),
+    ("pointer_not_in_history", line(entry("r9")), GOOD_HISTORY, "accepted.json: accepted run 'r9' is not in"),
     ("pointer_without_history", line(entry("r2")), None, "accepted.json: accepted run 'r2' is not in"),
     ("pointer_lost", None, GOOD_HISTORY, "accepted.json: missing, but"),
-    ("history_line_not_json", line(entry("r2")), line(entry("r1")) + "\n{oops\n" + line(entry("r2")) + "\n",
-     "registry.jsonl:2: not JSON"),
-    ("history_line_empty", line(entry("r2")), line(entry("r1")) + "\n\n" + line(entry("r2")) + "\n",
-     "registry.jsonl:2: empty line"),
-    ("history_line_a_list", line(entry("r2")), line(entry("r1")) + "\n[]\n" + line(entry("r2")) + "\n",
-     "registry.jsonl:2: a list instead of an object"),
-    ("history_line_without_scores", line(entry("r2")),
-     line({k: v for k, v in entry("r1").items() if k != "scores"}) + "\n" + line(entry("r2")) + "\n",
-     "registry.jsonl:1: missing scores; not a registry entry"),
-    ("history_line_run_id_a_number", line(entry("r2")), line({**entry("r1"), "run_id": 1}) + "\n" + line(entry("r2")) + "\n",
-     "registry.jsonl:1: run_id is a number, not a string"),
+    (
+        "history_line_not_json",
+        line(entry("r2")),
+        line(entry("r1")) + "\n{oops\n" + line(entry("r2")) + "\n",
+        "registry.jsonl:2: not JSON",
+    ),
+    (
+        "history_line_empty",
+        line(entry("r2")),
+        line(entry("r1")) + "\n\n" + line(entry("r2")) + "\n",
+        "registry.jsonl:2: empty line",
+    ),
+    (
+        "history_line_a_list",
+        line(entry("r2")),
+        line(entry("r1")) + "\n[]\n" + line(entry("r2")) + "\n",
+        "registry.jsonl:2: a list instead of an object",
+    ),
+    (
+        "history_line_without_scores",
+        line(entry("r2")),
+        line({k: v for k, v in entry("r1").items() if k != "scores"}) + "\n" + line(entry("r2")) + "\n",
+        "registry.jsonl:1: missing scores; not a registry entry",
+    ),
+    (
+        "history_line_run_id_a_number",
+        line(entry("r2")),
+        line({**entry("r1"), "run_id": 1}) + "\n" + line(entry("r2")) + "\n",
+        "registry.jsonl:1: run_id is a number, not a string",
+    ),
 ]
 
 
@@ -98,8 +133,10 @@ def make_registry(root: Path, pointer: str | None, history: str | None) -> Path:
 
 
 def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.mark.parametrize("case, pointer, history, expected", CASES, ids=[c[0] for c in CASES])
@@ -113,12 +150,16 @@ def test_corrupt_registry_is_refused_before_training(case, pointer, history, exp
     assert snapshot(registry) == before  # no run folder, no rewritten file
 
 
-@pytest.mark.parametrize("pointer, history", [
-    (line(entry("r2")), GOOD_HISTORY),  # an ordinary registry
-    (line(entry("r1")), GOOD_HISTORY),  # r2's promotion was killed before its pointer moved
-    (None, line(entry("r1")) + "\n"),  # the first promotion was killed before its pointer was written
-    (None, None),  # a new registry
-], ids=["accepted", "killed_promotion", "killed_first_promotion", "new"])
+@pytest.mark.parametrize(
+    "pointer, history",
+    [
+        (line(entry("r2")), GOOD_HISTORY),  # an ordinary registry
+        (line(entry("r1")), GOOD_HISTORY),  # r2's promotion was killed before its pointer moved
+        (None, line(entry("r1")) + "\n"),  # the first promotion was killed before its pointer was written
+        (None, None),  # a new registry
+    ],
+    ids=["accepted", "killed_promotion", "killed_first_promotion", "new"],
+)
 def test_sound_registry_goes_on_to_training(pointer, history, recipe, tmp_path, capsys):
     registry = make_registry(tmp_path / "registry", pointer, history)
     with pytest.raises(Trained):

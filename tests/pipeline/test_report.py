@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.reports.report import write_report
-from pipeline.reports.results import summarise
+from pipeline.engine.results_csv import write_csv
 from pipeline.reports.dmt import domain_general_figure, final_scores, final_sd
 from pipeline.reports.plot import figure
-from pipeline.engine.results_csv import write_csv
+from pipeline.reports.report import write_report
+from pipeline.reports.results import summarise
 
 GENERAL = ["embedded_copy", "embedded_sort"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,25 +24,45 @@ def declare(folder, recipe_file):
 
 
 def rows(recipe, stage, general, target=None, leak=None, math=None, code=None, seed=0):
-    out = [dict(recipe=recipe, seed=seed, stage=stage, task=t, suite="general", metric="exact_match", score=general, n=10)
-           for t in GENERAL]
+    out = [
+        dict(recipe=recipe, seed=seed, stage=stage, task=t, suite="general", metric="exact_match", score=general, n=10)
+        for t in GENERAL
+    ]
     if target is not None:
-        out.append(dict(recipe=recipe, seed=seed, stage=stage, task="embedded_letter_rule", suite="target",
-                        metric="exact_match", score=target, n=10))
+        out.append(
+            dict(
+                recipe=recipe,
+                seed=seed,
+                stage=stage,
+                task="embedded_letter_rule",
+                suite="target",
+                metric="exact_match",
+                score=target,
+                n=10,
+            )
+        )
     if leak is not None:
-        out += [dict(recipe=recipe, seed=seed, stage=stage, task=t, suite="general", metric="format_leak",
-                     score=leak, n=10) for t in GENERAL]
+        out += [
+            dict(recipe=recipe, seed=seed, stage=stage, task=t, suite="general", metric="format_leak", score=leak, n=10)
+            for t in GENERAL
+        ]
     for task, value in (("embedded_math", math), ("embedded_code", code)):
         if value is not None:
-            out.append(dict(recipe=recipe, seed=seed, stage=stage, task=task, suite="domain", metric="m", score=value, n=10))
+            out.append(
+                dict(recipe=recipe, seed=seed, stage=stage, task=task, suite="domain", metric="m", score=value, n=10)
+            )
     return out
 
 
 def test_promot_report_measures_the_bar(tmp_path):
     data = []
     for seed, wobble in ((0, 0.0), (1, 0.02)):
-        data += rows("sft", "base", 0.9, 0.5, 0.0, seed=seed) + rows("sft", "finetune", 0.2 + wobble, 0.98, 0.7, seed=seed)
-        data += rows("promot", "base", 0.9, 0.5, 0.0, seed=seed) + rows("promot", "prompt_tune", 0.9, 0.6, 0.0, seed=seed)
+        data += rows("sft", "base", 0.9, 0.5, 0.0, seed=seed) + rows(
+            "sft", "finetune", 0.2 + wobble, 0.98, 0.7, seed=seed
+        )
+        data += rows("promot", "base", 0.9, 0.5, 0.0, seed=seed) + rows(
+            "promot", "prompt_tune", 0.9, 0.6, 0.0, seed=seed
+        )
         data += rows("promot", "finetune", 0.85, 0.96, 0.02 + wobble, seed=seed)
     write_csv(tmp_path / "results.csv", data)
     declare(tmp_path, "promot.yaml")
@@ -76,9 +96,13 @@ def test_promot_report_says_no_when_the_effect_is_missing(tmp_path):
 def test_dmt_report_table_and_bar(tmp_path):
     data = rows("domain_only", "base", 0.9, math=0.0, code=0.0) + rows("domain_only", "domain", 0.1, math=0.8, code=0.9)
     data += rows("general_only", "general", 0.95, math=0.0, code=0.0)
-    data += rows("sequential", "code", 0.1, math=0.0, code=0.9) + rows("sequential", "general", 0.95, math=0.05, code=0.1)
+    data += rows("sequential", "code", 0.1, math=0.0, code=0.9) + rows(
+        "sequential", "general", 0.95, math=0.05, code=0.1
+    )
     for k, math, code in (("1/256", 0.1, 0.2), ("1/64", 0.3, 0.4), ("1/16", 0.28, 0.8)):
-        data += rows(f"dmt@k={k}", "domain", 0.1, math=0.8, code=0.9) + rows(f"dmt@k={k}", "general", 0.95, math=math, code=code)
+        data += rows(f"dmt@k={k}", "domain", 0.1, math=0.8, code=0.9) + rows(
+            f"dmt@k={k}", "general", 0.95, math=math, code=code
+        )
     write_csv(tmp_path / "results.csv", data, {f"dmt@k={k}": {"k": k} for k in ("1/256", "1/64", "1/16")})
     declare(tmp_path, "dmt.yaml")
     report = write_report(tmp_path).read_text()
@@ -135,8 +159,7 @@ def recipe_markers(ax):
 def label_boxes(fig, ax):
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    return {t.get_text(): t.get_window_extent(renderer) for t in ax.texts
-            if (t.get_gid() or "").startswith("label:")}
+    return {t.get_text(): t.get_window_extent(renderer) for t in ax.texts if (t.get_gid() or "").startswith("label:")}
 
 
 @pytest.fixture
@@ -150,10 +173,14 @@ def close_figures():
 def test_each_recipe_draws_its_own_stages_on_its_own_axis(close_figures):
     fig = figure(summarise(promot_frame()))
     axes = axes_by_gid(fig)
-    ticks = {r: [t.get_text() for t in axes[f"stages:{r}"].get_xticklabels()]
-             for r in ("sft", "prompt_tuning", "promot")}
-    assert ticks == {"sft": ["base", "finetune"], "prompt_tuning": ["base", "prompt_tune"],
-                     "promot": ["base", "prompt_tune", "finetune"]}
+    ticks = {
+        r: [t.get_text() for t in axes[f"stages:{r}"].get_xticklabels()] for r in ("sft", "prompt_tuning", "promot")
+    }
+    assert ticks == {
+        "sft": ["base", "finetune"],
+        "prompt_tuning": ["base", "prompt_tune"],
+        "promot": ["base", "prompt_tune", "finetune"],
+    }
     sft_general = errorbars(axes["stages:sft"])[0].lines[0]  # data line of the first errorbar: general
     assert list(sft_general.get_xdata()) == [0, 1] and list(sft_general.get_ydata()) == pytest.approx([0.9, 0.21])
 
@@ -213,8 +240,12 @@ def test_no_error_bars_with_one_seed(close_figures):
 
 
 def test_recipes_on_the_same_spot_share_one_label(close_figures):
-    frame = pd.DataFrame(rows("sft", "base", 0.5, 0.5, 0.0) + rows("sft", "finetune", 0.5, 0.5, 0.0)
-                         + rows("promot", "base", 0.5, 0.5, 0.0) + rows("promot", "finetune", 0.5, 0.5, 0.0))
+    frame = pd.DataFrame(
+        rows("sft", "base", 0.5, 0.5, 0.0)
+        + rows("sft", "finetune", 0.5, 0.5, 0.0)
+        + rows("promot", "base", 0.5, 0.5, 0.0)
+        + rows("promot", "finetune", 0.5, 0.5, 0.0)
+    )
     fig = figure(summarise(frame))
     scatter = axes_by_gid(fig)["scatter"]
     assert set(recipe_markers(scatter)) == {"sft", "promot"}
@@ -245,8 +276,13 @@ def test_dmt_report_png_uses_domain_gain_and_has_no_leak_panel(close_figures):
     assert "leak" not in axes
     assert "domain" in axes["scatter"].get_xlabel()
     assert [t.get_text() for t in axes["stages:sequential"].get_xticklabels()] == ["base", "code", "general"]
-    assert set(recipe_markers(axes["scatter"])) == {"general_only", "sequential", "domain_only", "dmt@k=1/256",
-                                                    "dmt@k=1/16"}
+    assert set(recipe_markers(axes["scatter"])) == {
+        "general_only",
+        "sequential",
+        "domain_only",
+        "dmt@k=1/256",
+        "dmt@k=1/16",
+    }
     # general_only, sequential and the base crowd the origin: they are labelled in a zoomed inset
     zoom = axes["scatter-zoom"]
     assert set(label_boxes(fig, zoom)) == {"general_only", "sequential", "base"}
@@ -263,8 +299,10 @@ def test_dmt_domain_vs_general_has_the_base_every_strategy_and_sd_over_seeds(clo
     assert set(markers) == {"general_only", "sequential", "domain_only", "dmt@k=1/256", "dmt@k=1/16"}
     assert all(c.has_xerr == (len(seeds) > 1) and c.has_yerr == (len(seeds) > 1) for c in markers.values())
     assert [line.get_label() for line in ax.lines if line.get_label() == "base"] == ["base"]
-    labels = {**label_boxes(fig, ax), **(label_boxes(fig, axes["domain_vs_general-zoom"])
-                                         if "domain_vs_general-zoom" in axes else {})}
+    labels = {
+        **label_boxes(fig, ax),
+        **(label_boxes(fig, axes["domain_vs_general-zoom"]) if "domain_vs_general-zoom" in axes else {}),
+    }
     assert set(labels) == {*markers, "base"}
     main = label_boxes(fig, ax)
     assert not any(a.overlaps(b) for n, a in main.items() for m, b in main.items() if n != m)

@@ -52,13 +52,15 @@ def test_missing_column_is_refused(tmp_path):
 
 
 # Two general tasks, base and finetune, each task's stderr 0.04 (base) and 0.03 (finetune).
-UNPAIRED = ((0.04 ** 2 + 0.04 ** 2) / 4 + (0.03 ** 2 + 0.03 ** 2) / 4) ** 0.5
+UNPAIRED = ((0.04**2 + 0.04**2) / 4 + (0.03**2 + 0.03**2) / 4) ** 0.5
 
 
 def forgetting_rows(paired):
     """results rows of base and finetune on tasks a and b; `paired` is each row's paired_stderr, in order."""
-    rows = [{"task": task, "suite": "general", "metric": "acc", "score": score, "n": 100, "stderr": se}
-            for task, score, se in [("a", 0.8, 0.04), ("b", 0.6, 0.04), ("a", 0.7, 0.03), ("b", 0.5, 0.03)]]
+    rows = [
+        {"task": task, "suite": "general", "metric": "acc", "score": score, "n": 100, "stderr": se}
+        for task, score, se in [("a", 0.8, 0.04), ("b", 0.6, 0.04), ("a", 0.7, 0.03), ("b", 0.5, 0.03)]
+    ]
     rows = [{**row, "paired_stderr": p} for row, p in zip(rows, paired)]
     return stage_rows("sft", 0, "base", rows[:2]) + stage_rows("sft", 0, "finetune", rows[2:])
 
@@ -66,7 +68,7 @@ def forgetting_rows(paired):
 def test_forgetting_se_is_the_paired_one_where_every_general_task_has_it():
     table = summarise(pd.DataFrame(forgetting_rows(paired=(0.0, 0.0, 0.01, 0.02)))).set_index("stage")
     assert table.forgetting["finetune"] == pytest.approx(-0.1)
-    assert table.forgetting_se["finetune"] == pytest.approx((0.01 ** 2 + 0.02 ** 2) ** 0.5 / 2)
+    assert table.forgetting_se["finetune"] == pytest.approx((0.01**2 + 0.02**2) ** 0.5 / 2)
     assert table.forgetting_se["base"] == 0.0
     assert "paired_se" not in table.columns and "paired_stderr" not in table.columns
 

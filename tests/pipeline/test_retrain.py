@@ -47,7 +47,7 @@ def setup(tmp_path_factory):
     write_jsonl(root / "test.jsonl", make_examples("letter_rule", "test", 8))
 
     def write(part: int):  # "new data": the next 32 rows of the task
-        write_jsonl(root / "train.jsonl", rows[32 * part: 32 * (part + 1)])
+        write_jsonl(root / "train.jsonl", rows[32 * part : 32 * (part + 1)])
 
     write(0)
     recipe = root / "recipe.yaml"
@@ -198,8 +198,10 @@ def test_concurrent_promotions_lose_nothing(tmp_path):
 
 @pytest.mark.skipif(os.name != "posix", reason="fcntl locks")
 def test_lock_is_released_by_a_killed_process(tmp_path):
-    code = "import time, sys; from pipeline.retraining.registry import ModelRegistry\n" \
-           "with ModelRegistry(sys.argv[1]).locked():\n    print('locked', flush=True); time.sleep(60)\n"
+    code = (
+        "import time, sys; from pipeline.retraining.registry import ModelRegistry\n"
+        "with ModelRegistry(sys.argv[1]).locked():\n    print('locked', flush=True); time.sleep(60)\n"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()
@@ -223,11 +225,12 @@ def test_fingerprint_follows_data_and_recipe_not_thresholds(tmp_path):
     first = digest()
     assert digest("gate.max_regression=0.5", "runs_root=elsewhere") == first
     # the report's checks re-judge the same model: editing them trains nothing again
-    check = '[{name: t, recipe: promot, measure: target, min: 0.5}]'
+    check = "[{name: t, recipe: promot, measure: target, min: 0.5}]"
     assert digest(f"checks={check}", "report.checks_title=bar") == first
     assert digest("recipes.promot.1.steps=5") != first
-    assert digest("target.train=embedded:letter_rule", "target.train_rows=8") != \
-        digest("target.train=embedded:letter_rule", "target.train_rows=9")
+    assert digest("target.train=embedded:letter_rule", "target.train_rows=8") != digest(
+        "target.train=embedded:letter_rule", "target.train_rows=9"
+    )
     write_jsonl(tmp_path / "train.jsonl", rows[4:])
     assert digest() != first
 

@@ -12,8 +12,10 @@ import pytest
 from pipeline.engine.run_lock import RunLock, RunLocked
 
 ROOT = Path(__file__).resolve().parents[2]
-HOLD = "import sys, time; from pipeline.engine.run_lock import RunLock\n" \
-       "with RunLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n"
+HOLD = (
+    "import sys, time; from pipeline.engine.run_lock import RunLock\n"
+    "with RunLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n"
+)
 RACE_ROUNDS = 300  # the figure: 32 of 300 rounds had both processes holding the old lock
 
 

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.recipe.config import load_recipe, resolved_dict
-from pipeline.engine.results_csv import stage_rows, write_csv
-from pipeline.reports.results import read_results, swept_values
 from core.typed_yaml import ConfigError
+from pipeline.engine.results_csv import stage_rows, write_csv
+from pipeline.recipe.config import load_recipe, resolved_dict
+from pipeline.reports.results import read_results, swept_values
 
 RECIPE = """name: demo
 target: {name: letter_rule}
@@ -40,8 +40,13 @@ def test_one_key_keeps_todays_names_and_records_the_values(tmp_path):
 
 def test_two_keys_on_one_recipe_make_the_grid_in_a_stable_order(tmp_path):
     recipe = load(tmp_path, RECIPE + "sweep: {sft.lr: [0.001, 0.01], sft.steps: [2, 4], dmt.k: [1/64]}\n")
-    assert list(recipe.stages) == ["sft@lr=0.001@steps=2", "sft@lr=0.001@steps=4", "sft@lr=0.01@steps=2",
-                                   "sft@lr=0.01@steps=4", "dmt@k=1/64"]
+    assert list(recipe.stages) == [
+        "sft@lr=0.001@steps=2",
+        "sft@lr=0.001@steps=4",
+        "sft@lr=0.01@steps=2",
+        "sft@lr=0.01@steps=4",
+        "dmt@k=1/64",
+    ]
     assert recipe.swept["sft@lr=0.01@steps=4"] == {"lr": 0.01, "steps": 4}
     assert [(c.lr, c.steps) for c in recipe.stages["sft@lr=0.01@steps=2"]] == [(0.01, 2)]
 
@@ -57,13 +62,17 @@ def test_a_sweep_of_no_field_of_the_recipe_is_one_line(tmp_path):
         load(tmp_path, RECIPE + "sweep: {sft.k: [1/2], nope.k: [1]}\n")
     assert [p.split(": ", 1)[1] for p in err.value.problems] == [
         "sweep.sft.k: no stage of recipe 'sft' sets 'k'",
-        "sweep.nope.k: expected RECIPE.FIELD or RECIPE.STAGE.FIELD with a recipe of this file; recipes: ['dmt', 'sft']"]
+        "sweep.nope.k: expected RECIPE.FIELD or RECIPE.STAGE.FIELD with a recipe of this file; recipes: ['dmt', 'sft']",
+    ]
 
 
-PROMOT = RECIPE + """  promot:
+PROMOT = (
+    RECIPE
+    + """  promot:
     - {kind: prompt_tune, steps: 2, lr: 0.3, num_virtual_tokens: 4}
     - {kind: finetune, steps: 2, lr: 0.001, prompt_from: prompt_tune}
 """
+)
 
 
 def lrs(recipe, name):
@@ -74,8 +83,10 @@ def test_a_stage_key_sets_that_stage_only_and_names_the_copy_by_its_field(tmp_pa
     recipe = load(tmp_path, PROMOT + "sweep: {promot.finetune.lr: [0.0003, 0.003], promot.finetune.steps: [3]}\n")
     assert list(recipe.stages) == ["sft", "dmt", "promot@lr=0.0003@steps=3", "promot@lr=0.003@steps=3"]
     assert lrs(recipe, "promot@lr=0.003@steps=3") == [("prompt_tune", 0.3, 2), ("finetune", 0.003, 3)]
-    assert recipe.swept == {"promot@lr=0.0003@steps=3": {"lr": 0.0003, "steps": 3},
-                            "promot@lr=0.003@steps=3": {"lr": 0.003, "steps": 3}}
+    assert recipe.swept == {
+        "promot@lr=0.0003@steps=3": {"lr": 0.0003, "steps": 3},
+        "promot@lr=0.003@steps=3": {"lr": 0.003, "steps": 3},
+    }
     whole = load(tmp_path, PROMOT + "sweep: {promot.lr: [0.003]}\n")  # RECIPE.FIELD: every stage that sets it
     assert lrs(whole, "promot@lr=0.003") == [("prompt_tune", 0.003, 2), ("finetune", 0.003, 2)]
 
@@ -84,10 +95,15 @@ def test_a_stage_is_named_by_its_name_else_its_kind(tmp_path):
     recipe = load(tmp_path, PROMOT + "sweep: {dmt.general.steps: [5], promot.prompt_tune.lr: [0.1]}\n")
     assert [(c.name, c.steps) for c in recipe.stages["dmt@steps=5"]] == [("domain", 2), ("general", 5)]
     assert lrs(recipe, "promot@lr=0.1") == [("prompt_tune", 0.1, 2), ("finetune", 0.001, 2)]
-    dotted = PROMOT.replace("{kind: finetune, steps: 2, lr: 0.001, prompt_from",
-                            "{kind: finetune, name: stage.2, steps: 2, lr: 0.001, prompt_from")
-    assert lrs(load(tmp_path, dotted + "sweep: {promot.stage.2.lr: [0.01]}\n"), "promot@lr=0.01")[1] == \
-        ("finetune", 0.01, 2)  # a stage name may hold dots: FIELD is the key's last part
+    dotted = PROMOT.replace(
+        "{kind: finetune, steps: 2, lr: 0.001, prompt_from",
+        "{kind: finetune, name: stage.2, steps: 2, lr: 0.001, prompt_from",
+    )
+    assert lrs(load(tmp_path, dotted + "sweep: {promot.stage.2.lr: [0.01]}\n"), "promot@lr=0.01")[1] == (
+        "finetune",
+        0.01,
+        2,
+    )  # a stage name may hold dots: FIELD is the key's last part
 
 
 def test_set_with_a_stage_key_is_the_files_sweep(tmp_path):
@@ -119,9 +135,12 @@ def test_sft_and_a_promot_stage_share_one_results_column(tmp_path):
 
 def test_stage_key_problems_are_one_line_each_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as err:
-        load(tmp_path, PROMOT + "sweep: {promot.nope.lr: [1], promot.prompt_tune.prompt_from: [x], "
-                                "promot.finetune.lr: [0.01], promot.prompt_tune.lr: [0.1], promot.steps: [3], "
-                                "promot.finetune.steps: [4], dmt..k: [1/2]}\n")
+        load(
+            tmp_path,
+            PROMOT + "sweep: {promot.nope.lr: [1], promot.prompt_tune.prompt_from: [x], "
+            "promot.finetune.lr: [0.01], promot.prompt_tune.lr: [0.1], promot.steps: [3], "
+            "promot.finetune.steps: [4], dmt..k: [1/2]}\n",
+        )
     assert [p.split(": ", 1)[1] for p in err.value.problems] == [
         "sweep.promot.nope.lr: no stage named 'nope' in recipe 'promot'; stages: ['prompt_tune', 'finetune']",
         "sweep.promot.prompt_tune.prompt_from: stage 'prompt_tune' of recipe 'promot' does not set 'prompt_from'",
@@ -129,15 +148,19 @@ def test_stage_key_problems_are_one_line_each_naming_the_key(tmp_path):
         "results.csv's column 'lr'; sweep one",
         "sweep.promot.finetune.steps: 'promot.steps' also sweeps 'steps' of recipe 'promot', and both would be "
         "results.csv's column 'steps'; sweep one",
-        "sweep.dmt..k: no stage named '' in recipe 'dmt'; stages: ['domain', 'general']"]
+        "sweep.dmt..k: no stage named '' in recipe 'dmt'; stages: ['domain', 'general']",
+    ]
     assert all("\n" not in p for p in err.value.problems)
-
 
 
 def results_rows():
     row = dict(task="copy", suite="general", metric="exact_match", score=0.5, n=4)
-    return [r for recipe in ("sft", "dmt@k=1/256", "dmt@k=1/16") for stage in ("base", "finetune")
-            for r in stage_rows(recipe, 0, stage, [row])]
+    return [
+        r
+        for recipe in ("sft", "dmt@k=1/256", "dmt@k=1/16")
+        for stage in ("base", "finetune")
+        for r in stage_rows(recipe, 0, stage, [row])
+    ]
 
 
 def test_results_get_one_column_per_swept_field_as_written(tmp_path):
@@ -173,13 +196,16 @@ def test_a_runs_resolved_config_loads_as_the_recipe_file_it_resolves(tmp_path, s
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
     again = load_recipe(tmp_path / "config.yaml")
     assert again.swept == recipe.swept and list(again.stages) == list(recipe.stages)
-    assert {n: [stage_dict(c) for c in s] for n, s in again.stages.items()} == \
-        {n: [stage_dict(c) for c in s] for n, s in recipe.stages.items()}
+    assert {n: [stage_dict(c) for c in s] for n, s in again.stages.items()} == {
+        n: [stage_dict(c) for c in s] for n, s in recipe.stages.items()
+    }
     assert again.checks == recipe.checks
 
 
 def test_a_swept_section_that_is_not_what_a_run_writes_is_one_line(tmp_path):
-    (tmp_path / "r.yaml").write_text("name: demo\ntarget: {}\nrecipes:\n  sft:\n    - {kind: finetune}\nswept: [1, 2]\n")
+    (tmp_path / "r.yaml").write_text(
+        "name: demo\ntarget: {}\nrecipes:\n  sft:\n    - {kind: finetune}\nswept: [1, 2]\n"
+    )
     with pytest.raises(ConfigError, match=r"r.yaml:6: swept: expected \{recipe: \{field: value\}\}"):
         load_recipe(tmp_path / "r.yaml")
 
@@ -191,6 +217,7 @@ def test_a_stage_keyed_sweeps_config_yaml_reloads_to_the_same_recipe(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=False))
     again = load_recipe(tmp_path / "config.yaml")
     assert again.swept == recipe.swept and list(again.stages) == list(recipe.stages)
-    assert {n: [stage_dict(c) for c in s] for n, s in again.stages.items()} == \
-        {n: [stage_dict(c) for c in s] for n, s in recipe.stages.items()}
+    assert {n: [stage_dict(c) for c in s] for n, s in again.stages.items()} == {
+        n: [stage_dict(c) for c in s] for n, s in recipe.stages.items()
+    }
     assert [c.lr for c in again.stages["promot@lr=0.003"]] == [0.3, 0.003]

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.reports.report import write_report
 from pipeline.engine.results_csv import write_csv
+from pipeline.reports.report import write_report
 from pipeline.reports.results import GROUP, read_results, summarise
 from pipeline.reports.task_stats import base_needed, examples_needed, paired, task_rows
 
@@ -45,15 +45,29 @@ def test_pairs_only_the_examples_both_scored_with_json_keys():
 def _write_run(folder, reused=False):
     rows = []
     for stage, values in (("base", BASE), ("finetune", STAGE)):
-        for task, group, vals in (("real_arc_easy", "knowledge", BASE), ("real_arc_easy_chat", "generation", values)):
+        for task, _group, vals in (("real_arc_easy", "knowledge", BASE), ("real_arc_easy_chat", "generation", values)):
             score = sum(vals.values()) / 5
             paired_se = 0.0 if stage == "base" else paired(BASE, vals).se
-            rows.append(dict(recipe="sft", seed=0, stage=stage, task=task, suite="general", metric="acc",
-                             score=score, n=5, stderr=0.2, primary=1, paired_stderr=paired_se))
+            rows.append(
+                dict(
+                    recipe="sft",
+                    seed=0,
+                    stage=stage,
+                    task=task,
+                    suite="general",
+                    metric="acc",
+                    score=score,
+                    n=5,
+                    stderr=0.2,
+                    primary=1,
+                    paired_stderr=paired_se,
+                )
+            )
     write_csv(folder / "results.csv", rows)
     (folder / "base" / "evaluate").mkdir(parents=True)
     (folder / "base" / "evaluate" / "per_example.json").write_text(
-        json.dumps({"real_arc_easy": BASE, "real_arc_easy_chat": BASE}))
+        json.dumps({"real_arc_easy": BASE, "real_arc_easy_chat": BASE})
+    )
     made = "seed0/other/finetune-eval" if reused else "seed0/sft/finetune-eval"
     (folder / made).mkdir(parents=True)
     (folder / made / "per_example.json").write_text(json.dumps({"real_arc_easy": BASE, "real_arc_easy_chat": STAGE}))
@@ -71,7 +85,12 @@ def test_task_rows_read_each_evaluations_per_example_file(tmp_path, reused):
     assert chat["detectable (2 se)"] == pytest.approx(2 * math.sqrt(0.7 / 5))
     assert (chat["n for -0.03"], chat["from"], chat["right→wrong"], chat["wrong→right"]) == (3112, "paired", 2, 1)
     kept = rows[("finetune", "real_arc_easy")]  # unchanged answers: n from the base, no flips
-    assert (kept["n for -0.03"], kept["from"], kept["right→wrong"], kept["wrong→right"]) == (2667, "base, unpaired", 0, 0)
+    assert (kept["n for -0.03"], kept["from"], kept["right→wrong"], kept["wrong→right"]) == (
+        2667,
+        "base, unpaired",
+        0,
+        0,
+    )
     base = rows[("base", "real_arc_easy")]
     assert (base["recipe"], base["forgetting"], base["n for -0.03"]) == ("(all)", None, 2667)
 
@@ -100,15 +119,36 @@ def test_the_report_shows_each_group_with_its_paired_se_and_the_per_task_statist
         assert f" {column} " in header
     assert "## Per task: forgetting, what it can detect, flips" in report
     line = next(line for line in report.splitlines() if "| finetune" in line and "real_arc_easy_chat" in line)
-    assert [c.strip() for c in line.split("|")[4:-1]] == ["generation", "5", "0.400", "-0.200", "0.374", "0.748",
-                                                        "3112", "paired", "2", "1"]
+    assert [c.strip() for c in line.split("|")[4:-1]] == [
+        "generation",
+        "5",
+        "0.400",
+        "-0.200",
+        "0.374",
+        "0.748",
+        "3112",
+        "paired",
+        "2",
+        "1",
+    ]
 
 
 def test_an_embedded_suite_gets_no_group_column(tmp_path):
-    rows = [dict(recipe="sft", seed=0, stage="base", task="embedded_copy", suite="general", metric="exact_match",
-                 score=0.5, n=4)]
+    rows = [
+        dict(
+            recipe="sft",
+            seed=0,
+            stage="base",
+            task="embedded_copy",
+            suite="general",
+            metric="exact_match",
+            score=0.5,
+            n=4,
+        )
+    ]
     write_csv(tmp_path / "results.csv", rows)
-    assert (tmp_path / "results.csv").read_text().splitlines()[0] == \
-        "recipe,seed,stage,task,suite,metric,score,n,stderr,primary,paired_stderr"
+    assert (tmp_path / "results.csv").read_text().splitlines()[
+        0
+    ] == "recipe,seed,stage,task,suite,metric,score,n,stderr,primary,paired_stderr"
     table = summarise(pd.read_csv(tmp_path / "results.csv"))
     assert not [c for c in table.columns if c.startswith(("knowledge", "generation"))]

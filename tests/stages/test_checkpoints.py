@@ -28,8 +28,9 @@ def cut(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("name", ["trainer_state.json", "model.safetensors", "optimizer.pt", "rng_state.pth",
-                                  "config.json"])
+@pytest.mark.parametrize(
+    "name", ["trainer_state.json", "model.safetensors", "optimizer.pt", "rng_state.pth", "config.json"]
+)
 def test_a_cut_file_sends_the_resume_to_the_checkpoint_before_and_says_so(tmp_path, caplog, name):
     checkpoint(tmp_path / "checkpoint-2", 2)
     checkpoint(tmp_path / "checkpoint-4", 4)

@@ -16,10 +16,19 @@ def tiny_model_dir(tmp_path_factory):
 
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     path = tmp_path_factory.mktemp("tiny")
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -36,8 +45,14 @@ def data():
 def ctx(stage_dir, model_dir, data, adapters=None):
     """A context handing over `model_dir` (the base too) and soft prompts by name ({name: folder})."""
     prompts = {name: Adapter(path, "prompt", Scope.TARGET) for name, path in (adapters or {}).items()}
-    return StageContext(stage_dir=stage_dir, handoff=Handoff(model_dir, model_dir, prompts), seed=0, max_length=48,
-                        train_data=data, extra={"labels": ["True", "False"]})
+    return StageContext(
+        stage_dir=stage_dir,
+        handoff=Handoff(model_dir, model_dir, prompts),
+        seed=0,
+        max_length=48,
+        train_data=data,
+        extra={"labels": ["True", "False"]},
+    )
 
 
 def load_weights(path):
@@ -70,8 +85,9 @@ def test_every_prompt_init_mode_builds(tmp_path, tiny_model_dir, data, init):
 
 
 def test_frozen_prompt_gets_no_gradient_and_stays_bit_identical(tmp_path, tiny_model_dir, data):
-    pt = prompt_tune.run(prompt_tune.Config(steps=3, batch_size=8, num_virtual_tokens=4),
-                         ctx(tmp_path / "pt", tiny_model_dir, data))
+    pt = prompt_tune.run(
+        prompt_tune.Config(steps=3, batch_size=8, num_virtual_tokens=4), ctx(tmp_path / "pt", tiny_model_dir, data)
+    )
     before = load_weights(pt.adapter_dir / "adapter_model.safetensors")
 
     # No gradient reaches the prompt in a forward/backward of the stage-2 setup.
@@ -112,8 +128,9 @@ def test_sft_without_prompt_saves_plain_model(tmp_path, tiny_model_dir, data):
 
 def test_frozen_prompt_checkpoint_holds_full_weights_and_resumes(tmp_path, tiny_model_dir, data):
     """Stage 2 checkpoints hold the trained base weights; resuming from one reaches the same model."""
-    pt = prompt_tune.run(prompt_tune.Config(steps=2, batch_size=8, num_virtual_tokens=4),
-                         ctx(tmp_path / "pt", tiny_model_dir, data))
+    pt = prompt_tune.run(
+        prompt_tune.Config(steps=2, batch_size=8, num_virtual_tokens=4), ctx(tmp_path / "pt", tiny_model_dir, data)
+    )
     adapters = {"prompt_tune": pt.adapter_dir}
     config = finetune.Config(steps=6, batch_size=8, lr=1e-2, prompt_from="prompt_tune", save_steps=3)
     whole = finetune.run(config, ctx(tmp_path / "whole", tiny_model_dir, data, adapters))
@@ -142,7 +159,7 @@ def test_training_batches_are_right_padded_even_for_a_left_padding_tokenizer():
     batch = sft_collator(tokenizer)(rows)
     short = batch["input_ids"][1].tolist()
     assert short[: len(rows[1]["input_ids"])] == rows[1]["input_ids"]  # text first, pads after
-    assert batch["labels"][1].tolist()[len(rows[1]["labels"]):] == [-100] * (len(short) - len(rows[1]["labels"]))
+    assert batch["labels"][1].tolist()[len(rows[1]["labels"]) :] == [-100] * (len(short) - len(rows[1]["labels"]))
     assert tokenizer.padding_side == "left"  # the caller's tokenizer is left as it was
 
 

@@ -30,7 +30,8 @@ def test_the_chain_holds_for_promot_and_names_each_broken_hand_off(monkeypatch):
     promot = [prompt_tune.Config(), finetune.Config(prompt_from="prompt_tune")]
     assert chain_problems(promot) == []
     assert chain_problems([finetune.Config(prompt_from="prompt_tune"), prompt_tune.Config()]) == [
-        ("finetune.prompt_from", "needs an earlier stage named 'prompt_tune' that makes a soft prompt or LoRA adapter")]
+        ("finetune.prompt_from", "needs an earlier stage named 'prompt_tune' that makes a soft prompt or LoRA adapter")
+    ]
     # ProMoT's stage 2 takes a LoRA adapter too (the paper's ablation); the kind counts, not only the name
     assert chain_problems([LoraLike("prompt_tune", Scope.TARGET), finetune.Config(prompt_from="prompt_tune")]) == []
 
@@ -45,7 +46,8 @@ def test_the_chain_holds_for_promot_and_names_each_broken_hand_off(monkeypatch):
 
     monkeypatch.setitem(handoff.ADAPTER_WORDS, "ia3", "IA3 adapter")
     assert chain_problems([Other(), finetune.Config(prompt_from="prompt_tune")]) == [
-        ("finetune.prompt_from", "needs an earlier stage named 'prompt_tune' that makes a soft prompt or LoRA adapter")]
+        ("finetune.prompt_from", "needs an earlier stage named 'prompt_tune' that makes a soft prompt or LoRA adapter")
+    ]
     assert chain_problems([finetune.Config(), finetune.Config()]) == [("", "stage name 'finetune' used twice")]
 
 

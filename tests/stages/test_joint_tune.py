@@ -17,15 +17,20 @@ def run_joint(stage_dir, model_dir, data, **settings):
     """A joint stage of 3 steps on the tiny model; returns (result, weights, prompt)."""
     config = joint_tune.Config(**{"steps": 3, "batch_size": 8, "num_virtual_tokens": 4, **settings})
     result = joint_tune.run(config, ctx(stage_dir, model_dir, data))
-    return (result, load_weights(result.model_dir / "model.safetensors"),
-            load_weights(result.adapter_dir / "adapter_model.safetensors")["prompt_embeddings"])
+    return (
+        result,
+        load_weights(result.model_dir / "model.safetensors"),
+        load_weights(result.adapter_dir / "adapter_model.safetensors")["prompt_embeddings"],
+    )
 
 
 @pytest.fixture(scope="module")
 def start(tmp_path_factory, tiny_model_dir, data):
     """The base weights, and the prompt a joint stage starts from: prompt_tune's at 0 steps (same seed, same init)."""
-    untrained = prompt_tune.run(prompt_tune.Config(steps=0, num_virtual_tokens=4),
-                                ctx(tmp_path_factory.mktemp("untrained"), tiny_model_dir, data))
+    untrained = prompt_tune.run(
+        prompt_tune.Config(steps=0, num_virtual_tokens=4),
+        ctx(tmp_path_factory.mktemp("untrained"), tiny_model_dir, data),
+    )
     prompt = load_weights(untrained.adapter_dir / "adapter_model.safetensors")["prompt_embeddings"]
     return load_weights(tiny_model_dir / "model.safetensors"), prompt
 
@@ -65,7 +70,7 @@ def test_the_prompt_moves_at_prompt_lr_and_the_weights_at_lr(tmp_path, tiny_mode
 
 def test_a_checkpoint_holds_weights_and_prompt_and_a_resume_restores_both(tmp_path, tiny_model_dir, data, start):
     config = joint_tune.Config(steps=6, batch_size=8, num_virtual_tokens=4, lr=1e-2, save_steps=3)
-    whole = joint_tune.run(config, ctx(tmp_path / "whole", tiny_model_dir, data))
+    joint_tune.run(config, ctx(tmp_path / "whole", tiny_model_dir, data))
     checkpoint = tmp_path / "whole" / "trainer" / "checkpoint-3"
     saved = load_weights(checkpoint / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
     assert (checkpoint / "model.safetensors").exists() and not torch.equal(saved, start[1])  # saved, not copied
@@ -80,12 +85,19 @@ def test_a_checkpoint_holds_weights_and_prompt_and_a_resume_restores_both(tmp_pa
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
-@pytest.mark.parametrize("deepspeed, message", [
-    (str(ROOT / "configs" / "deepspeed" / "zero3.json"),
-     r"joint_tune: .*zero3.json: zero_optimization.stage: joint_tune does not run under ZeRO-3"),
-    ({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}},
-     "joint_tune: the DeepSpeed config: optimizer: would replace"),
-])
+@pytest.mark.parametrize(
+    "deepspeed, message",
+    [
+        (
+            str(ROOT / "configs" / "deepspeed" / "zero3.json"),
+            r"joint_tune: .*zero3.json: zero_optimization.stage: joint_tune does not run under ZeRO-3",
+        ),
+        (
+            {"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}},
+            "joint_tune: the DeepSpeed config: optimizer: would replace",
+        ),
+    ],
+)
 def test_unsupported_deepspeed_is_refused_in_one_line_before_loading(tmp_path, data, deepspeed, message):
     from core.errors import UserError
 

@@ -13,8 +13,13 @@ from tests.stages.test_finetune import data, load_weights, tiny_model_dir  # noq
 
 def ctx(stage_dir, model_dir, data, adapters=None):
     """A context handing over `model_dir` (the base too) and adapters by name ({name: Adapter})."""
-    return StageContext(stage_dir=stage_dir, handoff=Handoff(model_dir, model_dir, adapters or {}), seed=0,
-                        max_length=48, train_data=data)
+    return StageContext(
+        stage_dir=stage_dir,
+        handoff=Handoff(model_dir, model_dir, adapters or {}),
+        seed=0,
+        max_length=48,
+        train_data=data,
+    )
 
 
 def lora_weights(adapter_dir):

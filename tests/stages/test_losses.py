@@ -102,7 +102,8 @@ def test_a_soft_prompts_extra_positions_are_dropped(batch):
     logits, _, labels = batch
     prompted = torch.cat([torch.randn(2, 3, VOCAB), logits], dim=1)
     assert weighted_loss(Loss.DFT, prompted, labels).item() == pytest.approx(
-        weighted_loss(Loss.DFT, logits, labels).item(), rel=1e-6)
+        weighted_loss(Loss.DFT, logits, labels).item(), rel=1e-6
+    )
 
 
 def test_num_items_in_batch_divides_the_sum(batch):
@@ -110,4 +111,5 @@ def test_num_items_in_batch_divides_the_sum(batch):
     answer_tokens = int((labels[:, 1:] != -100).sum())
     mean = weighted_loss(Loss.EAFT, logits, labels).item()
     assert weighted_loss(Loss.EAFT, logits, labels, num_items_in_batch=2 * answer_tokens).item() == pytest.approx(
-        mean / 2, rel=1e-6)
+        mean / 2, rel=1e-6
+    )

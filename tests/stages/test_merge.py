@@ -22,13 +22,16 @@ def folder(path, tensors, shards=None, **files):
     return path
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"alpha": -0.1}, "merge.alpha: must be a number in [0, 1], got -0.1"),
-    ({"alpha": 1.01}, "merge.alpha: must be a number in [0, 1], got 1.01"),
-    ({"alpha": float("nan")}, "merge.alpha: must be a number in [0, 1], got nan"),
-    ({"start": "input"}, "merge.end: 'input' is also start"),
-    ({"name": "m", "end": ""}, "m.end: must name a checkpoint"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"alpha": -0.1}, "merge.alpha: must be a number in [0, 1], got -0.1"),
+        ({"alpha": 1.01}, "merge.alpha: must be a number in [0, 1], got 1.01"),
+        ({"alpha": float("nan")}, "merge.alpha: must be a number in [0, 1], got nan"),
+        ({"start": "input"}, "merge.end: 'input' is also start"),
+        ({"name": "m", "end": ""}, "m.end: must name a checkpoint"),
+    ],
+)
 def test_bad_settings_are_refused_naming_the_field(settings, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         merge.Config(**settings)
@@ -40,8 +43,12 @@ def test_only_earlier_stage_names_are_read_and_an_unknown_one_is_refused():
     promot = [prompt_tune.Config(), finetune.Config(prompt_from="prompt_tune")]
     assert chain_problems([*promot, merge.Config(start="prompt_tune", end="finetune")]) == []
     assert chain_problems([*promot, merge.Config(end="stage1")]) == [
-        ("merge.end", "no earlier stage named 'stage1' in this recipe; expected base, input or an earlier stage's "
-                      "name ('prompt_tune', 'finetune')")]
+        (
+            "merge.end",
+            "no earlier stage named 'stage1' in this recipe; expected base, input or an earlier stage's "
+            "name ('prompt_tune', 'finetune')",
+        )
+    ]
     assert [p[0] for p in chain_problems([merge.Config(name="m", start="m")])] == ["m.start"]  # not itself
 
 
@@ -54,27 +61,44 @@ def test_the_hand_off_keeps_each_stage_model_by_name(tmp_path):
 
 
 def test_interpolation_keeps_end_dtypes_layout_and_files(tmp_path):
-    a = {"w": torch.tensor([0.0, 2.0, -4.0]), "b16": torch.tensor([1.0, 3.0], dtype=torch.bfloat16),
-         "step": torch.tensor([1])}
-    b = {"w": torch.tensor([2.0, 2.0, 4.0]), "b16": torch.tensor([3.0, 5.0], dtype=torch.bfloat16),
-         "step": torch.tensor([7])}
+    a = {
+        "w": torch.tensor([0.0, 2.0, -4.0]),
+        "b16": torch.tensor([1.0, 3.0], dtype=torch.bfloat16),
+        "step": torch.tensor([1]),
+    }
+    b = {
+        "w": torch.tensor([2.0, 2.0, 4.0]),
+        "b16": torch.tensor([3.0, 5.0], dtype=torch.bfloat16),
+        "step": torch.tensor([7]),
+    }
     start = folder(tmp_path / "a", a)
-    end = folder(tmp_path / "b", b, {"one.safetensors": ["w"], "two.safetensors": ["b16", "step"]},
-                 **{"tokenizer.json": "tok", "training_args.bin": "pickle"})
+    end = folder(
+        tmp_path / "b",
+        b,
+        {"one.safetensors": ["w"], "two.safetensors": ["b16", "step"]},
+        **{"tokenizer.json": "tok", "training_args.bin": "pickle"},
+    )
     merge.interpolate(start, end, 0.25, tmp_path / "out")
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "one.safetensors", "tokenizer.json",
-                                                     "two.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "one.safetensors",
+        "tokenizer.json",
+        "two.safetensors",
+    ]
     assert load_file(out / "one.safetensors")["w"].equal(torch.tensor([0.5, 2.0, -2.0]))
     two = load_file(out / "two.safetensors")
     assert two["b16"].dtype == torch.bfloat16 and two["b16"].equal(torch.tensor([1.5, 3.5], dtype=torch.bfloat16))
     assert two["step"].equal(torch.tensor([7]))  # not a weight: end's
 
 
-@pytest.mark.parametrize("other, words", [
-    ({"w": torch.zeros(4)}, "w: [3] vs [4]"),
-    ({"w": torch.zeros(3), "extra": torch.zeros(1)}, "extra only in the second"),
-])
+@pytest.mark.parametrize(
+    "other, words",
+    [
+        ({"w": torch.zeros(4)}, "w: [3] vs [4]"),
+        ({"w": torch.zeros(3), "extra": torch.zeros(1)}, "extra only in the second"),
+    ],
+)
 def test_two_architectures_are_refused_naming_both_checkpoints(tmp_path, other, words):
     start, end = folder(tmp_path / "a", {"w": torch.zeros(3)}), folder(tmp_path / "b", other)
     with pytest.raises(UserError, match=r"m.start \(base\) and m.end \(input\): not the same architecture"):

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from embedded.tasks import make_examples
 from core.errors import UserError
+from embedded.tasks import make_examples
 from stages import finetune, prompt_tune
 from stages.packing import check_packing, packed_collator
 from stages.sft_data import IGNORE_INDEX, sft_collator, tokenize_for_sft
@@ -18,7 +18,9 @@ def mixed():
     """Short and long examples together, as in the DMT mix (math, code and general tasks)."""
     from datasets import Dataset
 
-    rows = make_examples("add", "train", 24) + make_examples("reverse", "train", 24) + make_examples("fact", "train", 16)
+    rows = (
+        make_examples("add", "train", 24) + make_examples("reverse", "train", 24) + make_examples("fact", "train", 16)
+    )
     return Dataset.from_list(rows).shuffle(seed=0)
 
 
@@ -127,11 +129,21 @@ def test_llama_in_bf16_passes_despite_half_precision_rounding():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    net = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128))
+    net = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=128,
+        )
+    )
     generator = torch.Generator().manual_seed(0)
-    rows = [{"input_ids": torch.randint(4, 256, (n,), generator=generator).tolist(), "labels": [1] * n}
-            for n in (120, 60)]
+    rows = [
+        {"input_ids": torch.randint(4, 256, (n,), generator=generator).tolist(), "labels": [1] * n} for n in (120, 60)
+    ]
     check_packing(net.to(torch.bfloat16), rows)
 
 
@@ -141,8 +153,9 @@ def test_llama_keeps_attention_within_each_example(mixed, tokenizer, tiny_model_
     check_packing(net, tokenize_for_sft(mixed, tokenizer, 48))
 
 
-@pytest.mark.parametrize("make", [lambda: prompt_tune.Config(packing=True),
-                                  lambda: finetune.Config(packing=True, prompt_from="prompt_tune")])
+@pytest.mark.parametrize(
+    "make", [lambda: prompt_tune.Config(packing=True), lambda: finetune.Config(packing=True, prompt_from="prompt_tune")]
+)
 def test_packing_with_a_soft_prompt_is_a_config_error(make):
     with pytest.raises(ValueError, match="packing: not available"):
         make()

@@ -14,8 +14,11 @@ def reference(prompt, completion, tokenizer, max_length, bos=()):
     prompt_ids = list(bos) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt_ids + answer_ids)[:max_length]
-    return {"input_ids": ids, "attention_mask": [1] * len(ids),
-            "labels": ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]}
+    return {
+        "input_ids": ids,
+        "attention_mask": [1] * len(ids),
+        "labels": ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length],
+    }
 
 
 def test_rows_match_one_at_a_time_encoding_across_map_batches():

@@ -17,8 +17,13 @@ recipes:
     - {{kind: prompt_tune, steps: 2, batch_size: 4, logging_steps: 1}}
     - {{kind: finetune, steps: 2, batch_size: 4, logging_steps: 1}}
 """
-STAGES = {"base/evaluate", "seed0/promot/prompt_tune", "seed0/promot/prompt_tune-eval", "seed0/promot/finetune",
-          "seed0/promot/finetune-eval"}
+STAGES = {
+    "base/evaluate",
+    "seed0/promot/prompt_tune",
+    "seed0/promot/prompt_tune-eval",
+    "seed0/promot/finetune",
+    "seed0/promot/finetune-eval",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +48,8 @@ def scalars(folder) -> dict[str, list[float]]:
         data = path.read_bytes()
         while data:
             (length,) = struct.unpack("<Q", data[:8])
-            event = Event.FromString(data[12:12 + length])
-            data = data[12 + length + 4:]
+            event = Event.FromString(data[12 : 12 + length])
+            data = data[12 + length + 4 :]
             for value in event.summary.value:
                 found.setdefault(value.tag, []).append(value.simple_value)
     return found
@@ -87,9 +92,11 @@ def test_no_trackers_by_default_and_bad_names_are_one_line(base_model, tmp_path,
     path = recipe(tmp_path, base_model, "[none]")
     assert main(["run", str(path), "--run-dir", str(tmp_path / "run")]) == 0
     assert not (tmp_path / "run" / "tensorboard").exists() and not (tmp_path / "run" / "mlruns").exists()
-    for value, message in (("[tensorbored]", "report_to: unknown tracker 'tensorbored'"),
-                           ("[none, mlflow]", "report_to: 'none' with other trackers"),
-                           ("[wandb]", "report_to: wandb is not installed here (pip install wandb)")):
+    for value, message in (
+        ("[tensorbored]", "report_to: unknown tracker 'tensorbored'"),
+        ("[none, mlflow]", "report_to: 'none' with other trackers"),
+        ("[wandb]", "report_to: wandb is not installed here (pip install wandb)"),
+    ):
         assert main(["validate", str(recipe(tmp_path, base_model, value))]) == 2
         err = capsys.readouterr().err
         assert message in err and len([line for line in err.splitlines() if line.startswith("error: ")]) == 1

@@ -28,9 +28,12 @@ SEED = "forgetless-real-v1"
 def _arc(row: dict) -> dict:
     """AI2 {id, question: {stem, choices: [{text, label}]}, answerKey} -> allenai/ai2_arc."""
     choices = row["question"]["choices"]
-    return {"id": row["id"], "question": row["question"]["stem"],
-            "choices": {"text": [c["text"] for c in choices], "label": [c["label"] for c in choices]},
-            "answerKey": row["answerKey"]}
+    return {
+        "id": row["id"],
+        "question": row["question"]["stem"],
+        "choices": {"text": [c["text"] for c in choices], "label": [c["label"] for c in choices]},
+        "answerKey": row["answerKey"],
+    }
 
 
 def _piqa(row: dict) -> dict:
@@ -60,8 +63,12 @@ def _winogrande(row: dict) -> dict:
         raise ValueError(f"winogrande row {row!r}: cannot place the blank")
     # "_'s" and "_." have no space; lm-eval strips the continuation, so this only shapes `sentence`.
     joiner = " " if continuation[0].isalnum() else ""
-    return {"sentence": first[:cut] + "_" + joiner + continuation, "option1": first[cut:],
-            "option2": second[cut:], "answer": str(int(row["gold"]) + 1)}
+    return {
+        "sentence": first[:cut] + "_" + joiner + continuation,
+        "option1": first[cut:],
+        "option2": second[cut:],
+        "answer": str(int(row["gold"]) + 1),
+    }
 
 
 def _nq_open(row: dict) -> dict:
@@ -69,8 +76,12 @@ def _nq_open(row: dict) -> dict:
 
 
 def _ifeval(row: dict) -> dict:
-    return {"key": row["key"], "prompt": row["prompt"], "instruction_id_list": row["instruction_id_list"],
-            "kwargs": row["kwargs"]}
+    return {
+        "key": row["key"],
+        "prompt": row["prompt"],
+        "instruction_id_list": row["instruction_id_list"],
+        "kwargs": row["kwargs"],
+    }
 
 
 # slice name -> (source file in --source, row converter)
@@ -87,6 +98,7 @@ SLICES = {
 
 def chosen_lines(name: str, n_rows: int, keep: int = ROWS) -> list[int]:
     """The `keep` line numbers (0-based) whose sha256("<SEED>:<name>:<line>") sorts first, in file order."""
+
     def rank(i: int) -> str:
         return hashlib.sha256(f"{SEED}:{name}:{i}".encode()).hexdigest()
 

@@ -36,7 +36,8 @@ def use_shipped_punkt(source: Path = NLTK_DATA) -> Path:
             return copy
     raise RuntimeError(
         f"nltk cannot load its punkt_tab English model from {source} or {copy}; lm-eval's IFEval would "
-        f"fail to score {', '.join(PUNKT_INSTRUCTIONS)}. Put punkt_tab on nltk's path (NLTK_DATA).")
+        f"fail to score {', '.join(PUNKT_INSTRUCTIONS)}. Put punkt_tab on nltk's path (NLTK_DATA)."
+    )
 
 
 def _loads_from(root: Path) -> bool:

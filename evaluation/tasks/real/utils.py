@@ -17,8 +17,15 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import doc_to_choice, doc_to
 
 TASKS_DIR = Path(__file__).resolve().parent
 
-__all__ = ["load_local", "process_hellaswag", "doc_to_text", "doc_to_target", "doc_to_choice", "score_gsm8k",
-           "score_winogrande_answer"]
+__all__ = [
+    "load_local",
+    "process_hellaswag",
+    "doc_to_text",
+    "doc_to_target",
+    "doc_to_choice",
+    "score_gsm8k",
+    "score_winogrande_answer",
+]
 
 
 def load_local(data_files: dict[str, str], **_metadata) -> datasets.DatasetDict:
@@ -45,8 +52,11 @@ def process_hellaswag(dataset: datasets.Dataset) -> datasets.Dataset:
 
 def _hellaswag_doc(doc: dict) -> dict:
     # Module level, not a closure: datasets can then hash it and reuse its cached map.
-    return {"query": preprocess(doc["ctx"]), "choices": [preprocess(e) for e in doc["endings"]],
-            "gold": int(doc["label"])}
+    return {
+        "query": preprocess(doc["ctx"]),
+        "choices": [preprocess(e) for e in doc["endings"]],
+        "gold": int(doc["label"]),
+    }
 
 
 def score_gsm8k(doc: dict, results: list[str]) -> dict[str, float]:

@@ -9,5 +9,11 @@ def build(folder):
     from embedded.tokenizer import build_tokenizer
 
     model = tiny_model(folder / "model")
-    BertConfig(vocab_size=len(build_tokenizer()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-               intermediate_size=32, is_decoder=True).save_pretrained(model)
+    BertConfig(
+        vocab_size=len(build_tokenizer()),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        is_decoder=True,
+    ).save_pretrained(model)
