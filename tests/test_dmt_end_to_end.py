@@ -25,6 +25,7 @@ def finished_run(tmp_path_factory):
         "data.general.rows=80",
         "dmt.k=1/256,1/16",
         "dmt_kl.general.kl_weight=1.0",
+        "dmt_lr.general.lr=2.0e-4",
     ]
     stages = {
         "general_only": 1,
@@ -37,6 +38,10 @@ def finished_run(tmp_path_factory):
         "dmt_kl": 2,
         "dmt_asft": 2,
         "dmt_osf": 2,
+        "dmt_lr": 2,
+        "dmt_lr_kl": 2,
+        "dmt_lr_asft": 2,
+        "dmt_osf_long": 2,
     }
     for recipe, count in stages.items():
         for i in range(count):
@@ -62,11 +67,16 @@ def test_every_strategy_and_k_is_reported(finished_run):
         "dmt_kl@kl_weight=1.0",
         "dmt_asft",
         "dmt_osf",
+        "dmt_lr@lr=0.0002",
+        "dmt_lr_kl",
+        "dmt_lr_asft",
+        "dmt_osf_long",
     }
     assert set(frame.suite) == {"general", "domain"} and frame.score.between(0, 1).all()
     assert {"embedded_math", "embedded_code"} <= set(frame.task)
     report = (finished_run / "report.md").read_text()
     assert "Table 1" in report and "dmt@k=1/256 beats sequential" in report
+    assert "dmt_lr@lr=0.0002 keeps >= 80% of domain_only's domain score" in report
     assert (finished_run / "domain_vs_general.png").exists()
 
 
