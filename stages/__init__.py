@@ -14,5 +14,6 @@ STAGES = Registry(
         "merge": "stages.merge",
         "osf_tune": "stages.osf_tune",
         "self_distill": "stages.self_distill",
+        "sdft": "stages.sdft",
     },
 )

@@ -39,9 +39,12 @@ def training_arguments(
     deepspeed: str | None = None,
     world_size: int | None = None,
     tracking=None,
+    arguments_class=None,
+    **extra,
 ):
     """Map our typed stage config onto transformers.TrainingArguments (create it before loading the model:
-    under ZeRO-3 from_pretrained then loads each weight straight into its shards)."""
+    under ZeRO-3 from_pretrained then loads each weight straight into its shards). `arguments_class` is a subclass of
+    it (TRL's SDFTConfig), `extra` its own fields."""
     import torch
     from transformers import TrainingArguments
 
@@ -51,7 +54,8 @@ def training_arguments(
     precision = {"bf16": config.bf16, **deepspeed_precision(deepspeed)}  # fp16 with bf16: refused by validation
     if deepspeed:
         join_deepspeed()
-    return TrainingArguments(
+    arguments_class = arguments_class or TrainingArguments
+    return arguments_class(
         output_dir=str(output_dir),
         max_steps=config.steps,
         per_device_train_batch_size=per_device_batch(config, world_size),
@@ -74,6 +78,7 @@ def training_arguments(
         disable_tqdm=False,
         deepspeed=deepspeed,
         **precision,
+        **extra,
     )
 
 
@@ -160,8 +165,22 @@ def run_trainer(
     trainer = trainer_class(
         model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=tokenizer
     )  # saved next to every checkpoint
+    metrics = fit(trainer, tracking, selector)
+    tokens = metrics["steps_run"] * config.batch_size * _mean_length(rows)
+    chosen = selector.finish(trainer.state.global_step) if selector is not None else {}
+    metrics = {
+        **metrics,
+        "tokens_per_second": round(tokens / max(metrics["train_seconds"], 1e-3), 1),
+        "train_rows": len(rows),
+    }
+    return {**metrics, **chosen}, trainer
+
+
+def fit(trainer, tracking=None, selector=None) -> dict:
+    """Run a built Trainer to its last step, resuming from the stage's newest whole checkpoint, with the run's
+    trackers, no checkpoint at the last step and a signal turned into 'save and stop'; what it ran, as metrics."""
     # After a crash or preemption, pick up optimizer, scheduler, RNG and data position where they were.
-    output_dir = Path(args.output_dir)
+    output_dir = Path(trainer.args.output_dir)
     last = ranks.from_main(lambda: last_complete_checkpoint(output_dir))  # rank 0 checks and clears, all follow
     from stages.tracking import attach
 
@@ -183,18 +202,13 @@ def run_trainer(
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     # Only the steps this call ran: a resumed stage started at its checkpoint's step.
     steps_run = trainer.state.global_step - (int(last.rsplit("-", 1)[1]) if last else 0)
-    tokens = steps_run * config.batch_size * _mean_length(rows)
-    chosen = selector.finish(trainer.state.global_step) if selector is not None else {}
     return {
         "train_loss": output.training_loss,
         "loss_history": losses,
         "train_seconds": round(seconds, 3),
-        "tokens_per_second": round(tokens / seconds, 1),
         "steps_run": steps_run,
-        "train_rows": len(rows),
         "resumed_from": last,
-        **chosen,
-    }, trainer
+    }
 
 
 def no_final_checkpoint():

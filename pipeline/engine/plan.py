@@ -123,6 +123,7 @@ def plan_run(
                     "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)},
                     "data_token_ids": {s: tokens.of(s) for s in sorted(counts)},
                     **training_extra,
+                    **(config.key_inputs() if hasattr(config, "key_inputs") else {}),  # e.g. sdft: TRL's version
                 }
                 if getattr(config, "selection", None) is not None:  # it scores a validation split while it trains
                     inputs["validation_evaluation"] = evaluation
