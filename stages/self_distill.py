@@ -10,8 +10,9 @@ stage's folder, and `rewritten_share` in its metrics says how many were the mode
 The rewrite prompt is `template` with the stage's prompt (as the recipe renders it, chat template included) and the
 reference answer filled in; its default is the paper's template for general instructions. A model that cannot follow
 an instruction (the embedded default: a 1M-parameter model trained on synthetic tasks) rewrites almost nothing that
-agrees, so there the stage is plain SFT; `rewritten_share` shows it. Shenfeld et al.'s on-policy version (TRL's
-experimental SDFTTrainer) is not here: it needs TRL, which the lock does not hold.
+agrees, so there the stage is plain SFT; `rewritten_share` shows it. Shenfeld et al.'s on-policy version, which
+samples answers from the model as it trains and never trains on the reference's tokens, is the `sdft` stage
+(stages/sdft.py, TRL's SDFTTrainer).
 """
 
 from __future__ import annotations
