@@ -12,14 +12,24 @@ settings: a top-k divergence by default). No gradient ever flows through the ref
 demonstration only conditions the teacher, which is why the paper finds it forgets less than SFT. The teacher is
 `teacher: base` (this stage's input model, frozen), `ema` (an average of the student) or `live` (the student itself).
 
-The dataset is TRL's: `prompt` (the stage's prompt as the recipe renders it, chat template included) and
-`privileged_context` (the reference answer, stripped), put together for the teacher by `teacher_template` (TRL's
-default `{prompt}\\n\\n{privileged_context}`). TRL cuts prompts to `max_length` tokens from the left (the teacher's
-too, demonstration included) and samples at most `max_new_tokens`. It encodes a prompt with the tokenizer's own
-special tokens, as every other stage does (data_recipes/encoding.py); a prompt that already starts with the BOS text
-is handed over without it, so it does not get a second one. With a chat template the teacher's demonstration comes
-after the rendered prompt, inside the assistant's turn, not in the user's turn as TRL does for conversational rows:
-the rows reach a stage rendered.
+The dataset is TRL's: `prompt` and `privileged_context` (the reference answer, stripped), put together for the teacher
+by `teacher_template` (TRL's default `{prompt}\\n\\n{privileged_context}`). Rows reach a stage as text, a chat model's
+already rendered through its chat template (data_recipes/formats.py). A row whose prompt the chat template renders
+from a conversation (one that ends with a user turn: ChatLayout reads it back, and rendering those turns again must
+give the prompt exactly) is handed to TRL as that conversation, so TRL does what it does for conversational rows:
+the student's prompt is the template's rendering of it (the very text the evaluation scores), the teacher's the same
+conversation with the last user turn's text replaced by `teacher_template` over it, so the reference sits inside the
+user's turn, before the assistant header, with the template's own system turn, once. A plain row (no chat template,
+`evaluation.chat_template: false`, or a prompt no conversation renders) gives `{prompt}` the row's prompt as written,
+as the evaluation sees it. TRL tokenizes a conversation without the tokenizer's own special tokens; where that would
+not be the evaluation's token ids (a tokenizer that adds a BOS its template does not write), or where chat and plain
+rows are mixed (a dataset column holds one type), the teacher's prompt is rendered here with the same template and
+the same composition, and handed to TRL as the privileged context under the template `{privileged_context}`. Which
+rows are chat rows is part of the stage key (key_inputs); the template itself is in it through the base's files.
+TRL cuts prompts to `max_length` tokens from the left (the teacher's too, demonstration included: the stage logs how
+many teacher prompts that cuts, `teacher_prompts_cut` in its metrics) and samples at most `max_new_tokens`. A plain
+prompt is encoded with the tokenizer's own special tokens, as every other stage does (data_recipes/encoding.py); one
+that already starts with the BOS text is handed over without it, so it does not get a second one.
 
 `batch_size` counts completions per optimizer step, as TRL does: `batch_size / num_generations` prompts per step.
 `num_generations` defaults to 1 (TRL's is 8, a GRPO habit: SDFT's loss needs no group of samples), so a step sees
@@ -30,14 +40,20 @@ ping is switched off, and TRL's version is part of the stage key (its experiment
 from __future__ import annotations
 
 import enum
+import logging
 import math
+import re
 from dataclasses import dataclass, field
 
 from stages import finetune
 from stages.context import StageContext, StageResult
 from stages.losses import Loss
 
+log = logging.getLogger(__name__)
+
 TRL_DEFAULT_TEMPLATE = "{prompt}\n\n{privileged_context}"
+RENDERED_TEACHER = "{privileged_context}"  # TRL's template when the teacher's prompt is rendered here (sdft_data)
+CHAT_TEACHER = "the reference inside the last user turn, through the chat template"  # key_inputs, for chat rows
 
 
 class Teacher(str, enum.Enum):
@@ -165,14 +181,20 @@ class Config(finetune.Config):
             )
         return problems
 
-    def key_inputs(self) -> dict:
-        """Inputs of the stage key besides its settings: TRL's version (its experimental trainer may change)."""
+    def key_inputs(self, rows=None, tokenizer=None) -> dict:
+        """Inputs of the stage key besides its settings: TRL's version (its experimental trainer may change) and, where
+        some rows are chat rows (the plan's tokenizer, whose template is gone under evaluation.chat_template: false),
+        that their teacher reads the reference inside the user's turn. Plain rows add nothing, so their keys are as
+        before chat rows were told apart."""
         from importlib import metadata
 
         try:
-            return {"trl": metadata.version("trl")}
+            inputs = {"trl": metadata.version("trl")}
         except metadata.PackageNotFoundError:
-            return {"trl": None}
+            inputs = {"trl": None}
+        if rows is not None and tokenizer is not None and has_chat_rows(rows["prompt"], tokenizer):
+            inputs["teacher_prompt"] = CHAT_TEACHER
+        return inputs
 
 
 def template_problem(template: str) -> str | None:
@@ -233,19 +255,167 @@ def sdft_arguments(config: Config, ctx: StageContext):
     )
 
 
-def sdft_rows(rows, tokenizer):
-    """TRL's columns from prompt/completion rows: the prompt, and the reference answer as privileged context. A
-    prompt that starts with the BOS text loses it when the tokenizer adds its own (data_recipes/encoding.py)."""
+def render_chat(tokenizer, turns: list[dict]) -> str:
+    """A conversation as the chat template renders it for the model to answer (as data_recipes/formats.py does)."""
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+class ChatLayout:
+    """A chat template's layout, learnt by rendering conversations of marker texts, to read a rendered prompt back into
+    the conversation it renders: the turns, ending with a user turn, whose rendering with add_generation_prompt is the
+    prompt exactly (checked by rendering them again)."""
+
+    MARK = "FORGETLESSTURN{}X"
+    MOST_TURNS = 64
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.patterns: dict[tuple, re.Pattern | None] = {}
+        self.user_header = self._user_header()
+
+    def render(self, turns: list[dict]) -> str:
+        return render_chat(self.tokenizer, turns)
+
+    def _pieces(self, roles: tuple) -> list[str] | None:
+        """The text around each turn's content when the template renders these roles, or None if it refuses them."""
+        marks = [self.MARK.format(n) for n in range(len(roles))]
+        try:
+            text = self.render([{"role": role, "content": mark} for role, mark in zip(roles, marks)])
+        except Exception:  # a template that refuses the layout (a system turn, roles that must alternate)
+            return None
+        pieces = []
+        for mark in marks:
+            before, found, text = text.partition(mark)
+            if not found or mark in text:
+                return None
+            pieces.append(before)
+        return [*pieces, text]
+
+    def _user_header(self) -> str:
+        """What every user turn's text follows, first or later (the common end of the text before each), or ''."""
+        pieces = self._pieces(("user", "assistant", "user"))
+        if pieces is None:
+            return ""
+        first, later = pieces[0], pieces[2]
+        size = 0
+        while size < min(len(first), len(later)) and first[-1 - size] == later[-1 - size]:
+            size += 1
+        return first[len(first) - size :]
+
+    def _pattern(self, roles: tuple) -> re.Pattern | None:
+        if roles not in self.patterns:
+            pieces = self._pieces(roles)
+            self.patterns[roles] = None if pieces is None else re.compile("(.*?)".join(map(re.escape, pieces)), re.S)
+        return self.patterns[roles]
+
+    def turns(self, prompt: str) -> list[dict] | None:
+        """The conversation this prompt renders, most user turns first (a history is not read as one user text), or
+        None: a plain prompt, or one no conversation of alternating turns renders."""
+        users = min(prompt.count(self.user_header), self.MOST_TURNS) if self.user_header else 1
+        for count in range(max(users, 1), 0, -1):
+            for system in (False, True):
+                roles = ("system",) * system + ("user", "assistant") * (count - 1) + ("user",)
+                pattern = self._pattern(roles)
+                match = pattern.fullmatch(prompt) if pattern is not None else None
+                if match is None:
+                    continue
+                turns = [{"role": role, "content": text} for role, text in zip(roles, match.groups())]
+                if self.render(turns) == prompt:
+                    return turns
+        return None
+
+
+def chat_turns(prompts: list[str], tokenizer) -> list[list[dict] | None]:
+    """Each prompt's conversation (ChatLayout.turns), all None where the tokenizer has no chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return [None] * len(prompts)
+    layout = ChatLayout(tokenizer)
+    return [layout.turns(prompt) for prompt in prompts]
+
+
+def has_chat_rows(prompts: list[str], tokenizer) -> bool:
+    return any(turns is not None for turns in chat_turns(prompts, tokenizer))
+
+
+def teacher_turns(turns: list[dict], reference: str, template: str) -> list[dict]:
+    """TRL's teacher conversation (DemonstrationTeacherContextBuilder): the turns before the last user turn, then that
+    turn's text with the reference put in by the teacher template."""
+    return [
+        *turns[:-1],
+        {"role": "user", "content": template.format(prompt=turns[-1]["content"], privileged_context=reference)},
+    ]
+
+
+@dataclass
+class SdftData:
+    """TRL's dataset, the teacher template to give TRL, and what the teacher's prompt is for each row."""
+
+    rows: object  # datasets.Dataset: prompt (text, or a conversation) and privileged_context
+    teacher_template: str
+    layout: str  # plain, conversational, or rendered (the teacher's prompt rendered here)
+    student_prompts: list[str]  # as text, BOS text included where the template writes it
+    teacher_prompts: list[str]
+
+
+def sdft_data(rows, tokenizer, template: str = TRL_DEFAULT_TEMPLATE, chat: bool = True) -> SdftData:
+    """TRL's columns from prompt/completion rows: the prompt (a chat row's conversation), and the reference answer as
+    privileged context. A text prompt that starts with the BOS text loses it when the tokenizer adds its own
+    (data_recipes/encoding.py). `chat`: evaluation.chat_template as resolved (off: every row is plain)."""
     import datasets
 
     from data_recipes.encoding import special_prefix
 
+    prompts, references = list(rows["prompt"]), [c.strip() for c in rows["completion"]]
     bos = tokenizer.bos_token
     adds_bos = bool(bos) and bool(special_prefix(tokenizer))
-    prompts = [p[len(bos) :] if adds_bos and p.startswith(bos) else p for p in rows["prompt"]]
-    return datasets.Dataset.from_dict(
-        {"prompt": prompts, "privileged_context": [c.strip() for c in rows["completion"]]}
+    texts = [p[len(bos) :] if adds_bos and p.startswith(bos) else p for p in prompts]
+    conversations = chat_turns(prompts, tokenizer) if chat else [None] * len(prompts)
+    plain = [template.format(prompt=p, privileged_context=r) for p, r in zip(texts, references)]
+    if all(turns is None for turns in conversations):
+        return SdftData(
+            datasets.Dataset.from_dict({"prompt": texts, "privileged_context": references}),
+            template,
+            "plain",
+            prompts,
+            plain,
+        )
+    rendered = [
+        render_chat(tokenizer, teacher_turns(turns, ref, template)) if turns is not None else None
+        for turns, ref in zip(conversations, references)
+    ]
+    if all(turns is not None for turns in conversations) and (
+        tokenizer(prompts, add_special_tokens=False)["input_ids"] == tokenizer(texts)["input_ids"]
+    ):  # TRL's encoding of a conversation is the evaluation's encoding of its text
+        return SdftData(
+            datasets.Dataset.from_dict({"prompt": conversations, "privileged_context": references}),
+            template,
+            "conversational",
+            prompts,
+            rendered,
+        )
+    without_bos = [None if t is None else t[len(bos) :] if adds_bos and t.startswith(bos) else t for t in rendered]
+    teachers = [plain_text if chat_text is None else chat_text for chat_text, plain_text in zip(without_bos, plain)]
+    return SdftData(
+        datasets.Dataset.from_dict({"prompt": texts, "privileged_context": teachers}),
+        RENDERED_TEACHER,
+        "rendered",
+        prompts,
+        teachers,
     )
+
+
+def sdft_rows(rows, tokenizer):
+    """TRL's dataset for plain rows (sdft_data without a chat template)."""
+    return sdft_data(rows, tokenizer, chat=False).rows
+
+
+def teacher_prompts_cut(data: SdftData, tokenizer, max_length: int) -> int:
+    """How many teacher prompts TRL cuts (longer than max_length tokens, as TRL encodes them)."""
+    if data.layout == "conversational":
+        lengths = [len(ids) for ids in tokenizer(data.teacher_prompts, add_special_tokens=False)["input_ids"]]
+    else:
+        lengths = [len(ids) for ids in tokenizer(data.teacher_prompts)["input_ids"]]
+    return sum(length > max_length for length in lengths)
 
 
 def trainer_class():
@@ -276,12 +446,28 @@ def run(config: Config, ctx: StageContext) -> StageResult:
                 f"{config.name}.distillation_topk: {config.distillation_topk} is more than the model's "
                 f"{vocab} tokens; set it to at most {vocab}"
             )
-        rows = sdft_rows(ctx.train_data, tokenizer)
+        chat = ctx.extra.get("evaluation", {}).get("chat_template", True)
+        data = sdft_data(ctx.train_data, tokenizer, config.teacher_template, chat)
+        # Set after SDFTConfig checked it, which RENDERED_TEACHER (no {prompt}) would not pass; TRL only formats it.
+        args.teacher_prompt_template = data.teacher_template
+        cut = teacher_prompts_cut(data, tokenizer, ctx.max_length)
+        log.info("%s: %s rows, %d teacher prompt(s) over max_length %d", config.name, data.layout, cut, ctx.max_length)
+        if cut:
+            log.warning(
+                "%s: %d of %d teacher prompts are longer than max_length %d and lose their start (TRL cuts from the "
+                "left)",
+                config.name,
+                cut,
+                len(data.rows),
+                ctx.max_length,
+            )
+        rows = data.rows
         trainer = trainer_class()(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
         metrics = fit(trainer, ctx.tracking)
         logs = trainer.state.log_history
         metrics.update(
             train_rows=len(rows),
+            teacher_prompts_cut=cut,
             distillation_loss_history=[
                 log["sdft/distillation_loss"] for log in logs if "sdft/distillation_loss" in log
             ],

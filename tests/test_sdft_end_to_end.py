@@ -3,6 +3,7 @@ mapping onto TRL's SDFTConfig and dataset; what `pipeline validate` refuses."""
 
 import json
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,6 +136,55 @@ def test_the_dataset_is_trls_prompt_and_privileged_context_with_one_bos():
     assert data.column_names == ["prompt", "privileged_context"]
     assert data["prompt"] == ["[user] hi [bot]", "Is it red? Answer:"]  # the tokenizer adds the BOS back
     assert data["privileged_context"] == ["hello", "True"]
+
+
+# The tiny base's words, so its word-level tokenizer reads the rendered rows (tests/test_keys_end_to_end.py).
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}translate : {{ m['content'] }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}question :{% endif %}"
+)
+
+
+def test_chat_rows_reach_trl_as_conversations_and_are_in_the_key(tmp_path, base, monkeypatch):
+    """A chat model's rows (format: messages through its template): TRL gets the conversations, its teacher the
+    reference inside the user turn; the stage key says so. tests/stages/test_sdft_chat.py checks the token ids."""
+    import shutil
+
+    import stages.sdft as sdft
+    from stages.sdft import CHAT_TEACHER
+
+    folder = tmp_path / "chat-base"
+    shutil.copytree(base, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
+    source = Path(__file__).parent / "data" / "own_targets" / "colour_fr_train.jsonl"
+    rows = [json.loads(line) for line in source.read_text().splitlines()[:24]]
+    data = tmp_path / "colour_fr.jsonl"
+    turns = [
+        [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}] for r in rows
+    ]
+    data.write_text("".join(json.dumps({"messages": t}) + "\n" for t in turns))
+    recipe = RECIPE.replace("BASE", str(folder)).replace(
+        "{name: letter_rule, train: embedded:letter_rule, train_rows: 16, test_rows: 4}",
+        f"{{name: colour_fr, train: {data}, format: messages, train_rows: 20, test_rows: 4}}",
+    )
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    seen, original = [], sdft.sdft_data
+
+    def spy(*args):  # what the stage hands TRL
+        seen.append(original(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(sdft, "sdft_data", spy)
+    assert main(["run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run")]) == 0
+    [made] = seen
+    assert made.layout == "conversational"
+    assert made.rows[0]["prompt"] == [{"role": "user", "content": made.rows[0]["prompt"][0]["content"]}]
+    assert all(
+        t.endswith(f"\n\n{r}\nquestion :") for t, r in zip(made.teacher_prompts, made.rows["privileged_context"])
+    )
+    done = json.loads((tmp_path / "run/seed0/sdft/sdft/DONE.json").read_text())
+    assert done["inputs"]["teacher_prompt"] == CHAT_TEACHER and done["metrics"]["steps_run"] == 2
 
 
 @pytest.mark.parametrize(

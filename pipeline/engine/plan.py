@@ -123,7 +123,12 @@ def plan_run(
                     "data_sha256": {s: fingerprints.get(s) for s in sorted(counts)},
                     "data_token_ids": {s: tokens.of(s) for s in sorted(counts)},
                     **training_extra,
-                    **(config.key_inputs() if hasattr(config, "key_inputs") else {}),  # e.g. sdft: TRL's version
+                    # e.g. sdft: TRL's version, and whether its rows are chat rows (the teacher's prompt follows)
+                    **(
+                        config.key_inputs(mix.dataset if mix is not None else None, tokenizer)
+                        if hasattr(config, "key_inputs")
+                        else {}
+                    ),
                 }
                 if getattr(config, "selection", None) is not None:  # it scores a validation split while it trains
                     inputs["validation_evaluation"] = evaluation
