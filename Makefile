@@ -76,7 +76,7 @@ promot-multitask: $(STAMP)  ## multi-task ProMoT: two targets, one prompt each, 
 methods: $(STAMP)  ## DFT, EAFT, ASFT, a KL anchor, self-distillation and OSF beside SFT and ProMoT + merge, 3 seeds -> runs/methods/
 	$(RUN) run recipes/methods.yaml
 
-methods-smollm2: $(STAMP)  ## DFT, ASFT and self-distillation beside SFT and ProMoT on SmolLM2-135M-Instruct, CPU size (~90 min) -> runs/methods_smollm2/
+methods-smollm2: $(STAMP)  ## DFT, ASFT, self-distillation and on-policy SDFT beside SFT and ProMoT on SmolLM2-135M-Instruct, CPU size (~100 min of CPU) -> runs/methods_smollm2/
 	$(RUN) run recipes/methods_smollm2.yaml
 
 promot-smollm2: $(STAMP)  ## ProMoT on SmolLM2-135M-Instruct (from its wheel), SVAMP's operation as a label target, the real general suite, CPU size -> runs/promot_smollm2/
