@@ -90,26 +90,47 @@ def measure_check(check: CheckConfig, scores: Scores, reference_name: str = ACCE
             _plain_note(check, scores, recipe, stage),
             scores.se(recipe, stage, measured(check)),
         )
-    b, against = _reference(check, scores, recipe, reference_name)
+    b, against, se_b = _reference(check, scores, recipe, reference_name)
     if b is None:
         return _missing(check, name, limit, f"no {against} to compare with")
     value = _relate(check.relation, a, b)
     note = f"{against} {b:.3f} -> {a:.3f}"
     if value is None:
         return _missing(check, name, limit, f"{a:.3f} vs {b:.3f}: no ratio to 0", note)
-    return _judge(check, name, limit, value, _relative_text(check.relation, a, b, value), note)
+    text = _relative_text(check.relation, a, b, value)
+    if check.relation is Relation.RATIO:
+        text += _ratio_se_text(a, b, scores.se(recipe, stage, measured(check)), se_b)
+    return _judge(check, name, limit, value, text, note)
 
 
-def _reference(check: CheckConfig, scores: Scores, recipe: str, reference_name: str) -> tuple[float | None, str]:
+def _reference(
+    check: CheckConfig, scores: Scores, recipe: str, reference_name: str
+) -> tuple[float | None, str, float | None]:
+    """The value compared with, its name, and its standard error (None where unknown)."""
     measure = measured(check)
     if check.against == ACCEPTED:
-        return scores.reference(measure), reference_name
+        return scores.reference(measure), reference_name, None
     if check.against == BASE:
-        return scores.value(recipe, "base", measure), "base"
+        return scores.value(recipe, "base", measure), "base", scores.se(recipe, "base", measure)
     other = pick(scores, check.against, {})
     if other is None:
-        return None, f"results for recipe {check.against!r}"
-    return scores.value(other, scores.final_stage(other), measure), other
+        return None, f"results for recipe {check.against!r}", None
+    stage = scores.final_stage(other)
+    return scores.value(other, stage, measure), other, scores.se(other, stage, measure)
+
+
+def ratio_se(a: float, b: float, se_a: float, se_b: float) -> float:
+    """The standard error of a / b by the delta method, a and b taken as independent: where both are scored on
+    the same examples their covariance is positive, so this errs large."""
+    return abs(a / b) * ((se_a / a) ** 2 + (se_b / b) ** 2) ** 0.5 if a else abs(se_a / b)
+
+
+def _ratio_se_text(a: float, b: float, se_a: float | None, se_b: float | None) -> str:
+    if se_a is None or se_b is None or se_a != se_a or se_b != se_b:
+        return ""
+    if not a and not se_a:
+        return " (no example right: no standard error)"
+    return f" ± {ratio_se(a, b, se_a, se_b):.1%} (se, delta method)"
 
 
 def _relate(relation: Relation, a: float, b: float) -> float | None:

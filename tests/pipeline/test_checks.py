@@ -375,3 +375,37 @@ def test_a_group_needs_a_general_measure():
         "group",
         "groups the general suite's tasks: measure must be one of general, forgetting, general_drop, not target",
     ) in check(measure="target", group="generation", min=0).problems()
+
+
+def domain_rows(recipe, stage, score, stderr):
+    return rows(recipe, stage, 0.9) + [
+        dict(
+            recipe=recipe,
+            seed=0,
+            stage=stage,
+            task="math",
+            suite="domain",
+            metric="m",
+            score=score,
+            n=50,
+            stderr=stderr,
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "kept, kept_se, text",
+    [
+        (0.14, 0.05, "0.140 / 0.200 = 70.0% ± 32.0% (se, delta method)"),
+        (0.0, 0.0, "0.000 / 0.200 = 0.0% (no example right: no standard error)"),
+    ],
+)
+def test_a_share_of_another_recipe_carries_its_standard_error(kept, kept_se, text):
+    """DMT's bar: the share of domain_only's domain a recipe keeps, with the delta method's standard error from
+    both scores' standard errors (0.7 * sqrt((0.05 / 0.14)^2 + (0.057 / 0.2)^2) = 0.320)."""
+    data = domain_rows("domain_only", "base", 0.04, 0.028) + domain_rows("domain_only", "domain", 0.2, 0.057)
+    data += domain_rows("dmt", "base", 0.04, 0.028) + domain_rows("dmt", "general", kept, kept_se)
+    outcome = measure_check(
+        check(recipe="dmt", measure="domain", against="domain_only", relation="ratio", min=0.8), scores(data)
+    )
+    assert outcome.text == text and outcome.passed is False
