@@ -368,7 +368,11 @@ def sdft_data(rows, tokenizer, template: str = TRL_DEFAULT_TEMPLATE, chat: bool 
     prompts, references = list(rows["prompt"]), [c.strip() for c in rows["completion"]]
     bos = tokenizer.bos_token
     adds_bos = bool(bos) and bool(special_prefix(tokenizer))
-    texts = [p[len(bos) :] if adds_bos and p.startswith(bos) else p for p in prompts]
+
+    def strip_bos(text: str) -> str:  # the BOS the tokenizer will add again
+        return text[len(bos) :] if adds_bos and text.startswith(bos) else text
+
+    texts = [strip_bos(p) for p in prompts]
     conversations = chat_turns(prompts, tokenizer) if chat else [None] * len(prompts)
     plain = [template.format(prompt=p, privileged_context=r) for p, r in zip(texts, references)]
     if all(turns is None for turns in conversations):
@@ -393,7 +397,7 @@ def sdft_data(rows, tokenizer, template: str = TRL_DEFAULT_TEMPLATE, chat: bool 
             prompts,
             rendered,
         )
-    without_bos = [None if t is None else t[len(bos) :] if adds_bos and t.startswith(bos) else t for t in rendered]
+    without_bos = [None if t is None else strip_bos(t) for t in rendered]
     teachers = [plain_text if chat_text is None else chat_text for chat_text, plain_text in zip(without_bos, plain)]
     return SdftData(
         datasets.Dataset.from_dict({"prompt": texts, "privileged_context": teachers}),
